@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/mbuzz_test
+DATABASE_URL ?= sqlite:///mbuzz.db
+PORT ?= 5000
+
+.PHONY: install run test lint test-postgres test-sqlite bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz migrate
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz bootstrap-demo
+	@echo "serving on http://127.0.0.1:$(PORT)  (API: http://127.0.0.1:$(PORT)/api/v1)"
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/gunicorn --workers 1 --worker-class gthread --threads 8 \
+		--bind 127.0.0.1:$(PORT) 'gateway:create_app()'
+
+lint: install
+	$(BIN)/ruff check core gateway connectors tests bench
+	$(BIN)/mypy --strict core
+
+test-postgres: install
+	bash .ci/services
+	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
+
+test-sqlite: install
+	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway
+
+test: lint test-postgres test-sqlite
+
+bench: install
+	bash .ci/services
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) mbuzz.db* test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,227 @@
+"""Attribution of one stored conversion: journey (ATT-5..ATT-12), models, credit rows (ATT-47).
+
+The maths is the pure ``core.attribution`` package; this module only reads the candidate sessions and writes
+the credit rows, replacing a conversion's rows in the caller's transaction so a re-run is atomic and changes
+nothing when nothing changed (ATT-48).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from core.attribution import MODELS, ModelResult, Touchpoint, attribute, journey_for, revenue_split
+from core.processors.context import Ctx, links_of_visitor, owner_at
+from core.storage.models import AttributionCredit, Conversion, Session, VisitorLink
+
+INHERIT_NOT_FOUND = "inherit_acquisition: no acquisition conversion found; attributed from its own journey"
+
+
+def _candidates(ctx: Ctx, conv: Conversion, lookback: timedelta) -> list[Touchpoint]:
+    """ATT-5: the visitor's sessions, or every session that belonged to the user at its start."""
+    start, end = conv.converted_at - lookback, conv.converted_at
+    visitor_ids = {conv.visitor_id}
+    if conv.user_id is not None:
+        visitor_ids.update(
+            ctx.db.scalars(
+                sa.select(VisitorLink.visitor_id).where(ctx.scoped(VisitorLink), VisitorLink.user_id == conv.user_id)
+            )
+        )
+    sessions = list(
+        ctx.db.scalars(
+            sa.select(Session).where(
+                ctx.scoped(Session),
+                Session.visitor_id.in_(sorted(visitor_ids)),
+                Session.excluded.is_(False),
+                Session.started_at >= start,
+                Session.started_at <= end,
+            )
+        )
+    )
+    if conv.user_id is not None:
+        links = {v: links_of_visitor(ctx, v) for v in visitor_ids}
+        kept = []
+        for s in sessions:
+            owner = owner_at(links[s.visitor_id], s.started_at)
+            if owner == conv.user_id or (s.visitor_id == conv.visitor_id and owner is None):
+                kept.append(s)
+        sessions = kept
+    return [
+        Touchpoint(
+            session_id=s.id,
+            channel=s.channel,
+            at=s.started_at,
+            visitor_id=s.visitor_id,
+            utm_source=s.utm_source,
+            utm_medium=s.utm_medium,
+            utm_campaign=s.utm_campaign,
+        )
+        for s in sessions
+    ]
+
+
+def _reset_point(ctx: Ctx, conv: Conversion) -> datetime | None:
+    """ATT-7: the latest earlier conversion of the same user (or visitor) under journey_reset."""
+    mode = ctx.config.attribution.journey_reset
+    if mode == "none":
+        return None
+    owner = Conversion.user_id == conv.user_id if conv.user_id else Conversion.visitor_id == conv.visitor_id
+    query = sa.select(sa.func.max(Conversion.converted_at)).where(
+        ctx.scoped(Conversion), owner, Conversion.id != conv.id, Conversion.converted_at < conv.converted_at
+    )
+    if mode == "same_type":
+        query = query.where(Conversion.conversion_type == conv.conversion_type)
+    value = ctx.db.scalar(query)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _acquisition_for(ctx: Ctx, conv: Conversion) -> Conversion | None:
+    """ATT-43: the latest acquisition of the same user (else visitor) at or before this conversion."""
+    owner = Conversion.user_id == conv.user_id if conv.user_id else Conversion.visitor_id == conv.visitor_id
+    return ctx.db.scalars(
+        sa.select(Conversion)
+        .where(
+            ctx.scoped(Conversion),
+            owner,
+            Conversion.is_acquisition.is_(True),
+            Conversion.id != conv.id,
+            Conversion.converted_at <= conv.converted_at,
+        )
+        .order_by(Conversion.converted_at.desc(), Conversion.id.desc())
+    ).first()
+
+
+def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
+    return list(
+        ctx.db.scalars(
+            sa.select(AttributionCredit)
+            .where(ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conversion_id)
+            .order_by(AttributionCredit.model, AttributionCredit.touchpoint_index)
+        )
+    )
+
+
+def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
+    """Compute and store every enabled model's credits for ``conv``; returns warnings for the answer."""
+    warnings: list[str] = []
+    settings = ctx.config.attribution
+    now = datetime.now(UTC)
+    if not conv.named_user:  # ATT-5: an unnamed conversion's user is re-derived every time.
+        conv.user_id = owner_at(links_of_visitor(ctx, conv.visitor_id), conv.converted_at)
+    ctx.db.execute(
+        sa.delete(AttributionCredit).where(
+            ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conv.id
+        )
+    )
+    rows: list[AttributionCredit] = []
+    fallbacks: dict[str, str] = {}
+    acquisition = _acquisition_for(ctx, conv) if conv.inherit_acquisition else None
+    if conv.inherit_acquisition and acquisition is None:
+        warnings.append(INHERIT_NOT_FOUND)
+    if acquisition is not None:
+        rows = _inherited_rows(ctx, conv, acquisition)
+        conv.inherited_from_conversion_id = acquisition.id
+        conv.journey_session_ids = list(acquisition.journey_session_ids or [])
+        conv.sessions_analyzed = acquisition.sessions_analyzed
+        conv.journey_truncated = acquisition.journey_truncated
+        fallbacks = dict(acquisition.fallbacks or {})
+    else:
+        conv.inherited_from_conversion_id = None
+        candidates = _candidates(ctx, conv, timedelta(days=settings.lookback_days))
+        journey = journey_for(candidates, conv.converted_at, settings, _reset_point(ctx, conv))
+        results = attribute(journey, conv.converted_at, conv.net_revenue_minor, settings)
+        by_session = {tp.session_id: tp for tp in journey.touchpoints}
+        for model in MODELS:
+            result: ModelResult | None = results.get(model)
+            if result is None:
+                continue
+            if result.fallback:
+                fallbacks[model] = result.fallback
+            for r in result.rows:
+                tp = by_session[r.session_id]
+                rows.append(
+                    AttributionCredit(
+                        account_id=ctx.account_id,
+                        environment=ctx.environment,
+                        conversion_id=conv.id,
+                        model=model,
+                        session_id=r.session_id,
+                        touchpoint_index=r.touchpoint_index,
+                        journey_length=len(journey.touchpoints),
+                        channel=r.channel,
+                        position=r.position,
+                        credit=Decimal(r.credit_units) / 10000,
+                        revenue_credit_minor=r.revenue_minor,
+                        currency=conv.currency,
+                        converted_at=conv.converted_at,
+                        utm_source=tp.utm_source,
+                        utm_medium=tp.utm_medium,
+                        utm_campaign=tp.utm_campaign,
+                        model_config_version=ctx.config.config_versions.get(model, 1),
+                        fallback=result.fallback,
+                        fallback_reason=result.fallback_reason,
+                        created_at=now,
+                    )
+                )
+        conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
+        conv.sessions_analyzed = len(journey.touchpoints)
+        conv.journey_truncated = journey.truncated
+    ctx.db.add_all(rows)
+    conv.fallbacks = fallbacks
+    conv.lookback_days_used = settings.lookback_days
+    conv.attribution_status = "complete"
+    conv.attributed_at = now
+    return warnings
+
+
+def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[AttributionCredit]:
+    """ATT-43: copy the acquisition's rows; revenue credits come from this conversion's own net revenue."""
+    now = datetime.now(UTC)
+    copied: list[AttributionCredit] = []
+    by_model: dict[str, list[AttributionCredit]] = {}
+    for row in credit_rows_of(ctx, source.id):
+        by_model.setdefault(row.model, []).append(row)
+    for model, model_rows in by_model.items():
+        if model not in ctx.config.attribution.enabled_models:
+            continue
+        model_rows.sort(key=lambda r: r.touchpoint_index)
+        units = [int(r.credit * 10000) for r in model_rows]
+        total = conv.net_revenue_minor
+        if total is None:
+            revenue: list[int | None] = [None] * len(model_rows)
+        elif model == "participation":
+            revenue = [total] * len(model_rows)
+        else:
+            revenue = list(revenue_split(units, total))
+        for row, rev in zip(model_rows, revenue, strict=True):
+            copied.append(
+                AttributionCredit(
+                    account_id=ctx.account_id,
+                    environment=ctx.environment,
+                    conversion_id=conv.id,
+                    model=model,
+                    session_id=row.session_id,
+                    touchpoint_index=row.touchpoint_index,
+                    journey_length=row.journey_length,
+                    channel=row.channel,
+                    position=row.position,
+                    credit=row.credit,
+                    revenue_credit_minor=rev,
+                    currency=conv.currency,
+                    converted_at=conv.converted_at,
+                    utm_source=row.utm_source,
+                    utm_medium=row.utm_medium,
+                    utm_campaign=row.utm_campaign,
+                    model_config_version=row.model_config_version,
+                    fit_id=row.fit_id,
+                    fallback=row.fallback,
+                    fallback_reason=row.fallback_reason,
+                    inherited_from_conversion_id=source.id,
+                    created_at=now,
+                )
+            )
+    return copied

@@ -1,0 +1,56 @@
+"""Processing a batch of commands of one tenant, in log order, in one transaction (SES-12, API-63)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from core.commands import Command, CommandResult, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
+from core.processors.attribution import attribute_conversion
+from core.processors.context import Ctx
+from core.processors.conversions import process_conversion
+from core.processors.events import process_event, process_touch
+from core.processors.identity import process_identify
+from core.settings import load_config
+from core.storage.models import Conversion
+from core.tenant import Tenant
+
+
+def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
+    ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id))
+    results: list[CommandResult] = []
+    for command in commands:
+        if isinstance(command, EventCommand):
+            results.append(process_event(ctx, command))
+        elif isinstance(command, TouchCommand):
+            results.append(process_touch(ctx, command))
+        elif isinstance(command, ConversionCommand):
+            results.append(process_conversion(ctx, command))
+        elif isinstance(command, IdentifyCommand):
+            results.append(process_identify(ctx, command))
+        else:  # pragma: no cover - the type union is closed
+            raise TypeError(f"unknown command {command!r}")
+        db.flush()
+    reattribute_pending(ctx)
+    return results
+
+
+def reattribute_pending(ctx: Ctx) -> int:
+    """ID-14 / SES-13: recompute the queued conversions, oldest first so inheritors see fresh acquisitions."""
+    if not ctx.reattribute:
+        return 0
+    ids = sorted(ctx.reattribute)
+    ctx.reattribute.clear()
+    conversions = list(
+        ctx.db.scalars(
+            sa.select(Conversion)
+            .where(ctx.scoped(Conversion), Conversion.id.in_(ids))
+            .order_by(Conversion.converted_at, Conversion.id)
+        )
+    )
+    for conv in conversions:
+        attribute_conversion(ctx, conv)
+    ctx.db.flush()
+    return len(conversions)

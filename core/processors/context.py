@@ -1,0 +1,214 @@
+"""What every processor needs for one batch: the transaction, the tenant, its settings, and small caches.
+
+The caches live for one batch only (one transaction), so they can never serve stale rows across requests
+(API-13 forbids per-process caches of anything revocable; the same discipline applies here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from core.ids import new_id
+from core.settings import AccountConfig
+from core.storage.models import User, Visitor, VisitorLink
+from core.tenant import Tenant
+
+
+@dataclass
+class Ctx:
+    db: Session
+    tenant: Tenant
+    config: AccountConfig
+    visitors: dict[str, Visitor] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    reattribute: set[str] = field(default_factory=set)  # conversion ids, coalesced per batch (SES-13, ID-14)
+
+    @property
+    def account_id(self) -> str:
+        return self.tenant.account_id
+
+    @property
+    def environment(self) -> str:
+        return self.tenant.environment
+
+    def scoped(self, model: Any) -> Any:
+        """A WHERE clause scoping ``model`` to this tenant: every query starts here."""
+        return sa.and_(model.account_id == self.account_id, model.environment == self.environment)
+
+
+def insert_ignore(db: Session, model: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on both dialects; True when the row was inserted."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(model).values(**values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing()
+    result = db.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def lock_visitor(ctx: Ctx, visitor_key: str) -> None:
+    """SES-12: one visitor's items are never resolved concurrently (advisory lock on PostgreSQL).
+
+    SQLite serializes writers itself, so nothing is needed there.
+    """
+    if ctx.db.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{ctx.account_id}|{ctx.environment}|{visitor_key}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    ctx.db.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def get_visitor(ctx: Ctx, visitor_key: str) -> Visitor | None:
+    cached = ctx.visitors.get(visitor_key)
+    if cached is not None:
+        return cached
+    row = ctx.db.scalars(
+        sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key == visitor_key)
+    ).first()
+    if row is not None:
+        ctx.visitors[visitor_key] = row
+    return row
+
+
+def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> Visitor:
+    """VIS-3: a visitor is created the first time any item names it; seen times track item times."""
+    lock_visitor(ctx, visitor_key)
+    row = get_visitor(ctx, visitor_key)
+    if row is None:
+        insert_ignore(
+            ctx.db,
+            Visitor,
+            {
+                "account_id": ctx.account_id,
+                "environment": ctx.environment,
+                "id": new_id("vis"),
+                "visitor_key": visitor_key,
+                "first_seen_at": seen_at,
+                "last_seen_at": seen_at,
+                "created_at": seen_at,
+            },
+        )
+        row = get_visitor(ctx, visitor_key)
+        assert row is not None
+        return row
+    if seen_at < row.first_seen_at:
+        row.first_seen_at = seen_at
+    if seen_at > row.last_seen_at:
+        row.last_seen_at = seen_at
+    return row
+
+
+def get_user(ctx: Ctx, user_key: str) -> User | None:
+    cached = ctx.users.get(user_key)
+    if cached is not None:
+        return cached
+    row = ctx.db.scalars(sa.select(User).where(ctx.scoped(User), User.user_key == user_key)).first()
+    if row is not None:
+        ctx.users[user_key] = row
+    return row
+
+
+def ensure_user(ctx: Ctx, user_key: str, at: datetime) -> User:
+    """ID-1: a user is created the first time any item names it."""
+    row = get_user(ctx, user_key)
+    if row is None:
+        insert_ignore(
+            ctx.db,
+            User,
+            {
+                "account_id": ctx.account_id,
+                "environment": ctx.environment,
+                "id": new_id("idt"),
+                "user_key": user_key,
+                "traits": {},
+                "created_at": at,
+            },
+        )
+        row = get_user(ctx, user_key)
+        assert row is not None
+    return row
+
+
+def user_for_email(ctx: Ctx, email_sha256: str, at: datetime) -> User:
+    """ID-9: the most recently identified real user with that hash, else a provisional one."""
+    real = ctx.db.scalars(
+        sa.select(User)
+        .where(ctx.scoped(User), User.email_sha256 == email_sha256, User.user_key.is_not(None))
+        .order_by(User.last_identified_at.desc().nulls_last(), User.id.desc())
+    ).first()
+    if real is not None:
+        return real
+    provisional = ctx.db.scalars(
+        sa.select(User).where(ctx.scoped(User), User.email_sha256 == email_sha256, User.user_key.is_(None))
+    ).first()
+    if provisional is not None:
+        return provisional
+    row = User(
+        account_id=ctx.account_id,
+        environment=ctx.environment,
+        id=new_id("idt"),
+        user_key=None,
+        email_sha256=email_sha256,
+        traits={},
+        created_at=at,
+    )
+    ctx.db.add(row)
+    ctx.db.flush()
+    return row
+
+
+def links_of_visitor(ctx: Ctx, visitor_id: str) -> list[VisitorLink]:
+    return list(
+        ctx.db.scalars(
+            sa.select(VisitorLink)
+            .where(ctx.scoped(VisitorLink), VisitorLink.visitor_id == visitor_id)
+            .order_by(VisitorLink.linked_at)
+        )
+    )
+
+
+def owner_at(links: list[VisitorLink], t: datetime) -> str | None:
+    """ID-2: the user whose link interval contains ``t`` (null bounds are open)."""
+    for link in links:
+        if (link.valid_from is None or link.valid_from <= t) and (link.valid_to is None or t < link.valid_to):
+            return link.user_id
+    return None
+
+
+def current_link(links: list[VisitorLink]) -> VisitorLink | None:
+    for link in links:
+        if link.valid_to is None:
+            return link
+    return None
+
+
+def add_link(ctx: Ctx, visitor: Visitor, user: User, at: datetime, first: bool) -> None:
+    ctx.db.add(
+        VisitorLink(
+            account_id=ctx.account_id,
+            environment=ctx.environment,
+            id=new_id("lnk"),
+            visitor_id=visitor.id,
+            user_id=user.id,
+            linked_at=at,
+            valid_from=None if first else at,
+            valid_to=None,
+        )
+    )
+    ctx.db.flush()
+
+
+def synthetic_visitor_key(user_key: str) -> str:
+    """VIS-4: ``~`` is outside the client alphabet, so synthetic ids never collide with real ones."""
+    return "~u." + hashlib.sha256(user_key.encode()).hexdigest()[:32]

@@ -1,0 +1,134 @@
+"""Conversions (sessions.md RES-2, SES-15; api.md API-52, API-92, API-93; attribution.md ATT-36..ATT-46)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from core.commands import CommandResult, ConversionCommand
+from core.processors.attribution import attribute_conversion
+from core.processors.context import Ctx, ensure_visitor, links_of_visitor, owner_at
+from core.processors.events import claim_key, used_key
+from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
+from core.reads import conversion_body
+from core.storage.models import Conversion, Event, Session, Visitor
+
+WINDOW = timedelta(minutes=30)
+
+
+def _session_for(ctx: Ctx, visitor_id: str, conv: Conversion) -> str | None:
+    """SES-15: the latest session with ``converted_at`` in ``[started_at, last_activity_at + 30 min]``."""
+    return ctx.db.scalar(
+        sa.select(Session.id)
+        .where(
+            ctx.scoped(Session),
+            Session.visitor_id == visitor_id,
+            Session.started_at <= conv.converted_at,
+            Session.last_activity_at >= conv.converted_at - WINDOW,
+        )
+        .order_by(Session.started_at.desc())
+        .limit(1)
+    )
+
+
+def _duplicate(ctx: Ctx, cmd: ConversionCommand, original_id: str) -> CommandResult:
+    """API-52: the original conversion and its current attribution; the later payload is ignored."""
+    original = ctx.db.scalars(
+        sa.select(Conversion).where(ctx.scoped(Conversion), Conversion.id == original_id)
+    ).first()
+    assert original is not None, "a claimed key always names a stored conversion"
+    body = conversion_body(ctx.db, ctx.tenant, original, ctx.config.attribution.enabled_models)
+    body["duplicate"] = True
+    return CommandResult(command_id=cmd.id, status="duplicate", result_id=original_id, body=body)
+
+
+def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
+    if cmd.idempotency_key is not None:
+        known = used_key(ctx, "conversion", cmd.idempotency_key)
+        if known is not None:
+            return _duplicate(ctx, cmd, known)
+    warnings = list(cmd.warnings)
+    event: Event | None = None
+    if cmd.event_id is not None:
+        event = ctx.db.scalars(sa.select(Event).where(ctx.scoped(Event), Event.id == cmd.event_id)).first()
+        if event is None:
+            named = next(
+                (f for f, v in (("visitor_id", cmd.visitor_key), ("user_id", cmd.user_key)) if v is not None),
+                "identifier" if cmd.email_sha256 else None,
+            )
+            if named is None:
+                # API-93 (inline mode): every accepted event is already committed, so it never arrives later.
+                return CommandResult(
+                    command_id=cmd.id, status="rejected", errors=[f"event_id {cmd.event_id} not found"]
+                )
+            warnings.append(f"event_id {cmd.event_id} not found; used {named}")
+    if cmd.idempotency_key is not None:
+        raced = claim_key(ctx, "conversion", cmd.idempotency_key, cmd.id, cmd.received_at)
+        if raced is not None:
+            return _duplicate(ctx, cmd, raced)
+    received = cmd.received_at
+    converted_at = cmd.converted_at or (event.occurred_at if event is not None else received)
+    source = "timestamp" if cmd.converted_at else ("event" if event is not None else "received")
+    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, converted_at)
+    visitor: Visitor
+    if event is not None:
+        found = ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.id == event.visitor_id)).first()
+        assert found is not None
+        visitor = ensure_visitor(ctx, found.visitor_key, converted_at)
+    elif cmd.visitor_key is not None:
+        visitor = ensure_visitor(ctx, cmd.visitor_key, converted_at)
+    else:
+        assert user is not None, "the edge guarantees an event, a visitor or a user"
+        visitor = visitor_for_user(ctx, user, converted_at, cmd.fingerprint)
+    if user is not None:
+        link_implicitly(ctx, visitor, user, converted_at)
+    user_id = user.id if user is not None else None
+    if user_id is None and event is not None:
+        user_id = event.user_id
+    if user_id is None:
+        user_id = owner_at(links_of_visitor(ctx, visitor.id), converted_at)
+    currency = cmd.currency or ctx.config.currency
+    conv = Conversion(
+        account_id=ctx.account_id,
+        environment=ctx.environment,
+        id=cmd.id,
+        conversion_type=cmd.conversion_type,
+        funnel=cmd.funnel,
+        visitor_id=visitor.id,
+        user_id=user_id,
+        named_user=user is not None or (event is not None and event.user_id is not None),
+        event_id=event.id if event is not None else None,
+        converted_at=converted_at,
+        converted_at_source=source,
+        received_at=received,
+        revenue_minor=cmd.revenue_minor,
+        refunded_minor=0,
+        net_revenue_minor=cmd.revenue_minor,
+        currency=currency,
+        status="active",
+        is_acquisition=cmd.is_acquisition,
+        inherit_acquisition=cmd.inherit_acquisition,
+        properties=cmd.properties,
+        idempotency_key=cmd.idempotency_key,
+        attribution_status="pending",
+        fallbacks={},
+        warnings=warnings,
+    )
+    conv.session_id = event.session_id if event is not None else _session_for(ctx, visitor.id, conv)
+    ctx.db.add(conv)
+    ctx.db.flush()
+    savepoint = ctx.db.begin_nested()
+    try:
+        warnings.extend(attribute_conversion(ctx, conv))
+        savepoint.commit()
+    except Exception:  # ATT-45: a conversion is never dropped because attribution failed.
+        savepoint.rollback()
+        conv.attribution_status = "pending"
+    ctx.reattribute.discard(conv.id)
+    conv.warnings = warnings
+    body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models)
+    body["duplicate"] = False
+    if warnings:
+        body["warnings"] = warnings
+    return CommandResult(command_id=cmd.id, result_id=conv.id, body=body, warnings=warnings)

@@ -1,0 +1,127 @@
+"""Touches (``POST /sessions``) and events (sessions.md RES-1, SES-3, SES-9; api.md API-51, API-53)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from core.channels import traffic_for
+from core.commands import CommandResult, EventCommand, TouchCommand
+from core.processors.context import Ctx, ensure_visitor, insert_ignore
+from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
+from core.processors.sessions import Item, resolve
+from core.storage.models import Event, IdempotencyKey
+
+
+def used_key(ctx: Ctx, scope: str, key: str) -> str | None:
+    return ctx.db.scalar(
+        sa.select(IdempotencyKey.result_id).where(
+            IdempotencyKey.account_id == ctx.account_id,
+            IdempotencyKey.environment == ctx.environment,
+            IdempotencyKey.scope == scope,
+            IdempotencyKey.key == key,
+        )
+    )
+
+
+def claim_key(ctx: Ctx, scope: str, key: str | None, result_id: str, at: datetime) -> str | None:
+    """API-50/55: reserve an idempotency key; returns the original id when it was already used."""
+    if key is None:
+        return None
+    inserted = insert_ignore(
+        ctx.db,
+        IdempotencyKey,
+        {
+            "account_id": ctx.account_id,
+            "environment": ctx.environment,
+            "scope": scope,
+            "key": key,
+            "result_id": result_id,
+            "created_at": at,
+        },
+    )
+    if inserted:
+        return None
+    return used_key(ctx, scope, key) or result_id
+
+
+def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
+    original = claim_key(ctx, "session", cmd.idempotency_key, cmd.id, cmd.received_at)
+    if original is not None:
+        return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
+    visitor = ensure_visitor(ctx, cmd.visitor_key, cmd.occurred_at)
+    if cmd.user_key is not None:
+        user = resolve_user(ctx, cmd.user_key, None, cmd.occurred_at)
+        if user is not None:
+            link_implicitly(ctx, visitor, user, cmd.occurred_at)
+    traffic = traffic_for(cmd.url, cmd.referrer, cmd.explicit_utm, ctx.config.site)
+    session = resolve(
+        ctx,
+        Item(
+            visitor=visitor,
+            t=cmd.occurred_at,
+            kind="touch",
+            traffic=traffic,
+            user_agent=cmd.user_agent,
+            fingerprint=cmd.fingerprint,
+            client_session_id=cmd.client_session_id,
+            country=cmd.country,
+            postal_code=cmd.postal_code,
+            fbp=cmd.fbp,
+            fbc=cmd.fbc,
+        ),
+    )
+    return CommandResult(command_id=cmd.id, result_id=session.id if session else None)
+
+
+def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
+    original = claim_key(ctx, "event", cmd.idempotency_key, cmd.id, cmd.received_at)
+    if original is not None:
+        return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
+    t = cmd.occurred_at
+    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, t)
+    if cmd.visitor_key is not None:
+        visitor = ensure_visitor(ctx, cmd.visitor_key, t)
+        if user is not None:
+            link_implicitly(ctx, visitor, user, t)
+    else:
+        assert user is not None, "the edge guarantees a visitor or a user"
+        visitor = visitor_for_user(ctx, user, t, cmd.fingerprint)
+        ensure_visitor(ctx, visitor.visitor_key, t)
+    navigation = bool(cmd.url or cmd.referrer)
+    traffic = traffic_for(cmd.url, cmd.referrer, cmd.explicit_utm, ctx.config.site) if navigation else None
+    session = resolve(
+        ctx,
+        Item(
+            visitor=visitor,
+            t=t,
+            kind="event",
+            traffic=traffic,
+            user_agent=cmd.user_agent,
+            fingerprint=cmd.fingerprint,
+            client_session_id=cmd.client_session_id,
+        ),
+    )
+    ctx.db.add(
+        Event(
+            account_id=ctx.account_id,
+            environment=ctx.environment,
+            id=cmd.id,
+            event_type=cmd.event_type,
+            funnel=cmd.funnel,
+            visitor_id=visitor.id,
+            session_id=session.id if session else None,
+            user_id=user.id if user is not None else user_at(ctx, visitor, t),
+            client_session_id=cmd.client_session_id,
+            occurred_at=t,
+            received_at=cmd.received_at,
+            url=traffic.landing_url if traffic is not None else None,
+            referrer=traffic.referrer_url if traffic is not None else None,
+            properties=cmd.properties,
+            idempotency_key=cmd.idempotency_key,
+            sdk_name=cmd.sdk_name,
+            sdk_version=cmd.sdk_version,
+        )
+    )
+    return CommandResult(command_id=cmd.id, result_id=cmd.id)

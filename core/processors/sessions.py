@@ -1,0 +1,245 @@
+"""Session resolution (sessions.md SES-1..SES-13).
+
+One function decides where a touch or an event lands; it runs the R1..R5 steps of SES-7 over the handful of
+the visitor's sessions near the item's time, so its cost does not grow with the visitor's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from core.channels import Traffic, device_type, is_bot
+from core.ids import new_id
+from core.processors.context import Ctx, insert_ignore, links_of_visitor, owner_at
+from core.storage.models import Conversion, Session, SessionBinding, Visitor, VisitorLink
+
+WINDOW = timedelta(minutes=30)
+MAX_LENGTH = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class Item:
+    """A navigation item or bare event, as session resolution needs it."""
+
+    visitor: Visitor
+    t: datetime
+    kind: str  # touch | event
+    traffic: Traffic | None  # None for a bare event (SES-3)
+    user_agent: str | None
+    fingerprint: str | None
+    client_session_id: str | None = None
+    country: str | None = None
+    postal_code: str | None = None
+    fbp: str | None = None
+    fbc: str | None = None
+
+    @property
+    def bot(self) -> bool | None:
+        """SES-11 class: True bot, False human, None unknown (joins either)."""
+        if not self.user_agent:
+            return None
+        return is_bot(self.user_agent)
+
+
+def _relation(s: Session, t: datetime) -> str | None:
+    if s.started_at <= t < s.last_activity_at:
+        return "inside"
+    if s.last_activity_at <= t <= s.last_activity_at + WINDOW and t <= s.started_at + MAX_LENGTH:
+        return "after"
+    if s.started_at - WINDOW <= t < s.started_at and s.last_activity_at - t <= MAX_LENGTH:
+        return "before"
+    return None
+
+
+def _session_bot(s: Session) -> bool | None:
+    if s.exclusion_reason == "known_bot":
+        return True
+    return False if s.user_agent else None
+
+
+def _distance(s: Session, t: datetime) -> timedelta:
+    if t < s.started_at:
+        return s.started_at - t
+    if t > s.last_activity_at:
+        return t - s.last_activity_at
+    return timedelta(0)
+
+
+def _best(candidates: list[Session], item: Item) -> Session:
+    """SES-7 ties: same fingerprint (null counts as equal), human preferred, nearest, then the later one."""
+
+    def key(s: Session) -> tuple[int, int, timedelta, float]:
+        fp_equal = item.fingerprint is None or s.fingerprint is None or s.fingerprint == item.fingerprint
+        human = 0 if _session_bot(s) is True else 1
+        return (0 if fp_equal else 1, -human, _distance(s, item.t), -s.started_at.timestamp())
+
+    return min(candidates, key=key)
+
+
+def _compatible_class(s: Session, item: Item) -> bool:
+    item_bot, session_bot = item.bot, _session_bot(s)
+    return item_bot is None or session_bot is None or item_bot == session_bot
+
+
+def resolve(ctx: Ctx, item: Item) -> Session | None:
+    """SES-7 R1..R5, then attach or create; returns the session or None (bare event, no session)."""
+    t = item.t
+    nearby = list(
+        ctx.db.scalars(
+            sa.select(Session).where(
+                ctx.scoped(Session),
+                Session.visitor_id == item.visitor.id,
+                Session.started_at <= t + WINDOW,
+                Session.last_activity_at >= t - WINDOW,
+            )
+        )
+    )
+    chosen: Session | None = None
+    if item.client_session_id is not None:  # R1
+        binding = ctx.db.get(
+            SessionBinding, (ctx.account_id, ctx.environment, item.visitor.id, item.client_session_id)
+        )
+        if binding is not None:
+            bound = next((s for s in nearby if s.id == binding.session_id), None)
+            if bound is not None and _relation(bound, t) is not None:
+                chosen = bound
+    same_class = [s for s in nearby if _compatible_class(s, item)]
+    if chosen is None:  # R2
+        inside = [s for s in same_class if _relation(s, t) == "inside"]
+        if inside:
+            chosen = _best(inside, item)
+    if chosen is None:  # R3
+        key = item.traffic.source_key if item.traffic is not None and item.traffic.has_signals else None
+        near = [
+            s
+            for s in same_class
+            if _relation(s, t) in ("after", "before") and (key is None or s.source_key == key)
+        ]
+        if near:
+            chosen = _best(near, item)
+    if chosen is not None:
+        _attach(ctx, chosen, item)
+    elif item.traffic is not None:  # R4
+        chosen = _create(ctx, item)
+    else:  # R5
+        return None
+    if item.client_session_id is not None:
+        _bind(ctx, item, chosen)
+    return chosen
+
+
+def _attach(ctx: Ctx, s: Session, item: Item) -> None:
+    moved_back = item.t < s.started_at
+    if item.t > s.last_activity_at:
+        s.last_activity_at = item.t
+    if moved_back:
+        s.started_at = item.t
+    if item.kind == "touch":
+        s.touches += 1
+    else:
+        s.events += 1
+    # SES-8: empty fields are filled by the first later item that has them; BOT-5 for exclusion.
+    if s.user_agent is None and item.user_agent:
+        s.user_agent = item.user_agent
+        s.device_type = device_type(item.user_agent)
+        if is_bot(item.user_agent) and not s.excluded:
+            s.excluded = True
+            s.exclusion_reason = "known_bot"
+    if s.fingerprint is None and item.fingerprint:
+        s.fingerprint = item.fingerprint
+    if s.country is None and item.country:
+        s.country = item.country
+    if moved_back:
+        _queue_late_session(ctx, s)
+
+
+def _create(ctx: Ctx, item: Item) -> Session:
+    traffic = item.traffic
+    assert traffic is not None
+    bot = item.bot is True
+    exclusion = "known_bot" if bot else traffic.exclusion_reason
+    s = Session(
+        account_id=ctx.account_id,
+        environment=ctx.environment,
+        id=new_id("sess", item.t),
+        visitor_id=item.visitor.id,
+        started_at=item.t,
+        last_activity_at=item.t,
+        channel=traffic.channel,
+        source_key=traffic.source_key,
+        utm_source=traffic.utm.get("utm_source"),
+        utm_medium=traffic.utm.get("utm_medium"),
+        utm_campaign=traffic.utm.get("utm_campaign"),
+        utm_content=traffic.utm.get("utm_content"),
+        utm_term=traffic.utm.get("utm_term"),
+        utm_raw=dict(traffic.utm_raw),
+        click_ids=dict(traffic.click_ids),
+        referrer_url=traffic.referrer_url,
+        referrer_host=traffic.referrer_host,
+        landing_url=traffic.landing_url,
+        landing_host=traffic.landing_host,
+        fingerprint=item.fingerprint,
+        user_agent=item.user_agent,
+        device_type=device_type(item.user_agent),
+        country=item.country,
+        postal_code=item.postal_code,
+        fbp=item.fbp,
+        fbc=item.fbc,
+        excluded=exclusion is not None,
+        exclusion_reason=exclusion,
+        touches=1 if item.kind == "touch" else 0,
+        events=0 if item.kind == "touch" else 1,
+        created_at=item.t,
+    )
+    ctx.db.add(s)
+    ctx.db.flush()
+    _queue_late_session(ctx, s)
+    return s
+
+
+def _bind(ctx: Ctx, item: Item, s: Session) -> None:
+    """SES-9: the pair is (re-)bound to the session it resolved to."""
+    assert item.client_session_id is not None
+    binding = ctx.db.get(SessionBinding, (ctx.account_id, ctx.environment, item.visitor.id, item.client_session_id))
+    if binding is None:
+        insert_ignore(
+            ctx.db,
+            SessionBinding,
+            {
+                "account_id": ctx.account_id,
+                "environment": ctx.environment,
+                "visitor_id": item.visitor.id,
+                "client_session_id": item.client_session_id,
+                "session_id": s.id,
+                "bound_at": item.t,
+            },
+        )
+    elif binding.session_id != s.id:
+        binding.session_id = s.id
+        binding.bound_at = item.t
+
+
+def _queue_late_session(ctx: Ctx, s: Session) -> None:
+    """SES-13: a session that appears inside an existing conversion's window re-attributes it."""
+    if s.excluded:
+        return
+    lookback = timedelta(days=ctx.config.attribution.lookback_days)
+    owner = owner_at(links_of_visitor(ctx, s.visitor_id), s.started_at)
+    conditions = [Conversion.visitor_id == s.visitor_id]
+    if owner is not None:
+        conditions.append(Conversion.user_id == owner)
+    rows = ctx.db.scalars(
+        sa.select(Conversion.id).where(
+            ctx.scoped(Conversion),
+            sa.or_(*conditions),
+            Conversion.converted_at >= s.started_at,
+            Conversion.converted_at <= s.started_at + lookback,
+        )
+    )
+    ctx.reattribute.update(rows)
+
+
+__all__ = ["Item", "resolve", "VisitorLink"]

@@ -1,0 +1,108 @@
+"""Read models: the JSON shapes clients see (api.md API-6, API-7, API-94), built from stored rows.
+
+One builder serves the conversion answer, its duplicate replay and the data API, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session as DbSession
+
+from core.attribution import MODELS
+from core.money import currency_exponent, format_minor
+from core.storage.models import AttributionCredit, Conversion, User, Visitor
+from core.tenant import Tenant
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """API-6: UTC with ``Z``; six fractional digits only when there is a sub-second part."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def money(minor: int | None, currency: str) -> str | None:
+    return None if minor is None else format_minor(minor, currency_exponent(currency))
+
+
+def credit_number(value: Any) -> float:
+    """API-7: credits are JSON numbers with at most 4 decimals (stored exactly as numeric(5,4))."""
+    return round(float(value), 4)
+
+
+def conversion_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str]) -> dict[str, Any]:
+    visitor_key = db.scalar(
+        sa.select(Visitor.visitor_key).where(Visitor.account_id == tenant.account_id, Visitor.id == conv.visitor_id)
+    )
+    user_key = None
+    if conv.user_id is not None:
+        user_key = db.scalar(
+            sa.select(User.user_key).where(User.account_id == tenant.account_id, User.id == conv.user_id)
+        )
+    core = {
+        "id": conv.id,
+        "conversion_type": conv.conversion_type,
+        "revenue": money(conv.revenue_minor, conv.currency),
+        "currency": conv.currency,
+        "converted_at": rfc3339(conv.converted_at),
+        "visitor_id": visitor_key,
+    }
+    body: dict[str, Any] = {
+        **{k: core[k] for k in ("id", "conversion_type", "revenue", "currency", "converted_at")},
+        "funnel": conv.funnel,
+        "is_acquisition": conv.is_acquisition,
+        "visitor_id": visitor_key,
+        "user_id": user_key,
+        "conversion": core,
+        "attribution": attribution_body(db, tenant, conv, enabled),
+    }
+    return body
+
+
+def attribution_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str]) -> dict[str, Any]:
+    if conv.attribution_status != "complete":
+        return {"status": "pending", "lookback_days": conv.lookback_days_used or 30, "sessions_analyzed": None,
+                "models": {}}
+    rows = db.scalars(
+        sa.select(AttributionCredit)
+        .where(
+            AttributionCredit.account_id == tenant.account_id,
+            AttributionCredit.environment == tenant.environment,
+            AttributionCredit.conversion_id == conv.id,
+        )
+        .order_by(AttributionCredit.touchpoint_index)
+    )
+    models: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS if m in enabled}
+    for row in rows:
+        if row.model not in models:
+            continue
+        models[row.model].append(
+            {
+                "channel": row.channel,
+                "credit": credit_number(row.credit),
+                "revenue_credit": money(row.revenue_credit_minor, conv.currency),
+                "session_id": row.session_id,
+                "utm_source": row.utm_source,
+                "utm_medium": row.utm_medium,
+                "utm_campaign": row.utm_campaign,
+            }
+        )
+    out: dict[str, Any] = {
+        "status": "complete",
+        "lookback_days": conv.lookback_days_used,
+        "sessions_analyzed": conv.sessions_analyzed,
+        "models": models,
+    }
+    fallbacks = {m: v for m, v in (conv.fallbacks or {}).items() if m in models}
+    if fallbacks:
+        out["fallbacks"] = fallbacks
+    if conv.inherited_from_conversion_id:
+        out["inherited_from"] = conv.inherited_from_conversion_id
+    return out

@@ -1,0 +1,24 @@
+"""Alembic environment: the URL comes from the Config built by core.storage.db.alembic_config."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from core.storage.db import make_engine
+from core.storage.models import Base
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    assert url
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,298 @@
+"""SQLAlchemy models: one table per domain object.
+
+Every tenant table carries ``account_id`` and ``environment``; ``account_id`` leads every primary and unique
+key so the schema can later be distributed by account (spec README, Storage). Server ids are prefixed ULIDs
+assigned at the edge, so rows can be written without a round trip for a sequence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.storage.types import JSONType, UTCDateTime
+
+ID = sa.String(40)
+KEY = sa.String(255)
+ENV = sa.String(8)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(16), default="active")  # active | suspended | closed
+    monthly_event_quota: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime]
+
+
+class AccountSettings(Base):
+    """ATT-1 settings plus sessions.md account settings; one row per account, shared by both environments."""
+
+    __tablename__ = "account_settings"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
+
+
+class DashboardUser(Base):
+    __tablename__ = "dashboard_users"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """API-11: only the digest and a display prefix are kept; the plaintext is shown once."""
+
+    __tablename__ = "api_keys"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="secret")
+    key_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(sa.String(16), index=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    installation_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Visitor(Base):
+    __tablename__ = "visitors"
+    __table_args__ = (sa.UniqueConstraint("account_id", "environment", "visitor_key"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    visitor_key: Mapped[str] = mapped_column(KEY)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    """A known person (identity). ``user_key`` is null for provisional users (ID-9)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "environment", "user_key"),
+        sa.Index("ix_users_email", "account_id", "environment", "email_sha256"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    user_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    email_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    phone_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_identified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_identified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+
+
+class VisitorLink(Base):
+    """ID-2: a visitor belongs to a user over ``[valid_from, valid_to)``; null bounds are open.
+
+    A visitor's first link has ``valid_from`` null so it covers the history before the link.
+    """
+
+    __tablename__ = "visitor_links"
+    __table_args__ = (
+        sa.Index("ix_links_visitor", "account_id", "environment", "visitor_id"),
+        sa.Index("ix_links_user", "account_id", "environment", "user_id"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    visitor_id: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str] = mapped_column(ID)
+    linked_at: Mapped[datetime]
+    valid_from: Mapped[datetime | None] = mapped_column(nullable=True)
+    valid_to: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (sa.Index("ix_sessions_visitor", "account_id", "environment", "visitor_id", "started_at"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    visitor_id: Mapped[str] = mapped_column(ID)
+    started_at: Mapped[datetime]
+    last_activity_at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    source_key: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    utm_source: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_medium: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_campaign: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_content: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_term: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    click_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    referrer_url: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    referrer_host: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    landing_url: Mapped[str | None] = mapped_column(sa.String(2048), nullable=True)
+    landing_host: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
+    device_type: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    country: Mapped[str | None] = mapped_column(sa.String(2), nullable=True)
+    postal_code: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    fbp: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    fbc: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    excluded: Mapped[bool] = mapped_column(default=False)
+    exclusion_reason: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    touches: Mapped[int] = mapped_column(default=0)
+    events: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+
+
+class SessionBinding(Base):
+    """SES-9: (visitor, client session id) → the server session it resolved to."""
+
+    __tablename__ = "session_bindings"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    visitor_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    client_session_id: Mapped[str] = mapped_column(KEY, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ID, index=True)
+    bound_at: Mapped[datetime]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_visitor", "account_id", "environment", "visitor_id", "occurred_at"),
+        sa.Index("ix_events_session", "account_id", "environment", "session_id"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    event_type: Mapped[str] = mapped_column(KEY)
+    funnel: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    visitor_id: Mapped[str] = mapped_column(ID)
+    session_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    client_session_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    url: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    referrer: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    sdk_name: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    sdk_version: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+
+
+class Conversion(Base):
+    """ATT-46 columns."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        sa.Index("ix_conversions_time", "account_id", "environment", "converted_at"),
+        sa.Index("ix_conversions_visitor", "account_id", "environment", "visitor_id"),
+        sa.Index("ix_conversions_user", "account_id", "environment", "user_id"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    conversion_type: Mapped[str] = mapped_column(KEY)
+    funnel: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    visitor_id: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    named_user: Mapped[bool] = mapped_column(default=False)
+    session_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    event_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    converted_at: Mapped[datetime]
+    converted_at_source: Mapped[str] = mapped_column(sa.String(16))
+    received_at: Mapped[datetime]
+    revenue_minor: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    refunded_minor: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    net_revenue_minor: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(16), default="active")
+    is_acquisition: Mapped[bool] = mapped_column(default=False)
+    inherit_acquisition: Mapped[bool] = mapped_column(default=False)
+    inherited_from_conversion_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    journey_session_ids: Mapped[list[Any]] = mapped_column(default=list)
+    sessions_analyzed: Mapped[int | None] = mapped_column(nullable=True)
+    journey_truncated: Mapped[bool] = mapped_column(default=False)
+    lookback_days_used: Mapped[int | None] = mapped_column(nullable=True)
+    attribution_status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attributed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    fallbacks: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class AttributionCredit(Base):
+    """ATT-47: one row per (conversion, model, session)."""
+
+    __tablename__ = "attribution_credits"
+    __table_args__ = (
+        sa.Index("ix_credits_report", "account_id", "environment", "model", "converted_at", "channel"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    conversion_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    touchpoint_index: Mapped[int]
+    journey_length: Mapped[int]
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    position: Mapped[str] = mapped_column(sa.String(8))
+    credit: Mapped[Decimal] = mapped_column(sa.Numeric(5, 4))
+    revenue_credit_minor: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    converted_at: Mapped[datetime]
+    utm_source: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_medium: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    utm_campaign: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    model_config_version: Mapped[int] = mapped_column(default=1)
+    fit_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    fallback: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    fallback_reason: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    inherited_from_conversion_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    created_at: Mapped[datetime]
+
+
+class IdempotencyKey(Base):
+    """API-50: a key, once used, is remembered for the life of the data; ``result_id`` is the original."""
+
+    __tablename__ = "idempotency_keys"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(600), primary_key=True)
+    result_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[datetime]
+
+
+class Rejection(Base):
+    """API-24: rejected events and 422s, kept 7 days for the dashboard; never request bodies."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (sa.Index("ix_rejections_time", "account_id", "environment", "created_at"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    endpoint: Mapped[str] = mapped_column(sa.String(64))
+    item_index: Mapped[int | None] = mapped_column(nullable=True)
+    name: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    key_prefix: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    created_at: Mapped[datetime]

@@ -1,0 +1,29 @@
+"""Flask gateway: the edge that authenticates, validates and normalizes input into core commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from gateway.config import Settings
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from gateway import errors, ratelimit
+    from gateway.api.openapi import bp as openapi_bp
+    from gateway.api.views import bp as api_bp
+    from gateway.cli import cli
+    from gateway.services import Services
+
+    settings = settings or Settings.from_env(**overrides)
+    app = Flask(__name__, template_folder="../templates")
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["MBUZZ"] = Services.build(settings)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(openapi_bp)
+    ratelimit.init_app(app, settings)
+    errors.init_app(app)
+    app.cli.add_command(cli)
+    return app

@@ -1,0 +1,119 @@
+"""Bearer-key authentication (api.md API-10..API-13, API-141).
+
+Steps 1–3 are pure string checks; only a well-formed secret key reaches the database, and only after the
+per-IP failed-authentication limiter allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from core.accounts import KEY_PATTERN, lookup_key
+from core.tenant import Tenant
+
+MISSING = "Missing Authorization header"
+PUBLISHABLE = (
+    "Publishable keys (pk_...) only work on the Shopify pixel and sGTM collect endpoints; "
+    "use a secret key (sk_test_... or sk_live_...)"
+)
+BAD_FORMAT = "Authorization header must be in format: Bearer sk_{env}_{key}"
+PROBLEMS = {
+    "unknown": "Invalid or expired API key",
+    "revoked": "API key has been revoked",
+    "suspended": "Account suspended",
+}
+_SCHEME = re.compile(r"(?i)bearer[ \t]+(\S+)")
+
+
+class AuthFailure(Exception):
+    def __init__(self, message: str, status: int = 401, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: Tenant
+    account_name: str
+    key_prefix: str
+    key_id: str
+
+
+def presented_token() -> str | None:
+    header = (request.headers.get("Authorization") or "").strip()
+    match = _SCHEME.fullmatch(header)
+    return match.group(1) if match else None
+
+
+def token_digest() -> str:
+    """Rate-limit key: the digest of the presented token, so limiting needs no database read (API-140)."""
+    token = presented_token() or ""
+    return "k:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_ip() -> str:
+    hops = current_app.config["MBUZZ"].settings.trusted_proxies
+    if hops:
+        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.remote_addr or "unknown"
+
+
+class FailureLimiter:
+    """API-141: failed authentications per client IP, checked before any key lookup."""
+
+    def __init__(self, rate: str, storage_uri: str) -> None:
+        self._limit = parse(rate)
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def blocked(self, ip: str) -> int | None:
+        if self._limiter.test(self._limit, "authfail", ip):
+            return None
+        reset, _remaining = self._limiter.get_window_stats(self._limit, "authfail", ip)
+        import time
+
+        return max(1, int(reset - time.time()) + 1)
+
+    def record(self, ip: str) -> None:
+        self._limiter.hit(self._limit, "authfail", ip)
+
+
+def authenticate() -> Principal:
+    header = (request.headers.get("Authorization") or "").strip()
+    if not header:
+        raise AuthFailure(MISSING)
+    match = _SCHEME.fullmatch(header)
+    token = match.group(1) if match else header.split()[-1]
+    if token.startswith("pk_"):
+        raise AuthFailure(PUBLISHABLE)
+    if match is None or KEY_PATTERN.fullmatch(token) is None:
+        raise AuthFailure(BAD_FORMAT)
+    services = current_app.config["MBUZZ"]
+    ip = client_ip()
+    wait = services.auth_failures.blocked(ip)
+    if wait is not None:
+        raise AuthFailure("Rate limit exceeded", status=429, retry_after=wait)
+    with services.sessions.begin() as db:
+        found = lookup_key(db, token)
+    if found.problem is not None:
+        services.auth_failures.record(ip)
+        raise AuthFailure(PROBLEMS[found.problem])
+    assert found.account_id and found.environment and found.key_prefix and found.key_id
+    principal = Principal(
+        tenant=Tenant(found.account_id, found.environment),
+        account_name=found.account_name or "",
+        key_prefix=found.key_prefix,
+        key_id=found.key_id,
+    )
+    g.principal = principal
+    return principal

@@ -1,0 +1,124 @@
+"""``GET /api/v1/openapi.json``: an OpenAPI 3.1 document built at start-up from the pydantic models (API-160)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway.api import schemas as s
+
+bp = Blueprint("api_v1_openapi", __name__, url_prefix="/api/v1")
+
+MODELS: list[type[BaseModel]] = [
+    s.SessionIn, s.SessionWrapped, s.EventIn, s.EventsWrapped, s.EventWrapped, s.ConversionIn,
+    s.ConversionWrapped, s.IdentifyIn, s.IdentifyWrapped, s.ErrorOut, s.RateLimitedOut, s.UnprocessableOut,
+    s.SessionOut, s.EventsOut, s.ConversionOut, s.IdentifyOut, s.ValidateOut, s.HealthOut,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    table = {
+        400: ("Malformed body or parameters", _ref(s.ErrorOut)),
+        401: ("Authentication failed (API-12)", _ref(s.ErrorOut)),
+        413: ("Body or batch too large", _ref(s.ErrorOut)),
+        415: ("Unsupported Content-Encoding", _ref(s.ErrorOut)),
+        422: ("Validation failed", _ref(s.UnprocessableOut)),
+        429: ("Rate limited", _ref(s.RateLimitedOut)),
+        503: ("Temporarily unavailable", _ref(s.ErrorOut)),
+    }
+    return {str(c): _json(table[c][1], table[c][0]) for c in codes}
+
+
+def _write(summary: str, body: dict[str, Any], ok: dict[str, Any], errs: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearerAuth": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {**ok, **_errors(*errs)},
+        }
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    _, defs = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    one_of = lambda *ms: {"oneOf": [_ref(m) for m in ms]}  # noqa: E731
+    write_errs = (400, 401, 413, 415, 429, 503)
+    paths: dict[str, Any] = {
+        "/sessions": _write(
+            "Record a landing or navigation touch",
+            one_of(s.SessionWrapped, s.SessionIn),
+            {"202": _json(_ref(s.SessionOut), "Accepted")},
+            (*write_errs, 422),
+        ),
+        "/events": _write(
+            "Record journey steps",
+            {"oneOf": [_ref(s.EventsWrapped), _ref(s.EventWrapped), {"type": "array", "items": _ref(s.EventIn)},
+                       _ref(s.EventIn)]},
+            {"202": _json(_ref(s.EventsOut), "Accepted (rejected events are listed)")},
+            write_errs,
+        ),
+        "/conversions": _write(
+            "Record an outcome and get its attribution",
+            one_of(s.ConversionWrapped, s.ConversionIn),
+            {
+                "201": _json(_ref(s.ConversionOut), "Created and attributed"),
+                "200": _json(_ref(s.ConversionOut), "Duplicate idempotency key"),
+                "202": _json(_ref(s.ConversionOut), "Accepted, attribution pending"),
+            },
+            (*write_errs, 422),
+        ),
+        "/identify": _write(
+            "Link a visitor to a user and store traits",
+            one_of(s.IdentifyWrapped, s.IdentifyIn),
+            {"200": _json(_ref(s.IdentifyOut), "Identified"), "202": _json(_ref(s.IdentifyOut), "Pending")},
+            (*write_errs, 422),
+        ),
+        "/validate": {
+            "get": {
+                "summary": "Check an API key",
+                "security": [{"bearerAuth": []}],
+                "responses": {"200": _json(_ref(s.ValidateOut), "Valid key"), **_errors(401, 429)},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness (deep=1 also checks the database and Redis)",
+                "security": [],
+                "parameters": [{"name": "deep", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref(s.HealthOut), "Healthy"),
+                              "503": _json(_ref(s.HealthOut), "A dependency is down")},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Multibuzz API", "version": "1.0.0"},
+        "servers": [{"url": "/api/v1"}],
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.route("/openapi.json", methods=["GET"])
+def openapi() -> Response:
+    resp = Response(orjson.dumps(document()), mimetype="application/json")
+    resp.headers["Content-Type"] = "application/json; charset=utf-8"
+    return resp

@@ -1,0 +1,232 @@
+"""Pydantic v2 models of the v1 wire format (api.md §8): lenient request types, exact response shapes.
+
+The OpenAPI document is generated from these models (API-160) and the tests validate every fixture request and
+every answer against them, so document, code and fixtures cannot drift apart. Request fields are deliberately loose (``revenue: number | string``, ``properties: object | []``)
+because the published SDKs send those forms; the exact messages for wrong values come from the field rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = str | None
+Timestamp = str | float | int | None
+Properties = dict[str, Any] | list[Any] | None
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SessionIn(_In):
+    visitor_id: str = Field(description="API-40")
+    session_id: str = Field(description="API-42")
+    url: str | None = None
+    referrer: str | None = None
+    started_at: Timestamp = None
+    user_agent: str | None = None
+    ip: str | None = None
+    user_id: str | int | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_content: str | None = None
+    utm_term: str | None = None
+    device_fingerprint: str | None = Field(default=None, description="accepted and ignored (FP-2)")
+    fbp: str | None = None
+    fbc: str | None = None
+    country: str | None = None
+    postal_code: str | None = None
+
+
+class SessionWrapped(_In):
+    session: SessionIn
+
+
+class Identifier(_In):
+    user_id: str | int | None = None
+    email: str | None = None
+
+
+class EventIn(_In):
+    event_type: str
+    visitor_id: Id = None
+    user_id: str | int | None = None
+    identifier: Identifier | None = None
+    session_id: Id = None
+    timestamp: Timestamp = None
+    properties: Properties = None
+    funnel: str | None = None
+    url: str | None = None
+    referrer: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    message_id: str | int | None = None
+    id: str | int | None = None
+
+
+class EventsWrapped(_In):
+    events: list[EventIn] | EventIn
+
+
+class EventWrapped(_In):
+    event: EventIn
+
+
+class ConversionIn(_In):
+    conversion_type: str
+    event_id: Id = None
+    visitor_id: Id = None
+    user_id: str | int | None = None
+    identifier: Identifier | None = None
+    revenue: float | str | None = None
+    currency: str | None = None
+    is_acquisition: bool | str | int | None = None
+    inherit_acquisition: bool | str | int | None = None
+    properties: Properties = None
+    funnel: str | None = None
+    idempotency_key: str | None = None
+    timestamp: Timestamp = None
+    converted_at: Timestamp = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+class ConversionWrapped(_In):
+    conversion: ConversionIn
+
+
+class IdentifyIn(_In):
+    user_id: str | int
+    visitor_id: Id = None
+    traits: Properties = None
+    timestamp: Timestamp = None
+
+
+class IdentifyWrapped(_In):
+    identify: IdentifyIn
+
+
+# ------------------------------------------------------------------------------------------ responses
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+class RateLimitedOut(BaseModel):
+    error: Literal["Rate limit exceeded"]
+    retry_after: int
+
+
+class UnprocessableOut(BaseModel):
+    success: Literal[False]
+    errors: list[str]
+
+
+class SessionOut(BaseModel):
+    status: Literal["accepted"]
+    visitor_id: str
+    session_id: str
+    channel: str
+    warnings: list[str] | None = None
+
+
+class AcceptedEvent(BaseModel):
+    index: int
+    id: str
+    event_type: str
+    visitor_id: str | None
+    session_id: str | None
+    status: Literal["accepted"]
+    duplicate: bool
+    warnings: list[str] | None = None
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    event_type: str | None
+    status: Literal["rejected"]
+    errors: list[str]
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+    events: list[AcceptedEvent]
+
+
+class Credit(BaseModel):
+    channel: str
+    credit: float
+    revenue_credit: str | None
+    session_id: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+
+
+class AttributionOut(BaseModel):
+    status: Literal["complete", "pending"]
+    lookback_days: int
+    sessions_analyzed: int | None
+    models: dict[str, list[Credit]]
+    fallbacks: dict[str, str] | None = None
+    inherited_from: str | None = None
+
+
+class ConversionCore(BaseModel):
+    id: str
+    conversion_type: str
+    revenue: str | None
+    currency: str
+    converted_at: str
+    visitor_id: str | None
+
+
+class ConversionOut(BaseModel):
+    id: str
+    conversion_type: str
+    revenue: str | None
+    currency: str
+    converted_at: str
+    funnel: str | None
+    is_acquisition: bool
+    visitor_id: str | None
+    user_id: str | None
+    conversion: ConversionCore
+    attribution: AttributionOut
+    duplicate: bool
+    warnings: list[str] | None = None
+
+
+class IdentifyOut(BaseModel):
+    success: Literal[True]
+    identity_id: str | None
+    user_id: str
+    visitor_id: str | None
+    visitor_linked: bool | None
+    reattribution: dict[str, int] | None = None
+    status: Literal["pending"] | None = None
+    warnings: list[str] | None = None
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+
+
+class ValidateOut(BaseModel):
+    valid: Literal[True]
+    account: AccountOut
+    environment: Literal["test", "live"]
+    key_prefix: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    mode: Literal["queued", "inline", "degraded"]
+    checks: dict[str, str] | None = None

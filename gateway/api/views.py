@@ -1,0 +1,319 @@
+"""REST API v1 endpoints (api.md §8). Thin: parse → build commands → append to the log → answer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, g, request
+
+from core.commands import Command, CommandResult
+from core.ids import new_id
+from core.log import LogUnavailable
+from core.storage.models import Rejection
+from gateway.api import normalize
+from gateway.api.auth import AuthFailure, Principal, authenticate
+from gateway.api.body import BodyError, parse_body
+from gateway.api.fields import idempotency_header
+
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+bp.strict_slashes = False  # type: ignore[attr-defined]
+
+EVENTS_LIMIT = 524_288
+OTHER_LIMIT = 32_768
+MAX_EVENTS = 500
+API_VERSION = "1.0.0"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SDK = re.compile(r"([A-Za-z0-9_.-]+)/([0-9A-Za-z_.+-]+)")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    resp.headers["Content-Type"] = "application/json; charset=utf-8"
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def error(message: str, status: int, **extra: Any) -> Response:
+    return json_response({"error": message, **extra}, status)
+
+
+@bp.before_app_request
+def _request_id() -> None:
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+
+
+@bp.after_app_request
+def _stamp(resp: Response) -> Response:
+    resp.headers["X-Request-Id"] = g.get("request_id") or str(uuid.uuid4())
+    if request.method == "OPTIONS" and request.path.startswith("/api/v1"):  # API-150: Allow only, no CORS headers, no body
+        resp.status_code = 204
+        resp.set_data(b"")
+    if g.get("processing"):
+        resp.headers["X-Mbuzz-Processing"] = g.processing
+    return resp
+
+
+def _services() -> Any:
+    return current_app.config["MBUZZ"]
+
+
+def _auth_error(exc: AuthFailure) -> Response:
+    if exc.status == 429:
+        return json_response(
+            {"error": "Rate limit exceeded", "retry_after": exc.retry_after},
+            429,
+            {"Retry-After": str(exc.retry_after)},
+        )
+    return json_response({"error": exc.message}, 401, {"WWW-Authenticate": "Bearer"})
+
+
+def _read_body(limit: int) -> tuple[Any, list[str]]:
+    length = request.content_length
+    encoding = request.headers.get("Content-Encoding")
+    if length is not None and length > limit and not encoding:
+        raise BodyError(413, f"Request body too large: {length} bytes (maximum {limit})")
+    raw = request.stream.read(limit + 1) if encoding else request.get_data(cache=False)
+    parsed = parse_body(raw, encoding, limit)
+    return parsed.value, parsed.warnings
+
+
+def _sdk() -> tuple[str | None, str | None]:
+    match = _SDK.match(request.headers.get("User-Agent", ""))
+    return (match.group(1)[:64], match.group(2)[:32]) if match else (None, None)
+
+
+def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Authentication, body parsing and the whole-request errors shared by every write endpoint."""
+
+    def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
+        def inner() -> Response:
+            try:
+                principal = authenticate()
+            except AuthFailure as exc:
+                return _auth_error(exc)
+            try:
+                header_key = idempotency_header(request.headers.get("X-Idempotency-Key"))
+                value, warnings = _read_body(limit)
+            except BodyError as exc:
+                return error(exc.message, exc.status)
+            try:
+                return view(principal, value, warnings, header_key)
+            except BodyError as exc:
+                return error(exc.message, exc.status)
+            except LogUnavailable:
+                return json_response(
+                    {"error": "Service temporarily unavailable"}, 503, {"Retry-After": "5"}
+                )
+
+        inner.__name__ = view.__name__
+        return inner
+
+    return wrap
+
+
+def _append(principal: Principal, commands: list[Command]) -> list[CommandResult]:
+    log = _services().log
+    g.processing = log.mode
+    return list(log.append(principal.tenant, commands))
+
+
+def _record_rejections(principal: Principal, endpoint_name: str, items: list[tuple[int | None, Any, list[str]]]) -> None:
+    """API-24: what was rejected and why, never the body."""
+    if not items:
+        return
+    now = _services().now()
+    with _services().sessions.begin() as db:
+        for index, name, errors in items:
+            db.add(
+                Rejection(
+                    account_id=principal.tenant.account_id,
+                    environment=principal.tenant.environment,
+                    id=new_id("rej"),
+                    endpoint=endpoint_name,
+                    item_index=index,
+                    name=name[:255] if isinstance(name, str) else None,
+                    errors=errors,
+                    key_prefix=principal.key_prefix,
+                    request_id=g.get("request_id"),
+                    created_at=now,
+                )
+            )
+
+
+def _unwrap(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BodyError(400, "Request body must be a JSON object")
+    if key in value:
+        inner = value[key]
+        if not isinstance(inner, dict):
+            raise BodyError(400, f"{key} must be an object")
+        return inner
+    return value
+
+
+def _unprocessable(principal: Principal, name: str, item: Any, errors: list[str]) -> Response:
+    _record_rejections(principal, name, [(None, item, errors)])
+    return json_response({"success": False, "errors": errors}, 422)
+
+
+# ------------------------------------------------------------------------------------------ endpoints
+
+
+@bp.route("/health", methods=["GET"])
+def health() -> Response:
+    mode = _services().log.mode
+    body: dict[str, Any] = {"status": "ok", "version": API_VERSION, "mode": mode}
+    if request.args.get("deep") in ("1", "true"):
+        checks = _services().deep_checks()
+        body["checks"] = checks
+        if "down" in checks.values():
+            body["status"] = "down"
+            return json_response(body, 503)
+    return json_response(body)
+
+
+@bp.route("/validate", methods=["GET"])
+def validate() -> Response:
+    try:
+        principal = authenticate()
+    except AuthFailure as exc:
+        return _auth_error(exc)
+    return json_response(
+        {
+            "valid": True,
+            "account": {"id": principal.tenant.account_id, "name": principal.account_name},
+            "environment": principal.tenant.environment,
+            "key_prefix": principal.key_prefix,
+        }
+    )
+
+
+@bp.route("/events", methods=["POST"])
+@endpoint(EVENTS_LIMIT)
+def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    items = _event_items(value)
+    if not items:
+        raise BodyError(400, "events must contain at least one event")
+    if len(items) > MAX_EVENTS:
+        raise BodyError(413, f"Too many events in one request: {len(items)} (maximum {MAX_EVENTS})")
+    now = _services().now()
+    sdk = _sdk()
+    built = [normalize.build_event(item, i, now, header_key, sdk) for i, item in enumerate(items)]
+    commands = [b.command for b in built if b.command is not None]
+    results = iter(_append(principal, commands))
+    accepted: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    rejections: list[tuple[int | None, Any, list[str]]] = []
+    for index, (item, b) in enumerate(zip(items, built, strict=True)):
+        if b.command is None:
+            name = item.get("event_type") if isinstance(item, dict) else None
+            rejected.append({"index": index, "event_type": name if isinstance(name, str) else None,
+                             "status": "rejected", "errors": b.errors})
+            rejections.append((index, name, b.errors))
+            continue
+        result = next(results)
+        entry: dict[str, Any] = {
+            "index": index,
+            "id": result.result_id or b.command.id,
+            "event_type": b.command.event_type,
+            "visitor_id": b.command.visitor_key,
+            "session_id": b.command.client_session_id,
+            "status": "accepted",
+            "duplicate": result.status == "duplicate",
+        }
+        item_warnings = warnings + b.warnings
+        if item_warnings:
+            entry["warnings"] = item_warnings
+        accepted.append(entry)
+    _record_rejections(principal, "events", rejections)
+    return json_response({"accepted": len(accepted), "rejected": rejected, "events": accepted}, 202)
+
+
+def _event_items(value: Any) -> list[Any]:
+    """API-80 body forms, tried in order."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, dict):
+        raise BodyError(400, "Request body must be a JSON object")
+    if "events" in value:
+        inner = value["events"]
+        if isinstance(inner, list):
+            return inner
+        if isinstance(inner, dict):
+            return [inner]
+        raise BodyError(400, "events must be an array of event objects")
+    if isinstance(value.get("event"), dict):
+        return [value["event"]]
+    if "event_type" in value:
+        return [value]
+    raise BodyError(400, "Missing 'events' parameter")
+
+
+@bp.route("/sessions", methods=["POST"])
+@endpoint(OTHER_LIMIT)
+def sessions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    raw = _unwrap(value, "session")
+    now = _services().now()
+    built = normalize.build_touch(raw, now, header_key)
+    if built.command is None:
+        return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors)
+    _append(principal, [built.command])
+    from core.channels import is_bot, traffic_for
+
+    cmd = built.command
+    channel = "bot" if cmd.user_agent and is_bot(cmd.user_agent) else traffic_for(
+        cmd.url, cmd.referrer, cmd.explicit_utm
+    ).channel
+    body: dict[str, Any] = {
+        "status": "accepted",
+        "visitor_id": cmd.visitor_key,
+        "session_id": cmd.client_session_id,
+        "channel": channel,
+    }
+    all_warnings = warnings + built.warnings
+    if all_warnings:
+        body["warnings"] = all_warnings
+    return json_response(body, 202)
+
+
+@bp.route("/conversions", methods=["POST"])
+@endpoint(OTHER_LIMIT)
+def conversions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    raw = _unwrap(value, "conversion")
+    now = _services().now()
+    built = normalize.build_conversion(raw, now, header_key)
+    if built.command is None:
+        return _unprocessable(principal, "conversions", raw.get("conversion_type"), built.errors)
+    (result,) = _append(principal, [built.command])
+    if result.status == "rejected":
+        return _unprocessable(principal, "conversions", raw.get("conversion_type"), result.errors)
+    body = dict(result.body)
+    all_warnings = warnings + list(body.pop("warnings", []))
+    if all_warnings and result.status != "duplicate":
+        body["warnings"] = all_warnings
+    status = 200 if result.status == "duplicate" else 201
+    if body.get("attribution", {}).get("status") == "pending" and status == 201:
+        status = 202
+    return json_response(body, status)
+
+
+@bp.route("/identify", methods=["POST"])
+@endpoint(OTHER_LIMIT)
+def identify(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    raw = _unwrap(value, "identify")
+    built = normalize.build_identify(raw, _services().now())
+    if built.command is None:
+        return _unprocessable(principal, "identify", None, built.errors)
+    (result,) = _append(principal, [built.command])
+    body = dict(result.body)
+    all_warnings = warnings + built.warnings + result.warnings
+    if all_warnings:
+        body["warnings"] = all_warnings
+    return json_response(body, 200)

@@ -1,0 +1,91 @@
+"""``flask --app gateway mbuzz ...``: operator commands."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from core import accounts
+from core.storage.db import migrate
+
+cli = AppGroup("mbuzz", help="Multibuzz operator commands.")
+
+
+def _services():  # type: ignore[no-untyped-def]
+    return current_app.config["MBUZZ"]
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Alembic upgrade head on DATABASE_URL."""
+    migrate(_services().settings.database_url)
+    click.echo("database is at the latest migration")
+
+
+def _print_keys(test_key: accounts.CreatedKey, live_key: accounts.CreatedKey) -> None:
+    click.echo(f"test API key: {test_key.plaintext}")
+    click.echo(f"live API key: {live_key.plaintext}")
+    click.echo("(keys are shown once; only their digests are stored)")
+
+
+@cli.command("create-account")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="read the dashboard password from standard input")
+def create_account_command(name: str, email: str, password_stdin: bool) -> None:
+    """Create an account with a dashboard login and one test and one live key."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+    with _services().sessions.begin() as db:
+        account, test_key, live_key = accounts.create_account(db, name, email, password)
+    click.echo(f"account: {account.id} ({name})")
+    click.echo(f"dashboard login: {email}")
+    if not password_stdin:
+        click.echo(f"dashboard password: {password}")
+    _print_keys(test_key, live_key)
+
+
+@cli.command("create-api-key")
+@click.option("--account", "account_id", required=True)
+@click.option("--environment", type=click.Choice(["test", "live"]), required=True)
+@click.option("--name", default=None)
+def create_api_key_command(account_id: str, environment: str, name: str | None) -> None:
+    """Create a secret key; it is printed once."""
+    from core.storage.models import Account
+
+    with _services().sessions.begin() as db:
+        if db.get(Account, account_id) is None:
+            raise click.ClickException(f"no account {account_id}")
+        key = accounts.create_api_key(db, account_id, environment, name=name)
+    click.echo(key.plaintext)
+
+
+@cli.command("revoke-api-key")
+@click.argument("prefix")
+def revoke_api_key_command(prefix: str) -> None:
+    """Revoke the key(s) with this display prefix (e.g. sk_test_3f9a) or id; refused from the next request."""
+    with _services().sessions.begin() as db:
+        count = accounts.revoke_api_key(db, prefix)
+    if count == 0:
+        raise click.ClickException(f"no active key with prefix {prefix}")
+    click.echo(f"revoked {count} key(s)")
+
+
+@cli.command("bootstrap-demo")
+def bootstrap_demo_command() -> None:
+    """Create the demo account when the database has none, and print its login and keys."""
+    with _services().sessions.begin() as db:
+        if accounts.account_count(db) > 0:
+            click.echo("accounts exist already; keys are shown only when created (use mbuzz create-api-key)")
+            return
+        password = secrets.token_urlsafe(12)
+        account, test_key, live_key = accounts.create_account(db, "Demo", "demo@example.com", password)
+    click.echo("=" * 72)
+    click.echo(f"demo account {account.id}")
+    click.echo("dashboard login: demo@example.com")
+    click.echo(f"dashboard password: {password}")
+    _print_keys(test_key, live_key)
+    click.echo("=" * 72)

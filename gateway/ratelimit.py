@@ -1,0 +1,40 @@
+"""Per-key rate limits (api.md API-140) with Flask-Limiter.
+
+Keys are limited by the digest of the presented token so no database read is needed; storage is Redis when
+configured, else per-process memory, and a Redis outage falls back to memory instead of failing requests.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_limiter import Limiter
+
+from gateway.api.auth import token_digest
+from gateway.config import Settings
+
+limiter = Limiter(
+    key_func=token_digest,
+    headers_enabled=True,
+    strategy="moving-window",
+    swallow_errors=True,
+    in_memory_fallback_enabled=True,
+)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+    views = app.view_functions
+    ingest = limiter.shared_limit(lambda: settings.ratelimit_ingest, scope="ingest")
+    sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
+    for name, decorator in (
+        ("api_v1.events", ingest),
+        ("api_v1.sessions", ingest),
+        ("api_v1.conversions", sync),
+        ("api_v1.identify", sync),
+        ("api_v1.validate", limiter.limit(lambda: settings.ratelimit_validate)),
+    ):
+        views[name] = decorator(views[name])
+    limiter.exempt(views["api_v1.health"])
+    limiter.exempt(views["api_v1_openapi.openapi"])

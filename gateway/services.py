@@ -1,0 +1,59 @@
+"""The objects one app instance shares between requests: engine, session factory, command log, limiters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.log import CommandLog, InlineLog
+from core.storage.db import make_engine, session_factory
+from gateway.api.auth import FailureLimiter
+from gateway.config import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    log: CommandLog
+    auth_failures: FailureLimiter
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def now(self) -> datetime:
+        """The receive time; tests and the fixture runner replace ``clock`` to replay recorded traffic."""
+        return self.clock()
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        storage = settings.redis_url or "memory://"
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            log=InlineLog(sessions),
+            auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage),
+        )
+
+    def deep_checks(self) -> dict[str, str]:
+        checks = {"database": "ok", "redis": "absent"}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            checks["database"] = "down"
+        if self.settings.redis_url:
+            try:
+                import redis
+
+                redis.Redis.from_url(self.settings.redis_url, socket_timeout=1).ping()
+                checks["redis"] = "ok"
+            except Exception:
+                checks["redis"] = "down"
+        return checks

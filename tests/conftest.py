@@ -1,0 +1,124 @@
+"""Shared fixtures: a real database per test run (PostgreSQL by default, SQLite in the quick pass).
+
+``MBUZZ_TEST_DATABASE_URL`` picks the database: a PostgreSQL URL (each xdist worker gets its own fresh
+database derived from it) or ``sqlite``. Tests isolate themselves by creating their own account, which is
+also what tenant scoping guarantees in production.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core import accounts
+from core.storage.db import make_engine, migrate
+from gateway import create_app
+from gateway.config import Settings
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/mbuzz_test"
+SHARED = Path(os.environ.get("MBUZZ_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def _pg_reachable(url: str) -> bool:
+    try:
+        engine = make_engine(url.rsplit("/", 1)[0] + "/postgres")
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def _fresh_postgres(url: str, worker: str) -> str:
+    base, name = url.rsplit("/", 1)
+    name = f"{name}_{worker}"
+    admin = make_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def database_url(worker_id: str) -> Iterator[str]:
+    wanted = os.environ.get("MBUZZ_TEST_DATABASE_URL")
+    if wanted is None:
+        if _pg_reachable(DEFAULT_PG):
+            wanted = DEFAULT_PG
+        elif os.environ.get("CI"):
+            pytest.exit("CI: PostgreSQL is required on 127.0.0.1:5432", returncode=3)
+        else:
+            wanted = "sqlite"
+    if wanted == "sqlite":
+        folder = tempfile.mkdtemp(prefix="mbuzz-test-")
+        url = f"sqlite:///{folder}/test.db"
+    else:
+        if not _pg_reachable(wanted):
+            pytest.exit(f"PostgreSQL not reachable at {wanted}", returncode=3)
+        url = _fresh_postgres(wanted, worker_id)
+    migrate(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": None,
+        "secret_key": "test-secret",
+        "ratelimit_auth_failures": "100000 per minute",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Flask:
+    return create_app(make_settings(database_url))
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class AccountKeys:
+    account_id: str
+    test_key: str
+    live_key: str
+
+    def headers(self, env: str = "test", **extra: str) -> dict[str, str]:
+        key = self.test_key if env == "test" else self.live_key
+        return {"Authorization": f"Bearer {key}", **extra}
+
+
+def new_account(app: Flask, name: str = "Acme") -> AccountKeys:
+    with app.config["MBUZZ"].sessions.begin() as db:
+        account, test_key, live_key = accounts.create_account(db, name)
+    return AccountKeys(account.id, test_key.plaintext, live_key.plaintext)
+
+
+@pytest.fixture()
+def acct(app: Flask) -> AccountKeys:
+    return new_account(app)
+
+
+@pytest.fixture()
+def other_acct(app: Flask) -> AccountKeys:
+    return new_account(app, "Other Inc")
