@@ -26,4 +26,17 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)
+    app.wsgi_app = _strip_api_trailing_slash(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _strip_api_trailing_slash(wsgi: Any) -> Any:
+    """API-1: ``/api/v1/events/`` is the same path as ``/api/v1/events``, without a redirect."""
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/api/") and len(path) > 1 and path.endswith("/"):
+            environ["PATH_INFO"] = path.rstrip("/")
+        return wsgi(environ, start_response)
+
+    return middleware

@@ -323,6 +323,15 @@ def _normalize_entry(entry: object) -> str | None:
     return normalize_host(_split_host(text))
 
 
+def _as_tuple(entries: object) -> tuple[str, ...]:
+    """A lone string is one entry, not a sequence of characters."""
+    if isinstance(entries, str):
+        return (entries,)
+    if isinstance(entries, (tuple, list, set, frozenset)):
+        return tuple(x for x in entries if isinstance(x, str))
+    return ()
+
+
 def _normalize_entries(entries: tuple[str, ...]) -> frozenset[str]:
     return frozenset(e for e in (_normalize_entry(x) for x in entries) if e)
 
@@ -369,14 +378,10 @@ def site_index(
 ) -> SiteIndex:
     if not (site_domains or referral_exclusions or spam_referrers or channel_sources):
         return EMPTY_SITE_INDEX
-    sources = tuple(
-        (k, v) for k, v in (channel_sources or {}).items() if isinstance(k, str) and isinstance(v, str)
-    )
+    items = channel_sources.items() if isinstance(channel_sources, Mapping) else ()
+    sources = tuple((k, v) for k, v in items if isinstance(k, str) and isinstance(v, str))
     return _site_index(
-        tuple(x for x in site_domains if isinstance(x, str)),
-        tuple(x for x in referral_exclusions if isinstance(x, str)),
-        tuple(x for x in spam_referrers if isinstance(x, str)),
-        sources,
+        _as_tuple(site_domains), _as_tuple(referral_exclusions), _as_tuple(spam_referrers), sources
     )
 
 

@@ -80,7 +80,10 @@ def utm_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def utm_from_explicit(explicit: Mapping[str, object] | None) -> dict[str, str]:
-    """UTM-1 request-level fields; non-string values are ignored rather than coerced."""
+    """UTM-1 request-level fields; non-string values are ignored rather than coerced.
+
+    The caller passes top-level fields before `properties` ones (UTM-1 order); the first non-empty wins.
+    """
     found: dict[str, str] = {}
     if not explicit:
         return found
@@ -97,9 +100,9 @@ def utm_from_explicit(explicit: Mapping[str, object] | None) -> dict[str, str]:
 
 def merge_utm(from_url: Mapping[str, str], explicit: Mapping[str, object] | None) -> dict[str, str]:
     """UTM-1: explicit fields only when the URL carries none of the five; URL values still win per name."""
-    if any(name in from_url for name in KEY_PARAMS):
-        return dict(from_url)
-    merged = utm_from_explicit(explicit)
+    merged: dict[str, str] = {}
+    if not any(name in from_url for name in KEY_PARAMS):
+        merged = utm_from_explicit(explicit)
     merged.update(from_url)
     return {name: merged[name] for name in UTM_PARAMS if name in merged}
 

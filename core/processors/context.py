@@ -53,8 +53,8 @@ def insert_ignore(db: Session, model: Any, values: dict[str, Any]) -> bool:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing()
-    result = db.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # RETURNING tells inserted from skipped on both dialects (rowcount is not reliable here).
+    return db.execute(stmt.returning(sa.literal(1))).first() is not None
 
 
 def lock_visitor(ctx: Ctx, visitor_key: str) -> None:

@@ -1,7 +1,8 @@
 """Pydantic v2 models of the v1 wire format (api.md §8): lenient request types, exact response shapes.
 
 The OpenAPI document is generated from these models (API-160) and the tests validate every fixture request and
-every answer against them, so document, code and fixtures cannot drift apart. Request fields are deliberately loose (``revenue: number | string``, ``properties: object | []``)
+every answer against them, so document, code and fixtures cannot drift apart. Request fields are deliberately
+loose (``revenue: number | string``, ``properties: object | []``)
 because the published SDKs send those forms; the exact messages for wrong values come from the field rules.
 """
 

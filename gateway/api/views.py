@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,7 +20,6 @@ from gateway.api.body import BodyError, parse_body
 from gateway.api.fields import idempotency_header
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-bp.strict_slashes = False  # type: ignore[attr-defined]
 
 EVENTS_LIMIT = 524_288
 OTHER_LIMIT = 32_768
@@ -52,7 +50,7 @@ def _request_id() -> None:
 @bp.after_app_request
 def _stamp(resp: Response) -> Response:
     resp.headers["X-Request-Id"] = g.get("request_id") or str(uuid.uuid4())
-    if request.method == "OPTIONS" and request.path.startswith("/api/v1"):  # API-150: Allow only, no CORS headers, no body
+    if request.method == "OPTIONS" and request.path.startswith("/api/v1"):  # API-150: Allow only, no CORS
         resp.status_code = 204
         resp.set_data(b"")
     if g.get("processing"):
@@ -124,7 +122,9 @@ def _append(principal: Principal, commands: list[Command]) -> list[CommandResult
     return list(log.append(principal.tenant, commands))
 
 
-def _record_rejections(principal: Principal, endpoint_name: str, items: list[tuple[int | None, Any, list[str]]]) -> None:
+def _record_rejections(
+    principal: Principal, endpoint_name: str, items: list[tuple[int | None, Any, list[str]]]
+) -> None:
     """API-24: what was rejected and why, never the body."""
     if not items:
         return

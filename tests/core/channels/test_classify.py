@@ -28,7 +28,8 @@ CH5_VECTORS: list[tuple[int, str, str | None, str]] = [
     (15, "?utm_source=direct&utm_medium=(none)", None, "direct"),
     (16, "?utm_medium=sms", None, "other"),
     (17, "?fbclid=IwAR0", "https://l.facebook.com/", "organic_social"),
-    (18, "?fbclid=IwAR0&utm_source=facebook&utm_medium=paid_social", "https://l.facebook.com/", "paid_social"),
+    (18, "?fbclid=IwAR0&utm_source=facebook&utm_medium=paid_social", "https://l.facebook.com/",
+     "paid_social"),
     (19, "?srsltid=AfmBOo", "https://www.google.com/", "organic_search"),
     (20, "?irclickid=abc", None, "affiliate"),
     (21, "", "https://www.google.co.uk/", "organic_search"),
@@ -311,7 +312,9 @@ def test_CLK1_values_first_non_empty_and_cut() -> None:
     ids=["BOT4-test-ping", "BOT2-ipv4", "BOT2-ipv6", "BOT2-spam", "BOT2-spam-www", "BOT2-spam-parent",
          "BOT2-account-spam", "BOT2-clean", "BOT2-internal-ip-not-spam"],
 )
-def test_BOT2_BOT4_exclusions(url: str, referrer: str | None, site: SiteConfig | None, reason: str | None) -> None:
+def test_BOT2_BOT4_exclusions(
+    url: str, referrer: str | None, site: SiteConfig | None, reason: str | None
+) -> None:
     t = traffic_for(url, referrer, site=site)
     assert t.exclusion_reason == reason
     assert t.channel in CHANNELS  # BOT-3: the channel is still computed
@@ -378,8 +381,8 @@ def test_REF4_account_channel_sources_first() -> None:
          "paid_search"),
         (None, {"UTM_SOURCE": "Facebook"}, {"utm_source": "Facebook"}, "organic_social"),
         (ACME + "?utm_source=bing", {"utm_medium": "cpc"}, {"utm_source": "bing"}, "organic_search"),
-        (ACME + "?utm_id=7", {"utm_source": "klaviyo", "utm_id": "9"}, {"utm_source": "klaviyo", "utm_id": "7"},
-         "email"),
+        (ACME + "?utm_id=7", {"utm_source": "klaviyo", "utm_id": "9"},
+         {"utm_source": "klaviyo", "utm_id": "7"}, "email"),
         (ACME, {"utm_source": 42, "utm_medium": None, "other": "x"}, {}, "direct"),
         (ACME + "?utm_source=", {"utm_source": "bing"}, {"utm_source": "bing"}, "organic_search"),
     ],
@@ -462,3 +465,8 @@ def test_CH5_non_string_inputs() -> None:
 def test_CH5_deterministic() -> None:
     args = (ACME + "?utm_source=google&utm_medium=cpc", "https://www.google.com/")
     assert traffic_for(*args) == traffic_for(*args)
+
+
+def test_REF2_lone_string_setting_is_one_entry() -> None:
+    site = SiteConfig(site_domains="acme.com")  # type: ignore[arg-type]
+    assert traffic_for(None, "https://shop.acme.com/", site=site).referrer_internal

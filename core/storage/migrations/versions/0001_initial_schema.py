@@ -4,10 +4,11 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-12-01
 """
-from alembic import op
 import sqlalchemy as sa
-import core.storage.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import core.storage.types
 
 revision = '0001'
 down_revision = None
