@@ -44,6 +44,7 @@ class KeyLookup:
     environment: str | None = None
     key_prefix: str | None = None
     key_id: str | None = None
+    currency: str = "USD"  # ATT-1 default currency, so the edge can round revenue to its minor units
 
 
 def key_digest(token: str) -> str:
@@ -130,13 +131,14 @@ def revoke_api_key(db: Session, prefix_or_id: str) -> int:
 def lookup_key(db: Session, token: str) -> KeyLookup:
     """API-12 steps 4–6 for a token that already passed the format check."""
     row = db.execute(
-        sa.select(ApiKey, Account)
+        sa.select(ApiKey, Account, AccountSettings.settings)
         .join(Account, Account.id == ApiKey.account_id)
+        .outerjoin(AccountSettings, AccountSettings.account_id == ApiKey.account_id)
         .where(ApiKey.key_digest == key_digest(token))
     ).first()
     if row is None:
         return KeyLookup(problem="unknown")
-    key, account = row
+    key, account, settings = row
     if key.revoked_at is not None:
         return KeyLookup(problem="revoked")
     if account.status != "active":
@@ -151,6 +153,7 @@ def lookup_key(db: Session, token: str) -> KeyLookup:
         environment=key.environment,
         key_prefix=key.key_prefix,
         key_id=key.id,
+        currency=str((settings or {}).get("currency") or "USD"),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -160,14 +162,50 @@ def merge_provisional_users(ctx: Ctx, user: User) -> None:
     ctx.db.flush()
 
 
+_PHONE_STRIP = re.compile(r"[\s\-.()]")
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def phone_e164(raw: str, default_country_code: str | None) -> str | None:
+    """ID-7: E.164 normalization; None when the number cannot be made valid."""
+    number = _PHONE_STRIP.sub("", raw.strip())
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    if not number.startswith("+"):
+        if not default_country_code:
+            return None
+        number = "+" + default_country_code + (number[1:] if number.startswith("0") else number)
+    return number if _E164.fullmatch(number) else None
+
+
+def _phone_hash(ctx: Ctx, traits: dict[str, Any], warnings: list[str]) -> str | None:
+    hashed: str | None = None
+    given = traits.pop("phone_sha256", None)
+    if isinstance(given, str) and _HEX64.fullmatch(given):
+        hashed = given
+    for name in ("phone", "phone_number"):
+        value = traits.pop(name, None)
+        if value is None:
+            continue
+        number = phone_e164(str(value), ctx.config.default_country_code)
+        if number is None:
+            warnings.append("traits.phone could not be normalized to E.164; ignored")
+        else:
+            hashed = hashlib.sha256(number.encode()).hexdigest()
+    return hashed
+
+
 def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
     warnings: list[str] = []
     user = ensure_user(ctx, cmd.user_key, cmd.occurred_at)
-    merge_traits(user, cmd.traits, cmd.deleted_traits, warnings)
+    traits = dict(cmd.traits)
+    phone_hash = _phone_hash(ctx, traits, warnings) or cmd.phone_sha256
+    merge_traits(user, traits, cmd.deleted_traits, warnings)
     if cmd.email_sha256:
         user.email_sha256 = cmd.email_sha256
-    if cmd.phone_sha256:
-        user.phone_sha256 = cmd.phone_sha256
+    if phone_hash:
+        user.phone_sha256 = phone_hash
     if user.first_identified_at is None:
         user.first_identified_at = cmd.occurred_at
     user.last_identified_at = cmd.occurred_at

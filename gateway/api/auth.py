@@ -46,6 +46,7 @@ class Principal:
     account_name: str
     key_prefix: str
     key_id: str
+    currency: str = "USD"
 
 
 def presented_token() -> str | None:
@@ -114,6 +115,7 @@ def authenticate() -> Principal:
         account_name=found.account_name or "",
         key_prefix=found.key_prefix,
         key_id=found.key_id,
+        currency=found.currency,
     )
     g.principal = principal
     return principal

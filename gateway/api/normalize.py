@@ -191,7 +191,9 @@ def _short(value: Any, limit: int, name: str, warnings: list[str]) -> str | None
     return value
 
 
-def build_conversion(raw: dict[str, Any], now: datetime, header_key: str | None) -> Built:
+def build_conversion(
+    raw: dict[str, Any], now: datetime, header_key: str | None, default_currency: str = "USD"
+) -> Built:
     out = Built()
     errors, warnings = out.errors, out.warnings
     conversion_type = f.name_field("conversion_type", raw.get("conversion_type"), errors)
@@ -225,7 +227,7 @@ def build_conversion(raw: dict[str, Any], now: datetime, header_key: str | None)
             currency = currency_raw.strip().upper()
         else:
             errors.append(f"currency must be a 3-letter ISO 4217 code, got {f.render_value(currency_raw)}")
-    revenue = parse_revenue(raw.get("revenue"), currency_exponent(currency or "USD"), f.render_value)
+    revenue = parse_revenue(raw.get("revenue"), currency_exponent(currency or default_currency), f.render_value)
     if revenue.error:
         errors.append(revenue.error)
     elif revenue.warning:
@@ -257,8 +259,6 @@ def build_conversion(raw: dict[str, Any], now: datetime, header_key: str | None)
     if errors:
         return out
     assert conversion_type is not None
-    if revenue.minor is not None and currency is None:
-        currency = None  # the account default applies; minor units were read with USD's exponent (2)
     out.command = ConversionCommand(
         id=new_id("conv"),
         conversion_type=conversion_type,
@@ -269,7 +269,7 @@ def build_conversion(raw: dict[str, Any], now: datetime, header_key: str | None)
         user_key=user,
         email_sha256=id_email,
         revenue_minor=revenue.minor,
-        currency=currency,
+        currency=currency or default_currency,
         is_acquisition=acquisition,
         inherit_acquisition=inherit,
         funnel=funnel,

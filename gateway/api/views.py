@@ -288,7 +288,7 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
 def conversions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     raw = _unwrap(value, "conversion")
     now = _services().now()
-    built = normalize.build_conversion(raw, now, header_key)
+    built = normalize.build_conversion(raw, now, header_key, principal.currency)
     if built.command is None:
         return _unprocessable(principal, "conversions", raw.get("conversion_type"), built.errors)
     (result,) = _append(principal, [built.command])

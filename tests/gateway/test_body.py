@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 
 import orjson
 import pytest
@@ -215,10 +214,9 @@ def test_API20_nesting_depth(raw: bytes, ok: bool) -> None:
         assert (err.status, err.message) == (400, MSG_TOO_DEEP)
 
 
-def test_API20_deep_nesting_is_fast() -> None:
-    start = time.perf_counter()
-    _error(_nested(200_000), limit=10**7)
-    assert time.perf_counter() - start < 1.0
+def test_API20_very_deep_nesting_is_rejected_without_recursion_error() -> None:
+    err = _error(_nested(200_000), limit=10**7)
+    assert (err.status, err.message) == (400, MSG_TOO_DEEP)
 
 
 # ------------------------------------------------------------------------------------ 413 / 415
@@ -277,14 +275,12 @@ def test_API2_gzip_at_limit_accepted() -> None:
     assert parse_body(gzip.compress(raw), "gzip", LIMIT).value == {"a": "x" * (LIMIT - 8)}
 
 
-def test_API2_gzip_bomb_stops_early_and_fast() -> None:
+def test_API2_gzip_bomb_stops_at_the_limit() -> None:
     bomb = gzip.compress(b"0" * 10_000_000, compresslevel=9)
-    start = time.perf_counter()
     err = _error(bomb, "gzip", EVENTS_LIMIT)
-    elapsed = time.perf_counter() - start
     assert err.status == 413
+    # the count is where decompression stopped, one byte past the limit, not the 10 MB the bomb holds
     assert err.message == f"Request body too large: {EVENTS_LIMIT + 1} bytes (maximum {EVENTS_LIMIT})"
-    assert elapsed < 0.1
 
 
 def test_API2_gzip_bomb_in_second_member() -> None:
