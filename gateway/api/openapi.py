@@ -15,7 +15,7 @@ from gateway.api import schemas as s
 bp = Blueprint("api_v1_openapi", __name__, url_prefix="/api/v1")
 
 MODELS: list[type[BaseModel]] = [
-    s.SessionIn, s.SessionWrapped, s.EventIn, s.EventsWrapped, s.EventWrapped, s.ConversionIn,
+    s.SessionIn, s.SessionWrapped, s.EventIn, s.FlatEventIn, s.EventsWrapped, s.EventWrapped, s.ConversionIn,
     s.ConversionWrapped, s.IdentifyIn, s.IdentifyWrapped, s.ErrorOut, s.RateLimitedOut, s.UnprocessableOut,
     s.SessionOut, s.EventsOut, s.ConversionOut, s.IdentifyOut, s.ValidateOut, s.HealthOut,
 ]
@@ -67,8 +67,9 @@ def document() -> dict[str, Any]:
         ),
         "/events": _write(
             "Record journey steps",
-            {"oneOf": [_ref(s.EventsWrapped), _ref(s.EventWrapped), {"type": "array", "items": _ref(s.EventIn)},
-                       _ref(s.EventIn)]},
+            {"oneOf": [_ref(s.EventsWrapped), _ref(s.EventWrapped),
+                       {"type": "array", "items": _ref(s.EventIn), "minItems": 1, "maxItems": 500},
+                       _ref(s.FlatEventIn)]},
             {"202": _json(_ref(s.EventsOut), "Accepted (rejected events are listed)")},
             write_errs,
         ),

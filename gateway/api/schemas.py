@@ -8,7 +8,7 @@ because the published SDKs send those forms; the exact messages for wrong values
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,7 +52,10 @@ class Identifier(_In):
 
 
 class EventIn(_In):
-    event_type: str
+    """One event of a batch (or of ``{"event": {...}}``). Events are validated one by one (API-84): an event
+    without ``event_type`` does not fail the request, it is listed in ``rejected`` of the 202."""
+
+    event_type: str | None = Field(default=None, description="required; an event without it is rejected (API-84)")
     visitor_id: Id = None
     user_id: str | int | None = None
     identifier: Identifier | None = None
@@ -68,8 +71,17 @@ class EventIn(_In):
     id: str | int | None = None
 
 
+class FlatEventIn(EventIn):
+    """The flat single-event form (API-80 form 4) is recognised by its ``event_type`` key."""
+
+    event_type: str
+
+
+EventList = Annotated[list[EventIn], Field(min_length=1, max_length=500)]
+
+
 class EventsWrapped(_In):
-    events: list[EventIn] | EventIn
+    events: EventList | EventIn
 
 
 class EventWrapped(_In):
