@@ -44,6 +44,7 @@ class KeyLookup:
     environment: str | None = None
     key_prefix: str | None = None
     key_id: str | None = None
+    monthly_event_quota: int | None = None
     currency: str = "USD"  # ATT-1 default currency, so the edge can round revenue to its minor units
 
 
@@ -153,6 +154,7 @@ def lookup_key(db: Session, token: str) -> KeyLookup:
         environment=key.environment,
         key_prefix=key.key_prefix,
         key_id=key.id,
+        monthly_event_quota=account.monthly_event_quota,
         currency=str((settings or {}).get("currency") or "USD"),
     )
 

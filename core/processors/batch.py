@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.commands import Command, CommandResult, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
 from core.processors.attribution import attribute_conversion
-from core.processors.context import Ctx
+from core.processors.context import Ctx, insert_ignore
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch
 from core.processors.identity import process_identify
 from core.settings import load_config
-from core.storage.models import Conversion
+from core.storage.models import Conversion, UsageCounter
 from core.tenant import Tenant
+from core.usage import month_of
 
 
 def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
@@ -34,7 +36,25 @@ def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> l
             raise TypeError(f"unknown command {command!r}")
         db.flush()
     reattribute_pending(ctx)
+    charged = sum(
+        1
+        for command, result in zip(commands, results, strict=True)
+        if isinstance(command, EventCommand | TouchCommand) and result.status == "processed"
+    )
+    if charged:
+        charge_usage(ctx, commands[0].received_at, charged)
     return results
+
+
+def charge_usage(ctx: Ctx, at: datetime, count: int) -> None:
+    """API-33: duplicates are never charged; the counter row is upserted in the batch's transaction."""
+    month = month_of(at)
+    insert_ignore(ctx.db, UsageCounter, {"account_id": ctx.account_id, "month": month, "events": 0})
+    ctx.db.execute(
+        sa.update(UsageCounter)
+        .where(UsageCounter.account_id == ctx.account_id, UsageCounter.month == month)
+        .values(events=UsageCounter.events + count)
+    )
 
 
 def reattribute_pending(ctx: Ctx) -> int:

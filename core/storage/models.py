@@ -296,3 +296,12 @@ class Rejection(Base):
     key_prefix: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
     request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     created_at: Mapped[datetime]
+
+
+class UsageCounter(Base):
+    """API-33: accepted, non-duplicate events and session touches per account and calendar month (UTC)."""
+
+    __tablename__ = "usage_counters"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    month: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # YYYY-MM
+    events: Mapped[int] = mapped_column(sa.BigInteger, default=0)

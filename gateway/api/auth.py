@@ -47,6 +47,7 @@ class Principal:
     key_prefix: str
     key_id: str
     currency: str = "USD"
+    monthly_event_quota: int | None = None
 
 
 def presented_token() -> str | None:
@@ -116,6 +117,7 @@ def authenticate() -> Principal:
         key_prefix=found.key_prefix,
         key_id=found.key_id,
         currency=found.currency,
+        monthly_event_quota=found.monthly_event_quota,
     )
     g.principal = principal
     return principal

@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.exc import OperationalError
 
 from core.commands import Command, CommandResult
 from core.ids import new_id
 from core.log import LogUnavailable
 from core.storage.models import Rejection
+from core.usage import quota_reached
 from gateway.api import normalize
 from gateway.api.auth import AuthFailure, Principal, authenticate
 from gateway.api.body import BodyError, parse_body
@@ -53,6 +55,8 @@ def _stamp(resp: Response) -> Response:
     if request.method == "OPTIONS" and request.path.startswith("/api/v1"):  # API-150: Allow only, no CORS
         resp.status_code = 204
         resp.set_data(b"")
+    if g.get("retry_after"):
+        resp.headers["Retry-After"] = g.retry_after
     if g.get("processing"):
         resp.headers["X-Mbuzz-Processing"] = g.processing
     return resp
@@ -70,6 +74,12 @@ def _auth_error(exc: AuthFailure) -> Response:
             {"Retry-After": str(exc.retry_after)},
         )
     return json_response({"error": exc.message}, 401, {"WWW-Authenticate": "Bearer"})
+
+
+def _unavailable() -> Response:
+    """API-66: nothing could make the command durable; the client should retry."""
+    g.retry_after = "5"  # re-applied after Flask-Limiter rewrites Retry-After from its own window
+    return json_response({"error": "Service temporarily unavailable"}, 503, {"Retry-After": "5"})
 
 
 def _read_body(limit: int) -> tuple[Any, list[str]]:
@@ -96,6 +106,8 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
                 principal = authenticate()
             except AuthFailure as exc:
                 return _auth_error(exc)
+            except OperationalError:
+                return _unavailable()
             try:
                 header_key = idempotency_header(request.headers.get("X-Idempotency-Key"))
                 value, warnings = _read_body(limit)
@@ -105,10 +117,8 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
                 return view(principal, value, warnings, header_key)
             except BodyError as exc:
                 return error(exc.message, exc.status)
-            except LogUnavailable:
-                return json_response(
-                    {"error": "Service temporarily unavailable"}, 503, {"Retry-After": "5"}
-                )
+            except (LogUnavailable, OperationalError):
+                return _unavailable()
 
         inner.__name__ = view.__name__
         return inner
@@ -145,6 +155,16 @@ def _record_rejections(
                     created_at=now,
                 )
             )
+
+
+def _billing_blocked(principal: Principal) -> Response | None:
+    """API-33: once the monthly quota is used up, events and sessions answer 402 (conversions never do)."""
+    if principal.monthly_event_quota is None:
+        return None
+    with _services().sessions() as db:
+        if not quota_reached(db, principal.tenant.account_id, principal.monthly_event_quota, _services().now()):
+            return None
+    return json_response({"error": "Account cannot accept events", "billing_blocked": True}, 402)
 
 
 def _unwrap(value: Any, key: str) -> dict[str, Any]:
@@ -185,6 +205,8 @@ def validate() -> Response:
         principal = authenticate()
     except AuthFailure as exc:
         return _auth_error(exc)
+    except OperationalError:
+        return _unavailable()
     return json_response(
         {
             "valid": True,
@@ -198,6 +220,8 @@ def validate() -> Response:
 @bp.route("/events", methods=["POST"])
 @endpoint(EVENTS_LIMIT)
 def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    if (blocked := _billing_blocked(principal)) is not None:
+        return blocked
     items = _event_items(value)
     if not items:
         raise BodyError(400, "events must contain at least one event")
@@ -259,6 +283,8 @@ def _event_items(value: Any) -> list[Any]:
 @bp.route("/sessions", methods=["POST"])
 @endpoint(OTHER_LIMIT)
 def sessions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
+    if (blocked := _billing_blocked(principal)) is not None:
+        return blocked
     raw = _unwrap(value, "session")
     now = _services().now()
     built = normalize.build_touch(raw, now, header_key)

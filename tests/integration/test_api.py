@@ -436,3 +436,27 @@ def test_API141_failed_authentications_limited_per_ip(database_url: str) -> None
     bad = {"Authorization": "Bearer sk_test_" + "0" * 32}
     statuses = [client.get("/api/v1/validate", headers=bad).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
+
+
+def test_API33_quota_blocks_events_and_sessions_not_conversions(app: Flask, client: FlaskClient) -> None:
+    keys = new_account(app)
+    with app.config["MBUZZ"].sessions.begin() as db:
+        db.get(m.Account, keys.account_id).monthly_event_quota = 2  # type: ignore[union-attr]
+    body = {"events": [{"event_type": "a", "visitor_id": "q", "message_id": "1"},
+                       {"event_type": "b", "visitor_id": "q", "message_id": "2"}]}
+    assert post(client, keys, "/events", body).status_code == 202
+    again = post(client, keys, "/events", {"event_type": "c", "visitor_id": "q"})
+    assert again.status_code == 402
+    assert again.get_json() == {"error": "Account cannot accept events", "billing_blocked": True}
+    assert post(client, keys, "/sessions", {"visitor_id": "q", "session_id": "s"}).status_code == 402
+    assert post(client, keys, "/conversions", {"conversion_type": "x", "visitor_id": "q"}).status_code == 201
+    assert post(client, keys, "/identify", {"user_id": "q"}).status_code == 200
+
+
+def test_API66_database_down_answers_503_not_500(database_url: str) -> None:
+    app = create_app(make_settings("postgresql://postgres@127.0.0.1:1/none"))
+    resp = app.test_client().post("/api/v1/events", data=b'{"event_type": "x", "visitor_id": "v"}',
+                                  headers={"Authorization": "Bearer sk_test_" + "a" * 32})
+    assert resp.status_code == 503
+    assert resp.get_json() == {"error": "Service temporarily unavailable"}
+    assert resp.headers["Retry-After"] == "5"
