@@ -82,3 +82,41 @@ def test_ID9_identifier_email_resolves_to_identified_user(client: FlaskClient, a
     assert body["accepted"] == 1
     conv = post(client, acct, "/conversions", {"conversion_type": "c", "user_id": "id9"}).get_json()
     assert conv["attribution"]["sessions_analyzed"] == 1
+
+
+def _credits(app: Flask, acct: AccountKeys, conversion_id: str, model: str = "linear") -> list[str]:
+    with app.config["MBUZZ"].sessions() as db:
+        rows = db.scalars(sa.select(m.AttributionCredit).where(
+            m.AttributionCredit.account_id == acct.account_id, m.AttributionCredit.conversion_id == conversion_id,
+            m.AttributionCredit.model == model).order_by(m.AttributionCredit.touchpoint_index)).all()
+        return [r.channel for r in rows]
+
+
+def test_SES13_late_session_reattributes_conversion(app: Flask, client: FlaskClient, acct: AccountKeys) -> None:
+    touch(client, acct, "late-v", "https://acme.com/?utm_source=google&utm_medium=cpc", ago(days=2))
+    conv = post(client, acct, "/conversions", {"conversion_type": "x", "visitor_id": "late-v",
+                                               "timestamp": iso(ago(days=1))}).get_json()
+    assert _credits(app, acct, conv["id"]) == ["paid_search"]
+    # an import delivers an older visit afterwards: it lands inside the window and credits are replaced
+    touch(client, acct, "late-v", "https://acme.com/?utm_source=newsletter&utm_medium=email", ago(days=5))
+    assert _credits(app, acct, conv["id"]) == ["email", "paid_search"]
+    # a session after the conversion changes nothing
+    touch(client, acct, "late-v", "https://acme.com/?utm_source=bing", ago(hours=1))
+    assert _credits(app, acct, conv["id"]) == ["email", "paid_search"]
+
+
+def test_ID10_provisional_user_merged_into_identified_user(
+    app: Flask, client: FlaskClient, acct: AccountKeys
+) -> None:
+    touch(client, acct, "prov-v", "https://acme.com/?utm_source=newsletter&utm_medium=email", ago(days=1))
+    post(client, acct, "/events", {"event_type": "lead", "visitor_id": "prov-v",
+                                   "identifier": {"email": "lead@corp.example"}})
+    with app.config["MBUZZ"].sessions() as db:
+        provisional = db.scalars(sa.select(m.User).where(m.User.account_id == acct.account_id)).all()
+    assert [u.user_key for u in provisional] == [None]
+    post(client, acct, "/identify", {"user_id": "crm-9", "traits": {"email": "lead@corp.example"}})
+    with app.config["MBUZZ"].sessions() as db:
+        users = db.scalars(sa.select(m.User).where(m.User.account_id == acct.account_id)).all()
+    assert [u.user_key for u in users] == ["crm-9"]
+    conv = post(client, acct, "/conversions", {"conversion_type": "deal", "user_id": "crm-9"}).get_json()
+    assert conv["attribution"]["models"]["first_touch"][0]["channel"] == "email"
