@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ulid import ULID
 
@@ -12,12 +12,3 @@ PREFIXES = frozenset({"evt", "conv", "sess", "idt", "acct", "vis", "key", "lnk",
 def new_id(prefix: str, at: datetime | None = None) -> str:
     ulid = ULID.from_datetime(at) if at is not None else ULID()
     return f"{prefix}_{ulid}"
-
-
-def id_time(server_id: str) -> datetime | None:
-    """The instant embedded in a server id, or None when it is not one."""
-    _, _, body = server_id.partition("_")
-    try:
-        return ULID.from_str(body.upper()).datetime.astimezone(UTC)
-    except ValueError:
-        return None

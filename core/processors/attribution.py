@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -95,6 +96,20 @@ def _acquisition_for(ctx: Ctx, conv: Conversion) -> Conversion | None:
     ).first()
 
 
+def _credit_row(ctx: Ctx, conv: Conversion, model: str, now: datetime, **values: Any) -> AttributionCredit:
+    """A credit row of ``conv``: tenant, conversion, currency and time are copied for reports (ATT-47)."""
+    return AttributionCredit(
+        account_id=ctx.account_id,
+        environment=ctx.environment,
+        conversion_id=conv.id,
+        model=model,
+        currency=conv.currency,
+        converted_at=conv.converted_at,
+        created_at=now,
+        **values,
+    )
+
+
 def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
     return list(
         ctx.db.scalars(
@@ -144,11 +159,11 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
             for r in result.rows:
                 tp = by_session[r.session_id]
                 rows.append(
-                    AttributionCredit(
-                        account_id=ctx.account_id,
-                        environment=ctx.environment,
-                        conversion_id=conv.id,
-                        model=model,
+                    _credit_row(
+                        ctx,
+                        conv,
+                        model,
+                        now,
                         session_id=r.session_id,
                         touchpoint_index=r.touchpoint_index,
                         journey_length=len(journey.touchpoints),
@@ -156,15 +171,12 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
                         position=r.position,
                         credit=Decimal(r.credit_units) / 10000,
                         revenue_credit_minor=r.revenue_minor,
-                        currency=conv.currency,
-                        converted_at=conv.converted_at,
                         utm_source=tp.utm_source,
                         utm_medium=tp.utm_medium,
                         utm_campaign=tp.utm_campaign,
                         model_config_version=ctx.config.config_versions.get(model, 1),
                         fallback=result.fallback,
                         fallback_reason=result.fallback_reason,
-                        created_at=now,
                     )
                 )
         conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
@@ -199,11 +211,11 @@ def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[Attr
             revenue = list(revenue_split(units, total))
         for row, rev in zip(model_rows, revenue, strict=True):
             copied.append(
-                AttributionCredit(
-                    account_id=ctx.account_id,
-                    environment=ctx.environment,
-                    conversion_id=conv.id,
-                    model=model,
+                _credit_row(
+                    ctx,
+                    conv,
+                    model,
+                    now,
                     session_id=row.session_id,
                     touchpoint_index=row.touchpoint_index,
                     journey_length=row.journey_length,
@@ -211,8 +223,6 @@ def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[Attr
                     position=row.position,
                     credit=row.credit,
                     revenue_credit_minor=rev,
-                    currency=conv.currency,
-                    converted_at=conv.converted_at,
                     utm_source=row.utm_source,
                     utm_medium=row.utm_medium,
                     utm_campaign=row.utm_campaign,
@@ -221,7 +231,6 @@ def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[Attr
                     fallback=row.fallback,
                     fallback_reason=row.fallback_reason,
                     inherited_from_conversion_id=source.id,
-                    created_at=now,
                 )
             )
     return copied

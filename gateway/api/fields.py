@@ -19,7 +19,6 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
 import orjson
-from ulid import ULID
 
 from gateway.api.body import BodyError
 
@@ -36,7 +35,6 @@ __all__ = [
     "idempotency_header",
     "mask_ip",
     "name_field",
-    "new_id",
     "normalize_server_id",
     "properties",
     "render_value",
@@ -460,11 +458,6 @@ _CROCKFORD_VALUE = {c: i for i, c in enumerate(_CROCKFORD)} | {
 }
 # First character at most 7: 26 base-32 characters carry 130 bits, a ULID only 128.
 _ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}")
-
-
-def new_id(prefix: str) -> str:
-    """API-5 server id, e.g. ``new_id("evt")`` -> ``evt_01J...``; a trailing ``_`` on the prefix is fine."""
-    return f"{prefix.rstrip('_')}_{ULID()}"
 
 
 def normalize_server_id(prefix: str, v: object) -> str | None:

@@ -54,6 +54,17 @@ def _identifier(raw: Any, errors: list[str]) -> tuple[str | None, str | None]:
     return user, hashed
 
 
+def _properties_and_funnel(
+    raw: dict[str, Any], errors: list[str], warnings: list[str]
+) -> tuple[dict[str, Any], str | None]:
+    """API-47 properties, and API-48: a string ``properties.funnel`` stands in for an absent ``funnel``."""
+    props = f.properties("properties", raw.get("properties"), errors, warnings)
+    funnel_raw = raw.get("funnel")
+    if funnel_raw is None and isinstance(props.get("funnel"), str):
+        funnel_raw = props.get("funnel")
+    return props, f.name_field("funnel", funnel_raw, errors)
+
+
 def _ip_and_agent(raw: dict[str, Any], warnings: list[str]) -> tuple[str | None, str | None]:
     masked = f.mask_ip(raw.get("ip"), warnings) if raw.get("ip") is not None else None
     agent = f.clean_user_agent(raw.get("user_agent"))
@@ -97,11 +108,7 @@ def build_event(
         errors.append("visitor_id or user_id is required")
     session = f.client_id("session_id", raw.get("session_id"), errors)
     occurred = _time("timestamp", raw.get("timestamp"), now, errors, warnings)
-    props = f.properties("properties", raw.get("properties"), errors, warnings)
-    funnel_raw = raw.get("funnel")
-    if funnel_raw is None and isinstance(props.get("funnel"), str):
-        funnel_raw = props.get("funnel")
-    funnel = f.name_field("funnel", funnel_raw, errors)
+    props, funnel = _properties_and_funnel(raw, errors, warnings)
     url = f.url_field("url", raw.get("url") or props.get("url"), warnings)
     referrer = f.url_field("referrer", raw.get("referrer") or props.get("referrer"), warnings)
     agent, fingerprint = _ip_and_agent(raw, warnings)
@@ -236,11 +243,7 @@ def build_conversion(
     inherit = f.boolean("inherit_acquisition", raw.get("inherit_acquisition"), errors) or False
     if acquisition and inherit:
         errors.append("is_acquisition and inherit_acquisition cannot both be true")
-    props = f.properties("properties", raw.get("properties"), errors, warnings)
-    funnel_raw = raw.get("funnel")
-    if funnel_raw is None and isinstance(props.get("funnel"), str):
-        funnel_raw = props.get("funnel")
-    funnel = f.name_field("funnel", funnel_raw, errors)
+    props, funnel = _properties_and_funnel(raw, errors, warnings)
     key_raw = raw.get("idempotency_key")
     key = None
     if key_raw is not None:

@@ -76,6 +76,15 @@ def _auth_error(exc: AuthFailure) -> Response:
     return json_response({"error": exc.message}, 401, {"WWW-Authenticate": "Bearer"})
 
 
+def _principal_or_error() -> Principal | Response:
+    try:
+        return authenticate()
+    except AuthFailure as exc:
+        return _auth_error(exc)
+    except OperationalError:
+        return _unavailable()
+
+
 def _unavailable() -> Response:
     """API-66: nothing could make the command durable; the client should retry."""
     g.retry_after = "5"  # re-applied after Flask-Limiter rewrites Retry-After from its own window
@@ -102,12 +111,9 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
 
     def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
         def inner() -> Response:
-            try:
-                principal = authenticate()
-            except AuthFailure as exc:
-                return _auth_error(exc)
-            except OperationalError:
-                return _unavailable()
+            principal = _principal_or_error()
+            if isinstance(principal, Response):
+                return principal
             try:
                 header_key = idempotency_header(request.headers.get("X-Idempotency-Key"))
                 value, warnings = _read_body(limit)
@@ -201,12 +207,9 @@ def health() -> Response:
 
 @bp.route("/validate", methods=["GET"])
 def validate() -> Response:
-    try:
-        principal = authenticate()
-    except AuthFailure as exc:
-        return _auth_error(exc)
-    except OperationalError:
-        return _unavailable()
+    principal = _principal_or_error()
+    if isinstance(principal, Response):
+        return principal
     return json_response(
         {
             "valid": True,
