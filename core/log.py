@@ -31,6 +31,10 @@ class CommandLog(Protocol):
         ...
 
 
+def _retryable(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")
+
+
 class InlineLog:
     """Processes each append in its own transaction, inside the request (API-64)."""
 
@@ -56,7 +60,9 @@ class InlineLog:
                 if attempt == 2:
                     raise
             except OperationalError as exc:
-                raise LogUnavailable(str(exc.orig)) from exc
+                # A deadlock or serialization failure rolled the whole batch back: it is safe to run again.
+                if not _retryable(exc) or attempt == 2:
+                    raise LogUnavailable(str(exc.orig)) from exc
         raise AssertionError("unreachable")
 
     def _process(self, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:

@@ -6,16 +6,18 @@ needs a data migration.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.attribution import MODELS, AttributionSettings
 from core.channels import SiteConfig
-from core.storage.models import AccountSettings
+from core.storage.models import Account, AccountSettings
 
 DEFAULTS: dict[str, Any] = {
     "lookback_days": 30,
@@ -46,6 +48,7 @@ class AccountConfig:
     currency: str
     default_country_code: str | None
     config_versions: dict[str, int]
+    monthly_event_quota: int | None = None  # API-33: usage is counted only for accounts with a quota
 
 
 def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> AccountConfig:
@@ -78,10 +81,16 @@ def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> 
 
 
 def load_config(db: Session, account_id: str) -> AccountConfig:
-    row = db.get(AccountSettings, account_id)
+    row = db.execute(
+        sa.select(AccountSettings.settings, AccountSettings.config_versions, Account.monthly_event_quota)
+        .select_from(Account)
+        .outerjoin(AccountSettings, AccountSettings.account_id == Account.id)
+        .where(Account.id == account_id)
+    ).first()
     if row is None:
         return config_from({})
-    return config_from(row.settings, row.config_versions)
+    config = config_from(row[0] or {}, row[1] or {})
+    return dataclasses.replace(config, monthly_event_quota=row[2])
 
 
 def save_settings(db: Session, account_id: str, changes: dict[str, Any]) -> None:

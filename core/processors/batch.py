@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.commands import Command, CommandResult, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
 from core.processors.attribution import attribute_conversion
-from core.processors.context import Ctx, insert_ignore
+from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch
 from core.processors.identity import process_identify
@@ -22,6 +22,7 @@ from core.usage import month_of
 
 def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
     ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id))
+    lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
     results: list[CommandResult] = []
     for command in commands:
         if isinstance(command, EventCommand):
@@ -41,7 +42,7 @@ def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> l
         for command, result in zip(commands, results, strict=True)
         if isinstance(command, EventCommand | TouchCommand) and result.status == "processed"
     )
-    if charged:
+    if charged and ctx.config.monthly_event_quota is not None:
         charge_usage(ctx, commands[0].received_at, charged)
     return results
 

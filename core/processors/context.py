@@ -7,6 +7,7 @@ The caches live for one batch only (one transaction), so they can never serve st
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,9 @@ class Ctx:
     visitors: dict[str, Visitor] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     reattribute: set[str] = field(default_factory=set)  # conversion ids, coalesced per batch (SES-13, ID-14)
+    locked: set[str] = field(default_factory=set)  # visitor keys whose advisory lock this transaction holds
+    links: dict[str, list[VisitorLink]] = field(default_factory=dict)  # visitor id -> its links, this batch
+    new_visitors: set[str] = field(default_factory=set)  # visitor ids created in this batch: no history yet
 
     @property
     def account_id(self) -> str:
@@ -57,16 +61,28 @@ def insert_ignore(db: Session, model: Any, values: dict[str, Any]) -> bool:
     return db.execute(stmt.returning(sa.literal(1))).first() is not None
 
 
-def lock_visitor(ctx: Ctx, visitor_key: str) -> None:
-    """SES-12: one visitor's items are never resolved concurrently (advisory lock on PostgreSQL).
+def lock_visitors(ctx: Ctx, visitor_keys: Iterable[str]) -> None:
+    """SES-12: one visitor's items are never resolved concurrently (advisory locks on PostgreSQL).
 
-    SQLite serializes writers itself, so nothing is needed there.
+    A batch takes all its visitors' locks at once in sorted order, so two batches sharing visitors can never
+    deadlock; a key already held by this transaction is skipped. SQLite serializes writers itself.
     """
+    wanted = sorted(set(visitor_keys) - ctx.locked)
+    if not wanted:
+        return
+    ctx.locked.update(wanted)
     if ctx.db.get_bind().dialect.name != "postgresql":
         return
-    digest = hashlib.sha256(f"{ctx.account_id}|{ctx.environment}|{visitor_key}".encode()).digest()
-    key = int.from_bytes(digest[:8], "big", signed=True)
-    ctx.db.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    keys = [
+        int.from_bytes(
+            hashlib.sha256(f"{ctx.account_id}|{ctx.environment}|{k}".encode()).digest()[:8], "big", signed=True
+        )
+        for k in wanted
+    ]
+    ctx.db.execute(
+        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
+        {"keys": keys},
+    )
 
 
 def get_visitor(ctx: Ctx, visitor_key: str) -> Visitor | None:
@@ -83,24 +99,23 @@ def get_visitor(ctx: Ctx, visitor_key: str) -> Visitor | None:
 
 def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> Visitor:
     """VIS-3: a visitor is created the first time any item names it; seen times track item times."""
-    lock_visitor(ctx, visitor_key)
+    lock_visitors(ctx, (visitor_key,))
     row = get_visitor(ctx, visitor_key)
     if row is None:
-        insert_ignore(
-            ctx.db,
-            Visitor,
-            {
-                "account_id": ctx.account_id,
-                "environment": ctx.environment,
-                "id": new_id("vis"),
-                "visitor_key": visitor_key,
-                "first_seen_at": seen_at,
-                "last_seen_at": seen_at,
-                "created_at": seen_at,
-            },
+        row = Visitor(
+            account_id=ctx.account_id,
+            environment=ctx.environment,
+            id=new_id("vis"),
+            visitor_key=visitor_key,
+            first_seen_at=seen_at,
+            last_seen_at=seen_at,
+            created_at=seen_at,
         )
-        row = get_visitor(ctx, visitor_key)
-        assert row is not None
+        # The visitor's advisory lock is held, so no concurrent transaction can insert the same key.
+        ctx.db.add(row)
+        ctx.visitors[visitor_key] = row
+        ctx.new_visitors.add(row.id)
+        ctx.links[row.id] = []
         return row
     if seen_at < row.first_seen_at:
         row.first_seen_at = seen_at
@@ -169,13 +184,19 @@ def user_for_email(ctx: Ctx, email_sha256: str, at: datetime) -> User:
 
 
 def links_of_visitor(ctx: Ctx, visitor_id: str) -> list[VisitorLink]:
-    return list(
+    """The visitor's links, read once per batch; ``add_link`` keeps the cached list current."""
+    cached = ctx.links.get(visitor_id)
+    if cached is not None:
+        return cached
+    rows = list(
         ctx.db.scalars(
             sa.select(VisitorLink)
             .where(ctx.scoped(VisitorLink), VisitorLink.visitor_id == visitor_id)
             .order_by(VisitorLink.linked_at)
         )
     )
+    ctx.links[visitor_id] = rows
+    return rows
 
 
 def owner_at(links: list[VisitorLink], t: datetime) -> str | None:
@@ -194,18 +215,18 @@ def current_link(links: list[VisitorLink]) -> VisitorLink | None:
 
 
 def add_link(ctx: Ctx, visitor: Visitor, user: User, at: datetime, first: bool) -> None:
-    ctx.db.add(
-        VisitorLink(
-            account_id=ctx.account_id,
-            environment=ctx.environment,
-            id=new_id("lnk"),
-            visitor_id=visitor.id,
-            user_id=user.id,
-            linked_at=at,
-            valid_from=None if first else at,
-            valid_to=None,
-        )
+    link = VisitorLink(
+        account_id=ctx.account_id,
+        environment=ctx.environment,
+        id=new_id("lnk"),
+        visitor_id=visitor.id,
+        user_id=user.id,
+        linked_at=at,
+        valid_from=None if first else at,
+        valid_to=None,
     )
+    ctx.db.add(link)
+    links_of_visitor(ctx, visitor.id).append(link)
     ctx.db.flush()
 
 

@@ -159,6 +159,8 @@ def merge_provisional_users(ctx: Ctx, user: User) -> None:
         )
         user.traits = {**(other.traits or {}), **(user.traits or {})}
         ctx.db.delete(other)
+    if provisional:
+        ctx.links.clear()  # the bulk UPDATE above re-owned links behind the batch cache
     ctx.db.flush()
 
 

@@ -224,8 +224,8 @@ def _bind(ctx: Ctx, item: Item, s: Session) -> None:
 
 def _queue_late_session(ctx: Ctx, s: Session) -> None:
     """SES-13: a session that appears inside an existing conversion's window re-attributes it."""
-    if s.excluded:
-        return
+    if s.excluded or s.visitor_id in ctx.new_visitors:
+        return  # a visitor first seen in this batch has no conversions yet
     lookback = timedelta(days=ctx.config.attribution.lookback_days)
     owner = owner_at(links_of_visitor(ctx, s.visitor_id), s.started_at)
     conditions = [Conversion.visitor_id == s.visitor_id]
