@@ -178,9 +178,9 @@ def _create(ctx: Ctx, item: Item) -> Session:
         utm_raw=dict(traffic.utm_raw),
         click_ids=dict(traffic.click_ids),
         referrer_url=traffic.referrer_url,
-        referrer_host=traffic.referrer_host,
+        referrer_host=_cap(traffic.referrer_host),
         landing_url=traffic.landing_url,
-        landing_host=traffic.landing_host,
+        landing_host=_cap(traffic.landing_host),
         fingerprint=item.fingerprint,
         user_agent=item.user_agent,
         device_type=device_type(item.user_agent),
@@ -198,6 +198,11 @@ def _create(ctx: Ctx, item: Item) -> Session:
     ctx.db.flush()
     _queue_late_session(ctx, s)
     return s
+
+
+def _cap(host: str | None) -> str | None:
+    """Hosts are at most 253 characters in DNS; a longer one is junk input and is cut to the column."""
+    return host[:255] if host is not None else None
 
 
 def _bind(ctx: Ctx, item: Item, s: Session) -> None:
