@@ -203,7 +203,7 @@ class LoadSpec:
     stop_at: float
     seed: int
     visitors: int
-    conv_visitors: int = 0
+    conv_visitors: tuple[str, ...] = ()  # visitor ids that have seeded journeys
     seed_ids: tuple[int, ...] = ()
 
 
@@ -245,17 +245,18 @@ class Client:
         for attempt in range(2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            conn = self.conn
             try:
-                self.conn.request("POST", path, body, self.headers)
-                resp = self.conn.getresponse()
+                conn.request("POST", path, body, self.headers)
+                resp = conn.getresponse()
                 data = resp.read()
                 if resp.getheader("Connection", "").lower() == "close":
-                    self.conn.close()
+                    conn.close()
                     self.conn = None
                 return resp.status, data
             except (OSError, http.client.HTTPException) as exc:
                 with suppress(Exception):
-                    self.conn.close()
+                    conn.close()
                 self.conn = None
                 if attempt == 1:
                     return 0, repr(exc).encode()
@@ -309,9 +310,11 @@ def _thread(spec: LoadSpec, tid: int, pool: list[bytes], path: str, stats: Stats
             except queue.Empty:
                 return
             for body in touches:
-                t0 = time.perf_counter()
+                if time.time() >= spec.stop_at:
+                    return
+                started, t0 = time.time(), time.perf_counter()
                 status, data = client.post(path, body)
-                _record(stats, status, data, time.time(), time.perf_counter() - t0, spec, on_ok)
+                _record(stats, status, data, started, time.perf_counter() - t0, spec, on_ok)
     n = len(pool)
     i = rng.randrange(n)
     while True:
@@ -325,11 +328,10 @@ def _thread(spec: LoadSpec, tid: int, pool: list[bytes], path: str, stats: Stats
         _record(stats, status, data, started, time.perf_counter() - t0, spec, on_ok)
 
 
-def _conversion_body(r: random.Random, visitors: int) -> bytes:
-    i = r.randrange(visitors)
+def _conversion_body(r: random.Random, visitors: tuple[str, ...]) -> bytes:
     return orjson.dumps({
         "conversion_type": "purchase",
-        "visitor_id": _visitor_id(i),
+        "visitor_id": r.choice(visitors),
         "revenue": f"{r.uniform(10, 400):.2f}",
         "currency": "USD",
         "properties": {"order_id": f"ord_{r.getrandbits(48):012x}"},
@@ -459,6 +461,18 @@ def count_rows(url: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def journey_lengths(url: str) -> dict[str, int]:
+    """visitor id -> number of sessions, for the visitors that have at least one."""
+    import psycopg
+
+    with psycopg.connect(_plain(url)) as conn:
+        rows = conn.execute(
+            "SELECT v.visitor_key, count(*) FROM visitors v JOIN sessions s ON s.visitor_id = v.id "
+            "AND s.account_id = v.account_id AND s.environment = v.environment GROUP BY v.visitor_key"
+        ).fetchall()
+    return {str(k): int(n) for k, n in rows}
+
+
 class Server:
     """gunicorn in its own process group, stopped (group-wide, our own processes only) by ``stop``."""
 
@@ -471,7 +485,7 @@ class Server:
                "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "30", "--log-level", "warning",
                "--graceful-timeout", "5", app]
         self.command = " ".join(cmd)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -590,7 +604,7 @@ class Profiler:
                  "--format", "raw", "--output", str(out), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    def report(self, top: int = 20) -> None:
+    def report(self, top: int = 15) -> None:
         for p in self.procs:
             try:
                 p.wait(timeout=self.seconds + 30)
@@ -598,6 +612,7 @@ class Profiler:
                 p.kill()
         self_time: Counter[str] = Counter()
         inclusive: Counter[str] = Counter()
+        deepest: Counter[str] = Counter()  # the innermost project frame (file:line) of each sample
         total = 0
         for path in self.files:
             if not path.exists():
@@ -609,34 +624,35 @@ class Profiler:
                 count = int(count_text)
                 frames = stack.split(";")
                 total += count
-                self_time[_short_frame(frames[-1])] += count
-                for name in {_short_frame(f) for f in frames}:
+                self_time[_frame(frames[-1], lines=False)] += count
+                for name in {_frame(f, lines=False) for f in frames if _ours(f)}:
                     inclusive[name] += count
+                ours = [f for f in frames if _ours(f)]
+                if ours:
+                    deepest[_frame(ours[-1], lines=True)] += count
         if not total:
             print("  profile: no samples")
             return
-        print(f"  profile: {total} samples over {len(self.files)} workers (files in {self.outdir})")
-        print("  top self time:")
-        for name, count in self_time.most_common(top):
-            print(f"    {100 * count / total:5.1f}%  {name}")
-        print("  top inclusive time (project code):")
-        ours = [(n, c) for n, c in inclusive.most_common() if "/core/" in n or "/gateway/" in n]
-        for name, count in ours[:top]:
-            print(f"    {100 * count / total:5.1f}%  {name}")
+        print(f"  profile: {total} samples of busy threads over {len(self.files)} workers ({self.outdir})")
+        for title, counter in (("self time (any code)", self_time), ("innermost project line", deepest),
+                               ("inclusive, project functions", inclusive)):
+            print(f"  top {title}:")
+            for name, count in counter.most_common(top):
+                print(f"    {100 * count / total:5.1f}%  {name}")
 
 
-def _short_frame(frame: str) -> str:
-    """``func (/long/path/site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py)``."""
-    name, _, where = frame.partition(" (")
+def _ours(frame: str) -> bool:
+    where = frame.rpartition(" (")[2]
+    return where.startswith(("core/", "gateway/")) or "/core/" in where or "/gateway/" in where
+
+
+def _frame(frame: str, lines: bool) -> str:
+    """``func (path/mod.py:12)`` from py-spy's raw format, with or without the line number."""
+    name, _, where = frame.rpartition(" (")
     where = where.rstrip(")")
-    path = where.rsplit(":", 1)[0]
-    for marker in ("site-packages/", str(ROOT) + "/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    if "/core/" in where or "/gateway/" in where:
-        path = "/" + path if not path.startswith("/") else path
-    return f"{name} ({path})"
+    if str(ROOT) + "/" in where:
+        where = where.split(str(ROOT) + "/", 1)[1]
+    return f"{name} ({where if lines else where.rsplit(':', 1)[0]})"
 
 
 # ------------------------------------------------------------------------------------- reporting
@@ -648,6 +664,10 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[k]
+
+
+def server_errors(stats: Stats) -> int:
+    return sum(v for k, v in stats.statuses.items() if k.startswith("5"))
 
 
 def summary(label: str, stats: Stats, seconds: float) -> dict[str, float]:
@@ -717,7 +737,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers, default 2")
     p.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker, default 8")
     p.add_argument("--visitors", type=int, default=10_000, help="distinct visitor ids, default 10000")
-    p.add_argument("--seed-visitors", type=int, default=2_000, help="visitors seeded for --conversions")
+    p.add_argument("--seed-visitors", type=int, default=3_000, help="visitors seeded for --conversions")
+    p.add_argument("--seed-seconds", type=float, default=120.0,
+                   help="time budget of the --conversions seeding; the visitors seeded by then are used")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the bare JSON+Redis endpoint with the same load (Q-1 ratio)")
     p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline only")
@@ -734,7 +756,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _specs(args: argparse.Namespace, port: int, key: str, mode: str, seconds: float,
-           warmup: float, seed_ids: list[int] | None = None) -> list[LoadSpec]:
+           warmup: float, seed_ids: list[int] | None = None, conv_keys: tuple[str, ...] = ()) -> list[LoadSpec]:
     start_at = time.time() + 2.0  # spawn + payload generation
     out = []
     for c in range(args.clients):
@@ -742,7 +764,7 @@ def _specs(args: argparse.Namespace, port: int, key: str, mode: str, seconds: fl
         out.append(LoadSpec(
             port=port, key=key, mode=mode, batch=args.batch, threads=threads, start_at=start_at,
             measure_from=start_at + warmup, stop_at=start_at + warmup + seconds, seed=1000 + c,
-            visitors=args.visitors, conv_visitors=args.seed_visitors,
+            visitors=args.visitors, conv_visitors=conv_keys,
             seed_ids=tuple(seed_ids[c :: args.clients]) if seed_ids else (),
         ))
     return out
@@ -781,22 +803,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   worker RSS at idle: {', '.join(f'{rss_mb(p) or 0:.0f} MB' for p in server.workers())}")
         sampler = RssSampler(server)
 
+        conv_keys: tuple[str, ...] = ()
         if args.conversions:
             ids = list(range(args.seed_visitors))
-            with phase(f"seeding {len(ids)} visitors with 1-20 sessions each via POST /api/v1/sessions"):
+            with phase(f"seeding {len(ids)} visitors with 1-20 sessions each via POST /api/v1/sessions "
+                       f"(at most {args.seed_seconds:.0f} s)"):
                 t0 = time.time()
-                seeded = run_load(_specs(args, server.port, key, "seed", 0.0, 0.0, ids), sampler.tick)
+                seeded = run_load(_specs(args, server.port, key, "seed", args.seed_seconds, 0.0, ids),
+                                  sampler.tick)
                 t_seed = time.time() - t0 - 2.0
             sessions = count_rows(url, "sessions")
+            journeys = journey_lengths(url)
+            conv_keys = tuple(journeys)
+            if not conv_keys:
+                raise RuntimeError(f"no visitor was seeded:\n{server.log_tail(40)}")
+            lengths = sorted(journeys.values())
+            print(f"   {len(conv_keys)} visitors seeded, sessions per visitor min {lengths[0]}, "
+                  f"median {lengths[len(lengths) // 2]}, max {lengths[-1]}")
             print(f"   {seeded.events_accepted} touches accepted ({seeded.events_accepted / t_seed:,.0f}/s, "
                   f"p50 {percentile(seeded.latencies, 0.5) * 1000:.1f} ms, "
                   f"p99 {percentile(seeded.latencies, 0.99) * 1000:.1f} ms), {sessions} session rows, "
                   f"statuses {dict(seeded.statuses)}")
             for sample in seeded.samples:
                 print(f"    e.g. {sample}")
+            if server_errors(seeded):
+                print(f"   gunicorn log (last lines):\n{server.log_tail(40)}")
 
         load_mode = "conversions" if args.conversions else "events"
-        specs = _specs(args, server.port, key, load_mode, args.duration, args.warmup)
+        specs = _specs(args, server.port, key, load_mode, args.duration, args.warmup, conv_keys=conv_keys)
         measure_from, stop_at = specs[0].measure_from, specs[0].stop_at
         profiler = Profiler(server, args.profile, measure_from + 1.0, workdir) if args.profile else None
         rows_at_start: list[int] = []
@@ -835,6 +869,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  end to end into PostgreSQL: {e2e:,.0f} events/s "
                   f"({rows - start_rows} rows written in the measured window)")
         print(f"  gunicorn worker RSS: {sampler.report()}")
+        if server_errors(stats):
+            print(f"  gunicorn log (last lines):\n{server.log_tail(40)}")
         if profiler is not None:
             profiler.report()
 
@@ -866,7 +902,10 @@ def main(argv: list[str] | None = None) -> int:
                 drop_database(url)
         elif args.keep:
             print(f"kept database {url}")
-        shutil.rmtree(workdir, ignore_errors=True) if not args.profile else print(f"profiles kept in {workdir}")
+        if args.profile:
+            print(f"profiles kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import math
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -19,9 +19,7 @@ log = logging.getLogger("mbuzz.gateway")
 def init_app(app: Flask) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
-        from gateway.ratelimit import limiter
-
-        current = limiter.current_limit
+        current = current_app.extensions["mbuzz_limiter"].current_limit
         retry = 1
         if current is not None:
             retry = max(1, math.ceil(current.reset_at - time.time()))

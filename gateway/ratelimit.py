@@ -2,6 +2,7 @@
 
 Keys are limited by the digest of the presented token so no database read is needed; storage is Redis when
 configured, else per-process memory, and a Redis outage falls back to memory instead of failing requests.
+Each app gets its own Limiter, so two apps in one process (tests, benchmarks) never share limits.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from flask_limiter import Limiter
 from gateway.api.auth import token_digest
 from gateway.config import Settings
 
-limiter = Limiter(
-    key_func=token_digest,
-    headers_enabled=True,
-    strategy="moving-window",
-    swallow_errors=True,
-    in_memory_fallback_enabled=True,
-)
 
-
-def init_app(app: Flask, settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings) -> Limiter:
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
-    limiter.init_app(app)
+    limiter = Limiter(
+        key_func=token_digest,
+        app=app,
+        headers_enabled=True,
+        strategy="moving-window",
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+    )
     views = app.view_functions
     ingest = limiter.shared_limit(lambda: settings.ratelimit_ingest, scope="ingest")
     sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
@@ -38,3 +37,5 @@ def init_app(app: Flask, settings: Settings) -> None:
         views[name] = decorator(views[name])
     limiter.exempt(views["api_v1.health"])
     limiter.exempt(views["api_v1_openapi.openapi"])
+    app.extensions["mbuzz_limiter"] = limiter
+    return limiter

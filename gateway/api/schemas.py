@@ -12,7 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Id = str | None
+# Constraints describe the canonical valid form (API-36, API-40, API-41, API-91), so generated examples reach the
+# processors; the edge is more lenient still (it trims, strips quotes, reads "0.4999e2"), never stricter.
+ClientId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,255}$", description="API-40 / API-42")]
+Id = ClientId | None
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
+Funnel = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")] | Annotated[
+    int, Field(ge=-(2**63), le=2**63 - 1)
+]
+Revenue = Annotated[float, Field(ge=0, le=999_999_999_999.99)] | Annotated[
+    str, Field(pattern=r"^\s*([0-9]{1,12}(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,2})?\s*$")
+]
 Timestamp = str | float | int | None
 Properties = dict[str, Any] | list[Any] | None
 
@@ -22,14 +33,14 @@ class _In(BaseModel):
 
 
 class SessionIn(_In):
-    visitor_id: str = Field(description="API-40")
-    session_id: str = Field(description="API-42")
+    visitor_id: ClientId
+    session_id: ClientId
     url: str | None = None
     referrer: str | None = None
     started_at: Timestamp = None
     user_agent: str | None = None
     ip: str | None = None
-    user_id: str | int | None = None
+    user_id: UserId | None = None
     utm_source: str | None = None
     utm_medium: str | None = None
     utm_campaign: str | None = None
@@ -47,7 +58,7 @@ class SessionWrapped(_In):
 
 
 class Identifier(_In):
-    user_id: str | int | None = None
+    user_id: UserId | None = None
     email: str | None = None
 
 
@@ -55,26 +66,26 @@ class EventIn(_In):
     """One event of a batch (or of ``{"event": {...}}``). Events are validated one by one (API-84): an event
     without ``event_type`` does not fail the request, it is listed in ``rejected`` of the 202."""
 
-    event_type: str | None = Field(default=None, description="required; an event without it is rejected (API-84)")
+    event_type: Name | None = Field(default=None, description="required; an event without it is rejected (API-84)")
     visitor_id: Id = None
-    user_id: str | int | None = None
+    user_id: UserId | None = None
     identifier: Identifier | None = None
     session_id: Id = None
     timestamp: Timestamp = None
     properties: Properties = None
-    funnel: str | None = None
+    funnel: Funnel | None = None
     url: str | None = None
     referrer: str | None = None
     ip: str | None = None
     user_agent: str | None = None
-    message_id: str | int | None = None
-    id: str | int | None = None
+    message_id: Name | int | None = None
+    id: Name | int | None = None
 
 
 class FlatEventIn(EventIn):
     """The flat single-event form (API-80 form 4) is recognised by its ``event_type`` key."""
 
-    event_type: str
+    event_type: Name
 
 
 EventList = Annotated[list[EventIn], Field(min_length=1, max_length=500)]
@@ -89,18 +100,18 @@ class EventWrapped(_In):
 
 
 class ConversionIn(_In):
-    conversion_type: str
+    conversion_type: Name
     event_id: Id = None
     visitor_id: Id = None
-    user_id: str | int | None = None
+    user_id: UserId | None = None
     identifier: Identifier | None = None
-    revenue: float | str | None = None
-    currency: str | None = None
+    revenue: Revenue | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$", description="active ISO 4217 code")] | None = None
     is_acquisition: bool | str | int | None = None
     inherit_acquisition: bool | str | int | None = None
     properties: Properties = None
-    funnel: str | None = None
-    idempotency_key: str | None = None
+    funnel: Funnel | None = None
+    idempotency_key: Annotated[str, Field(pattern=r"^[\x20-\x7e]{1,255}$")] | None = None
     timestamp: Timestamp = None
     converted_at: Timestamp = None
     ip: str | None = None
@@ -112,7 +123,7 @@ class ConversionWrapped(_In):
 
 
 class IdentifyIn(_In):
-    user_id: str | int
+    user_id: UserId
     visitor_id: Id = None
     traits: Properties = None
     timestamp: Timestamp = None
