@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app, g, request
 from limits import parse
@@ -72,22 +74,31 @@ def client_ip() -> str:
 
 
 class FailureLimiter:
-    """API-141: failed authentications per client IP, checked before any key lookup."""
+    """API-141: failed authentications per client IP, checked before any key lookup.
+
+    Counts live in Redis when configured so every worker sees them; if Redis fails, a per-process memory
+    window takes over (like API-140's limits) rather than failing the request.
+    """
 
     def __init__(self, rate: str, storage_uri: str) -> None:
         self._limit = parse(rate)
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._primary = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._fallback = MovingWindowRateLimiter(storage_from_string("memory://"))
+
+    def _call(self, method: str, ip: str) -> Any:
+        try:
+            return getattr(self._primary, method)(self._limit, "authfail", ip)
+        except Exception:  # storage outage: never a 5xx because of the limiter
+            return getattr(self._fallback, method)(self._limit, "authfail", ip)
 
     def blocked(self, ip: str) -> int | None:
-        if self._limiter.test(self._limit, "authfail", ip):
+        if self._call("test", ip):
             return None
-        reset, _remaining = self._limiter.get_window_stats(self._limit, "authfail", ip)
-        import time
-
+        reset, _remaining = self._call("get_window_stats", ip)
         return max(1, int(reset - time.time()) + 1)
 
     def record(self, ip: str) -> None:
-        self._limiter.hit(self._limit, "authfail", ip)
+        self._call("hit", ip)
 
 
 def authenticate() -> Principal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,6 +20,51 @@ MODELS: list[type[BaseModel]] = [
     s.ConversionWrapped, s.IdentifyIn, s.IdentifyWrapped, s.ErrorOut, s.RateLimitedOut, s.UnprocessableOut,
     s.SessionOut, s.EventsOut, s.ConversionOut, s.IdentifyOut, s.ValidateOut, s.HealthOut,
 ]
+
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"  # the api.md §13 fixtures, kept equal to them by a test
+EXAMPLES: dict[str, dict[str, list[str]]] = {
+    "/sessions": {
+        "request": ["sessions_request", "sessions_request_flat", "compat_python_0_10_session_request",
+                    "compat_sgtm_session_request"],
+        "202": ["sessions_response"],
+    },
+    "/events": {
+        "request": ["events_single_request", "events_user_only_request", "events_batch_request",
+                    "compat_php_event_request"],
+        "202": ["events_batch_response"],
+        "400": ["error_400_invalid_json"],
+        "413": ["error_413_too_many_events"],
+    },
+    "/conversions": {
+        "request": ["conversion_event_request", "conversion_visitor_request", "conversion_flat_request",
+                    "conversion_keyed_request", "conversion_acquisition_request", "conversion_recurring_request"],
+        "201": ["conversion_response_created"],
+        "200": ["conversion_response_duplicate"],
+        "202": ["conversion_response_pending"],
+        "401": ["error_401_missing_header", "error_401_invalid_key"],
+        "422": ["error_422_conversion"],
+        "429": ["error_429_rate_limited"],
+    },
+    "/identify": {
+        "request": ["identify_request"],
+        "200": ["identify_response"],
+        "202": ["identify_response_pending"],
+        "422": ["error_422_identify"],
+    },
+    "/validate": {"200": ["validate_response"]},
+    "/health": {"200": ["health_response"]},
+}
+
+
+def _add_examples(paths: dict[str, Any]) -> None:
+    """API-160: the §13 fixtures appear as named examples of their request bodies and responses."""
+    for path, table in EXAMPLES.items():
+        (operation,) = paths[path].values()
+        for where, names in table.items():
+            holder = operation["requestBody"] if where == "request" else operation["responses"][where]
+            examples = {n: {"value": orjson.loads((EXAMPLES_DIR / f"{n}.json").read_bytes())} for n in names}
+            holder["content"]["application/json"]["examples"] = examples
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -106,6 +152,7 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    _add_examples(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Multibuzz API", "version": "1.0.0"},

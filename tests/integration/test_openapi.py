@@ -204,3 +204,15 @@ def test_API161_rejected_event_in_batch_does_not_fail_the_request_schema() -> No
 def test_API161_fixtures_are_json_objects() -> None:
     for p in sorted(Path(FIXTURES).glob("*.json")):
         assert isinstance(_load(p.name), dict), p.name
+
+
+def test_API160_fixture_examples_are_in_the_document_and_equal_to_the_fixtures() -> None:
+    from gateway.api.openapi import EXAMPLES, EXAMPLES_DIR, document
+
+    doc = document()
+    listed = {name for table in EXAMPLES.values() for names in table.values() for name in names}
+    for name in listed:
+        shipped = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+        assert shipped == json.loads((FIXTURES / f"{name}.json").read_text()), name
+    examples = doc["paths"]["/conversions"]["post"]["responses"]["201"]["content"]["application/json"]["examples"]
+    assert "conversion_response_created" in examples
