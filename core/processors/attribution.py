@@ -96,18 +96,23 @@ def _acquisition_for(ctx: Ctx, conv: Conversion) -> Conversion | None:
     ).first()
 
 
-def _credit_row(ctx: Ctx, conv: Conversion, model: str, now: datetime, **values: Any) -> AttributionCredit:
+def _credit_row(ctx: Ctx, conv: Conversion, model: str, now: datetime, **values: Any) -> dict[str, Any]:
     """A credit row of ``conv``: tenant, conversion, currency and time are copied for reports (ATT-47)."""
-    return AttributionCredit(
-        account_id=ctx.account_id,
-        environment=ctx.environment,
-        conversion_id=conv.id,
-        model=model,
-        currency=conv.currency,
-        converted_at=conv.converted_at,
-        created_at=now,
+    return {
+        "account_id": ctx.account_id,
+        "environment": ctx.environment,
+        "conversion_id": conv.id,
+        "model": model,
+        "currency": conv.currency,
+        "converted_at": conv.converted_at,
+        "created_at": now,
+        "model_config_version": 1,
+        "fit_id": None,
+        "fallback": None,
+        "fallback_reason": None,
+        "inherited_from_conversion_id": None,
         **values,
-    )
+    }
 
 
 def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
@@ -132,7 +137,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
             ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conv.id
         )
     )
-    rows: list[AttributionCredit] = []
+    rows: list[dict[str, Any]] = []
     fallbacks: dict[str, str] = {}
     acquisition = _acquisition_for(ctx, conv) if conv.inherit_acquisition else None
     if conv.inherit_acquisition and acquisition is None:
@@ -182,7 +187,8 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
         conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
         conv.sessions_analyzed = len(journey.touchpoints)
         conv.journey_truncated = journey.truncated
-    ctx.db.add_all(rows)
+    if rows:  # one multi-row INSERT (executemany) instead of a flush per credit
+        ctx.db.execute(sa.insert(AttributionCredit), rows)
     conv.fallbacks = fallbacks
     conv.lookback_days_used = settings.lookback_days
     conv.attribution_status = "complete"
@@ -190,10 +196,10 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
     return warnings
 
 
-def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[AttributionCredit]:
+def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[dict[str, Any]]:
     """ATT-43: copy the acquisition's rows; revenue credits come from this conversion's own net revenue."""
     now = datetime.now(UTC)
-    copied: list[AttributionCredit] = []
+    copied: list[dict[str, Any]] = []
     by_model: dict[str, list[AttributionCredit]] = {}
     for row in credit_rows_of(ctx, source.id):
         by_model.setdefault(row.model, []).append(row)
