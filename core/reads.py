@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
 from core.attribution import MODELS
+from core.commands import ConversionCommand, IdentifyCommand
 from core.money import currency_exponent, format_minor
 from core.storage.models import AttributionCredit, Conversion, User, Visitor
 from core.tenant import Tenant
@@ -106,3 +107,47 @@ def attribution_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: S
     if conv.inherited_from_conversion_id:
         out["inherited_from"] = conv.inherited_from_conversion_id
     return out
+
+
+def conversion_by_id(db: DbSession, tenant: Tenant, conversion_id: str) -> dict[str, Any] | None:
+    """The API-94 body of a stored conversion of this tenant, or None (unknown here = not found, API-14)."""
+    from core.settings import load_config
+
+    conv = db.scalars(
+        sa.select(Conversion).where(
+            Conversion.account_id == tenant.account_id,
+            Conversion.environment == tenant.environment,
+            Conversion.id == conversion_id,
+        )
+    ).first()
+    if conv is None:
+        return None
+    return conversion_body(db, tenant, conv, load_config(db, tenant.account_id).attribution.enabled_models)
+
+
+def pending_conversion_body(cmd: ConversionCommand, conversion_id: str, duplicate: bool = False) -> dict[str, Any]:
+    """API-62/API-94: the answer while the conversion is still in the log; ids and fields the edge knows."""
+    currency = cmd.currency or "USD"
+    core = {
+        "id": conversion_id,
+        "conversion_type": cmd.conversion_type,
+        "revenue": money(cmd.revenue_minor, currency),
+        "currency": currency,
+        "converted_at": rfc3339(cmd.converted_at or cmd.received_at),
+        "visitor_id": cmd.visitor_key,
+    }
+    return {
+        **{k: core[k] for k in ("id", "conversion_type", "revenue", "currency", "converted_at")},
+        "funnel": cmd.funnel,
+        "is_acquisition": cmd.is_acquisition,
+        "visitor_id": cmd.visitor_key,
+        "user_id": cmd.user_key,
+        "conversion": core,
+        "attribution": {"status": "pending", "lookback_days": 30, "sessions_analyzed": None, "models": {}},
+        "duplicate": duplicate,
+    }
+
+
+def pending_identify_body(cmd: IdentifyCommand) -> dict[str, Any]:
+    return {"success": True, "status": "pending", "identity_id": None, "user_id": cmd.user_key,
+            "visitor_id": cmd.visitor_key, "visitor_linked": None}

@@ -89,3 +89,64 @@ def bootstrap_demo_command() -> None:
     click.echo(f"dashboard password: {password}")
     _print_keys(test_key, live_key)
     click.echo("=" * 72)
+
+
+def _redis():  # type: ignore[no-untyped-def]
+    import redis
+
+    url = _services().settings.redis_url
+    if not url:
+        raise click.ClickException("REDIS_URL is not set: the command log is inline, there is nothing to drain")
+    return redis.Redis.from_url(url)
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="stop when the queue is empty (tests, one-off catch-up)")
+def worker_command(burst: bool) -> None:
+    """Run an RQ worker (non-forking) for drain jobs, with the crash-recovery sweeper."""
+    import os
+
+    from rq import Queue, SimpleWorker
+
+    from core import jobs
+
+    client = _redis()
+    settings = _services().settings
+    os.environ.setdefault("DATABASE_URL", settings.database_url)
+    os.environ.setdefault("REDIS_URL", settings.redis_url or "")
+    jobs.sweep(client)
+    if not burst:
+        jobs.start_sweeper()
+    SimpleWorker([Queue(jobs.QUEUE, connection=client)], connection=client).work(burst=burst, with_scheduler=False)
+
+
+@cli.group("dead-letters")
+def dead_letters_group() -> None:
+    """Commands that failed processing permanently, with their errors."""
+
+
+@dead_letters_group.command("list")
+def dead_letters_list() -> None:
+    from core import jobs
+
+    entries = jobs.dead_letters(_redis())
+    for entry in entries:
+        last = entry["error"].strip().splitlines()[-1] if entry["error"].strip() else ""
+        click.echo(f"{entry['partition']}/{entry['id']}  {entry['failed_at']}  {last}")
+    click.echo(f"{len(entries)} dead letter(s)")
+
+
+@dead_letters_group.command("replay")
+@click.argument("entries", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True)
+def dead_letters_replay(entries: tuple[str, ...], replay_all: bool) -> None:
+    """Put dead letters back on their log (PARTITION/ENTRY_ID as listed, or --all)."""
+    from core import jobs
+
+    client = _redis()
+    if replay_all:
+        targets = [(e["partition"], e["id"]) for e in jobs.dead_letters(client)]
+    else:
+        targets = [(item.rsplit("/", 1)[0], item.rsplit("/", 1)[-1]) for item in entries]
+    done = sum(1 for partition, entry_id in targets if jobs.replay_dead_letter(client, partition, entry_id))
+    click.echo(f"replayed {done} of {len(targets)}")

@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.log import CommandLog, InlineLog
+from core.jobs import enqueue_drain
+from core.log import CommandLog, InlineLog, QueuedLog
+from core.queue import RedisStreamLog
 from core.storage.db import make_engine, session_factory
 from gateway.api.auth import FailureLimiter
 from gateway.config import Settings
@@ -33,11 +36,17 @@ class Services:
         engine = make_engine(settings.database_url)
         sessions = session_factory(engine)
         storage = settings.redis_url or "memory://"
+        inline = InlineLog(sessions)
+        log: CommandLog = inline
+        if settings.redis_url:
+            client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)
+            stream = RedisStreamLog(client, lambda tenant: enqueue_drain(client, tenant))
+            log = QueuedLog(stream, inline, sessions, settings.sync_wait_ms)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            log=InlineLog(sessions),
+            log=log,
             auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage),
         )
 

@@ -14,18 +14,29 @@ from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch
 from core.processors.identity import process_identify
+from core.reads import conversion_body
 from core.settings import load_config
-from core.storage.models import Conversion, UsageCounter
+from core.storage.models import Conversion, IdempotencyKey, UsageCounter
 from core.tenant import Tenant
 from core.usage import month_of
 
 
-def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
+def process_batch(
+    db: Session, tenant: Tenant, commands: Sequence[Command], replay_safe: bool = False
+) -> list[CommandResult]:
+    """Process ``commands`` in order. ``replay_safe`` (queued mode) skips commands already processed.
+
+    A drain can crash after its commit and before its acknowledgement; the next drain then sees the same
+    commands again. Their ids are claimed in this transaction, so a replay is recognised and changes nothing.
+    """
     ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id))
     lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
+    fresh = _claim_commands(ctx, commands) if replay_safe else None
     results: list[CommandResult] = []
     for command in commands:
-        if isinstance(command, EventCommand):
+        if fresh is not None and command.id not in fresh:
+            results.append(_replayed(ctx, command))
+        elif isinstance(command, EventCommand):
             results.append(process_event(ctx, command))
         elif isinstance(command, TouchCommand):
             results.append(process_touch(ctx, command))
@@ -45,6 +56,33 @@ def process_batch(db: Session, tenant: Tenant, commands: Sequence[Command]) -> l
     if charged and ctx.config.monthly_event_quota is not None:
         charge_usage(ctx, commands[0].received_at, charged)
     return results
+
+
+def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:
+    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING: the ids not processed before."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    rows = [
+        {"account_id": ctx.account_id, "environment": ctx.environment, "scope": "command", "key": c.id,
+         "result_id": c.id, "created_at": c.received_at}
+        for c in commands
+    ]
+    dialect = postgresql if ctx.db.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(IdempotencyKey).values(rows).on_conflict_do_nothing().returning(IdempotencyKey.key)
+    return set(ctx.db.scalars(stmt))
+
+
+def _replayed(ctx: Ctx, command: Command) -> CommandResult:
+    """The answer of an already processed command, rebuilt from what it stored."""
+    if isinstance(command, ConversionCommand):
+        conv = ctx.db.scalars(
+            sa.select(Conversion).where(ctx.scoped(Conversion), Conversion.id == command.id)
+        ).first()
+        if conv is not None:
+            body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models)
+            body["duplicate"] = False
+            return CommandResult(command_id=command.id, status="processed", result_id=conv.id, body=body)
+    return CommandResult(command_id=command.id, status="replayed", result_id=command.id)
 
 
 def charge_usage(ctx: Ctx, at: datetime, count: int) -> None:

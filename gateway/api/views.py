@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from core.commands import Command, CommandResult
 from core.ids import new_id
 from core.log import LogUnavailable
+from core.reads import pending_conversion_body, pending_identify_body
 from core.storage.models import Rejection
 from core.usage import quota_reached
 from gateway.api import normalize
@@ -133,9 +134,9 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
 
 
 def _append(principal: Principal, commands: list[Command]) -> list[CommandResult]:
-    log = _services().log
-    g.processing = log.mode
-    return list(log.append(principal.tenant, commands))
+    appended = _services().log.append(principal.tenant, commands)
+    g.processing = appended.mode
+    return appended.results
 
 
 def _record_rejections(
@@ -323,6 +324,10 @@ def conversions(principal: Principal, value: Any, warnings: list[str], header_ke
     (result,) = _append(principal, [built.command])
     if result.status == "rejected":
         return _unprocessable(principal, "conversions", raw.get("conversion_type"), result.errors)
+    if not result.body:  # API-62: still in the log when the wait ran out
+        duplicate = result.status == "duplicate"
+        pending = pending_conversion_body(built.command, result.result_id or built.command.id, duplicate)
+        return json_response(pending, 200 if duplicate else 202)
     body = dict(result.body)
     all_warnings = warnings + list(body.pop("warnings", []))
     if all_warnings and result.status != "duplicate":
@@ -341,6 +346,8 @@ def identify(principal: Principal, value: Any, warnings: list[str], header_key: 
     if built.command is None:
         return _unprocessable(principal, "identify", None, built.errors)
     (result,) = _append(principal, [built.command])
+    if not result.body:  # API-101: the wait ran out
+        return json_response(pending_identify_body(built.command), 202)
     body = dict(result.body)
     all_warnings = warnings + built.warnings + result.warnings
     if all_warnings:

@@ -1,0 +1,155 @@
+"""The queued backend of the command log: one Redis stream per (account, environment) (spec README D1, D3).
+
+The edge appends commands with XADD inside MULTI/EXEC, so a request's commands are durable together or not at
+all (API-66); drain jobs (``core.jobs``) read them through a consumer group, process them in order and
+acknowledge only after the database commit. Idempotency keys are reserved with ``SET NX`` before the append
+(API-55), so of concurrent duplicates exactly one is the original.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import orjson
+import redis
+
+from core.commands import Command, CommandResult, ConversionCommand, EventCommand, command_to_dict
+from core.tenant import Tenant
+
+# redis-py types every reply as a union of all its shapes; replies are checked by use, not by mypy.
+RedisClient: TypeAlias = Any
+
+STREAM = "mbuzz:log:{account}:{environment}"
+DEAD = "mbuzz:dead:{account}:{environment}"
+PARTITIONS = "mbuzz:partitions"  # set of "account:environment" with a stream, for sweeps
+GROUP = "drain"
+CONSUMER = "drainer"  # one consumer per partition at a time (the drain lock), so one fixed name
+RESULT = "mbuzz:result:{command_id}"
+PENDING_DRAIN = "mbuzz:drain-pending:{account}:{environment}"
+DRAIN_LOCK = "mbuzz:drain-lock:{account}:{environment}"
+IDEMPOTENCY = "mbuzz:idem:{account}:{environment}:{scope}:{key}"
+IDEMPOTENCY_TTL_S = 7 * 86400  # older replays are still deduplicated by the database (docs/api.md API-51-D1)
+RESULT_TTL_S = 120
+DEBOUNCE_MS = 50
+
+
+def stream_key(tenant: Tenant) -> str:
+    return STREAM.format(account=tenant.account_id, environment=tenant.environment)
+
+
+def dead_key(tenant: Tenant) -> str:
+    return DEAD.format(account=tenant.account_id, environment=tenant.environment)
+
+
+def partition_of(name: str) -> Tenant:
+    account, _, environment = name.rpartition(":")
+    return Tenant(account, environment)
+
+
+def _scope_key(command: Command) -> tuple[str, str] | None:
+    if isinstance(command, EventCommand) and command.idempotency_key is not None:
+        return "event", command.idempotency_key
+    if isinstance(command, ConversionCommand) and command.idempotency_key is not None:
+        return "conversion", command.idempotency_key
+    return None
+
+
+@dataclass
+class QueuedAppend:
+    results: list[CommandResult]
+    appended: list[Command]
+
+
+class RedisStreamLog:
+    """Appends to Redis; ``wait`` collects processed results for the read-your-writes answers (API-62)."""
+
+    mode = "queued"
+
+    def __init__(self, client: RedisClient, enqueue_drain: Any) -> None:
+        self._redis = client
+        self._enqueue_drain = enqueue_drain
+
+    def append(self, tenant: Tenant, commands: Sequence[Command]) -> QueuedAppend:
+        """Reserve keys, XADD atomically, schedule a drain. Raises ``redis.RedisError`` when Redis is down."""
+        results: list[CommandResult] = []
+        fresh: list[Command] = []
+        reserved: list[str] = []
+        for command in commands:
+            scoped = _scope_key(command)
+            if scoped is not None:
+                key = IDEMPOTENCY.format(
+                    account=tenant.account_id, environment=tenant.environment, scope=scoped[0], key=scoped[1]
+                )
+                if not self._redis.set(key, command.id, nx=True, ex=IDEMPOTENCY_TTL_S):
+                    original = self._redis.get(key)
+                    results.append(
+                        CommandResult(
+                            command_id=command.id,
+                            status="duplicate",
+                            result_id=original.decode() if original else command.id,
+                        )
+                    )
+                    continue
+                reserved.append(key)
+            fresh.append(command)
+            results.append(CommandResult(command_id=command.id, status="queued", result_id=command.id))
+        if fresh:
+            try:
+                pipe = self._redis.pipeline(transaction=True)
+                stream = stream_key(tenant)
+                for command in fresh:
+                    pipe.xadd(stream, {"c": orjson.dumps(command_to_dict(command))})
+                pipe.sadd(PARTITIONS, f"{tenant.account_id}:{tenant.environment}")
+                pipe.execute()
+            except redis.RedisError:
+                if reserved:  # nothing was appended: free the keys so the retry is not answered "duplicate"
+                    self._safe_delete(reserved)
+                raise
+            self.schedule_drain(tenant)
+        return QueuedAppend(results=results, appended=fresh)
+
+    def _safe_delete(self, keys: list[str]) -> None:
+        try:
+            self._redis.delete(*keys)
+        except redis.RedisError:
+            pass
+
+    def schedule_drain(self, tenant: Tenant) -> None:
+        """Debounced trigger: at most one drain job enqueued per partition per ``DEBOUNCE_MS``."""
+        flag = PENDING_DRAIN.format(account=tenant.account_id, environment=tenant.environment)
+        if self._redis.set(flag, b"1", nx=True, px=DEBOUNCE_MS * 20):
+            self._enqueue_drain(tenant)
+
+    def wait(self, command_id: str, timeout_ms: int) -> dict[str, Any] | None:
+        """The processed result body of a command, or None when it is not ready within ``timeout_ms``."""
+        if timeout_ms <= 0:
+            return None
+        deadline = time.monotonic() + timeout_ms / 1000
+        key = RESULT.format(command_id=command_id)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            item = self._redis.blpop([key], timeout=max(0.01, min(remaining, 1.0)))
+            if item is not None:
+                body: dict[str, Any] = orjson.loads(item[1])
+                return body
+
+
+def publish_results(client: RedisClient, results: Sequence[CommandResult]) -> None:
+    """Hand processed bodies to the requests waiting for them; a waiter that gave up finds nothing to read."""
+    pipe = client.pipeline(transaction=False)
+    count = 0
+    for result in results:
+        if result.body or result.status == "rejected":
+            key = RESULT.format(command_id=result.command_id)
+            payload = {"status": result.status, "body": result.body, "errors": result.errors,
+                       "warnings": result.warnings, "result_id": result.result_id}
+            pipe.rpush(key, orjson.dumps(payload))
+            pipe.expire(key, RESULT_TTL_S)
+            count += 1
+    if count:
+        pipe.execute()
