@@ -49,7 +49,7 @@ from core.tenant import Tenant
 log = logging.getLogger("mbuzz.drain")
 
 BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "500"))
-LOCK_MS = 30_000
+LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
 MAX_BACKOFF_S = 10.0
 QUEUE = "mbuzz"
 

@@ -1,0 +1,297 @@
+"""Nothing lost, nothing doubled: real gunicorn, RQ workers, PostgreSQL and Redis, killed and cut by the tests.
+
+quality.md Q-20, Q-21, Q-22, Q-23, Q-27. Every test compares what the database holds with exactly what the
+clients were told was accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+import requests
+import sqlalchemy as sa
+from flask import Flask
+
+from core.reads import conversion_by_id
+from core.storage import models as m
+from core.tenant import Tenant
+from tests.conftest import AccountKeys, new_account
+from tests.integration.processes import Proxy, env_for, gunicorn, start_worker, stop, wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
+
+
+@pytest.fixture(scope="module")
+def redis_url(worker_id: str, is_postgres: bool) -> str:
+    if not is_postgres:
+        pytest.skip("the queued pipeline runs on PostgreSQL")
+    index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+    url = f"redis://127.0.0.1:6379/{10 + index}"
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail("CI: Redis is required on 127.0.0.1:6379")
+        pytest.skip("Redis not reachable")
+    return url
+
+
+@pytest.fixture()
+def logs(request: pytest.FixtureRequest) -> Path:
+    folder = ARTIFACTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Client:
+    """Sends events and remembers exactly which ids the server said it accepted."""
+
+    def __init__(self, base: str, keys: AccountKeys) -> None:
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {keys.test_key}", "Content-Type": "application/json"}
+        self.accepted: set[str] = set()
+        self.statuses: dict[int, int] = {}
+        self.failures = 0
+        self.modes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def send_batch(self, visitor: str, n: int, key: str | None = None) -> None:
+        events = [{"event_type": "step", "visitor_id": visitor, "message_id": f"{key}-{i}" if key else None,
+                   "properties": {"url": f"https://shop.example/p/{i}", "i": i}} for i in range(n)]
+        try:
+            resp = requests.post(self.base + "/api/v1/events", json={"events": events}, headers=self.headers,
+                                 timeout=30)
+        except requests.RequestException:
+            with self._lock:
+                self.failures += 1  # never answered: the client was told nothing
+            return
+        with self._lock:
+            self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
+            if resp.status_code == 202:
+                self.modes.add(resp.headers.get("X-Mbuzz-Processing", ""))
+                self.accepted.update(e["id"] for e in resp.json()["events"] if not e["duplicate"])
+
+    def load(self, seconds: float, threads: int = 4, batch: int = 20) -> None:
+        deadline = time.monotonic() + seconds
+
+        def loop(t: int) -> None:
+            i = 0
+            while time.monotonic() < deadline:
+                self.send_batch(f"v-{t}-{i % 25}", batch)
+                i += 1
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(loop, range(threads)))
+
+
+def stored_event_ids(app: Flask, account_id: str) -> list[str]:
+    with app.config["MBUZZ"].sessions() as db:
+        return list(db.scalars(sa.select(m.Event.id).where(m.Event.account_id == account_id)))
+
+
+def wait_drained(app: Flask, account_id: str, expected: set[str], timeout: float = 90) -> list[str]:
+    ids: list[str] = []
+
+    def done() -> bool:
+        nonlocal ids
+        ids = stored_event_ids(app, account_id)
+        return len(ids) >= len(expected)
+
+    wait_until(done, timeout, 0.5)
+    time.sleep(1.0)  # anything processed twice would show up now
+    return stored_event_ids(app, account_id)
+
+
+def assert_exactly_once(app: Flask, keys: AccountKeys, client: Client, redis_url: str) -> None:
+    ids = wait_drained(app, keys.account_id, client.accepted)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == client.accepted, (len(ids), len(client.accepted))
+    dead = redis.Redis.from_url(redis_url).xlen(f"mbuzz:dead:{keys.account_id}:test")
+    assert dead == 0
+
+
+@pytest.fixture()
+def stack(app: Flask, database_url: str, redis_url: str, logs: Path) -> Iterator[dict[str, Any]]:
+    env = env_for(database_url, redis_url)
+    keys = new_account(app)
+    with gunicorn(env, log=logs / "gunicorn.log") as (base, proc):
+        yield {"env": env, "keys": keys, "base": base, "gunicorn": proc, "logs": logs}
+
+
+def test_Q20_worker_killed_mid_batch(app: Flask, stack: dict[str, Any], redis_url: str) -> None:
+    keys, logs = stack["keys"], stack["logs"]
+    client = Client(stack["base"], keys)
+    client.load(3, threads=4, batch=50)  # build a backlog first, with no worker running
+    assert client.accepted and client.modes == {"queued"}
+    worker = start_worker(stack["env"] | {"MBUZZ_DRAIN_BATCH": "200"}, logs / "worker-1.log")
+    wait_until(lambda: len(stored_event_ids(app, keys.account_id)) > 0, 30, 0.05)
+    worker.send_signal(signal.SIGKILL)  # mid-drain: some batches committed, one in flight, none acknowledged
+    worker.wait(10)
+    processed_before = len(stored_event_ids(app, keys.account_id))
+    assert processed_before < len(client.accepted), "the worker finished before it was killed"
+    replacement = start_worker(stack["env"], logs / "worker-2.log")
+    try:
+        assert_exactly_once(app, keys, client, redis_url)
+    finally:
+        stop(replacement)
+
+
+def test_Q21_redis_down_then_back(app: Flask, database_url: str, redis_url: str, logs: Path) -> None:
+    port = urlsplit(redis_url).port or 6379
+    proxy = Proxy(port)
+    parts = urlsplit(redis_url)
+    proxied = urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+    keys = new_account(app)
+    env = env_for(database_url, proxied)
+    worker = start_worker(env_for(database_url, redis_url), logs / "worker.log")
+    try:
+        with gunicorn(env, log=logs / "gunicorn.log") as (base, _):
+            client = Client(base, keys)
+            client.load(1.5)
+            proxy.cut()
+            down = Client(base, keys)
+            down.load(2)
+            proxy.restore()
+            time.sleep(1.5)  # the gateway retries Redis once a second
+            back = Client(base, keys)
+            back.load(1.5)
+        assert down.statuses and set(down.statuses) == {202}, down.statuses
+        assert "degraded" in down.modes
+        assert back.modes == {"queued"} or back.modes == {"queued", "degraded"}
+        assert "queued" in back.modes
+        everything = Client(base, keys)
+        everything.accepted = client.accepted | down.accepted | back.accepted
+        assert_exactly_once(app, keys, everything, redis_url)
+    finally:
+        stop(worker)
+        proxy.close()
+
+
+def test_Q22_postgres_down_for_the_worker(app: Flask, database_url: str, redis_url: str, logs: Path) -> None:
+    parts = urlsplit(database_url)
+    proxy = Proxy(parts.port or 5432)
+    worker_db = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    keys = new_account(app)
+    worker = start_worker(env_for(worker_db, redis_url), logs / "worker.log")
+    try:
+        with gunicorn(env_for(database_url, redis_url), log=logs / "gunicorn.log") as (base, _):
+            client = Client(base, keys)
+            client.load(1)
+            proxy.cut()
+            client.load(4)  # the log keeps accepting while the worker cannot reach PostgreSQL
+            assert set(client.statuses) == {202}
+            proxy.restore()
+        assert_exactly_once(app, keys, client, redis_url)
+        assert "database unavailable" in (logs / "worker.log").read_text()
+    finally:
+        stop(worker)
+        proxy.close()
+
+
+def test_Q23_duplicate_sends_in_queued_mode(app: Flask, stack: dict[str, Any], redis_url: str) -> None:
+    keys = stack["keys"]
+    worker = start_worker(stack["env"], stack["logs"] / "worker.log")
+    try:
+        client = Client(stack["base"], keys)
+        key = uuid.uuid4().hex
+        for _ in range(3):
+            client.send_batch("dup-visitor", 5, key=key)
+        assert len(client.accepted) == 5
+        headers = client.headers
+        body = {"conversion_type": "purchase", "visitor_id": "dup-visitor", "idempotency_key": key}
+        first = requests.post(stack["base"] + "/api/v1/conversions", json=body, headers=headers, timeout=10)
+        again = requests.post(stack["base"] + "/api/v1/conversions", json=body, headers=headers, timeout=10)
+        assert first.status_code in (201, 202) and again.status_code == 200
+        assert again.json()["id"] == first.json()["id"] and again.json()["duplicate"] is True
+        assert_exactly_once(app, keys, client, redis_url)
+        with app.config["MBUZZ"].sessions() as db:
+            count = db.scalar(sa.select(sa.func.count()).select_from(m.Conversion)
+                              .where(m.Conversion.account_id == keys.account_id))
+        assert count == 1
+    finally:
+        stop(worker)
+
+
+def test_API62_read_your_writes_for_event_based_conversion(stack: dict[str, Any]) -> None:
+    worker = start_worker(stack["env"], stack["logs"] / "worker.log")
+    try:
+        headers = {"Authorization": f"Bearer {stack['keys'].test_key}"}
+        base = stack["base"]
+        requests.post(base + "/api/v1/sessions", json={"visitor_id": "ryw", "session_id": "s",
+                      "url": "https://shop.example/?utm_source=newsletter&utm_medium=email"}, headers=headers)
+        event = requests.post(base + "/api/v1/events", json={"event_type": "checkout", "visitor_id": "ryw"},
+                              headers=headers).json()["events"][0]["id"]
+        resp = requests.post(base + "/api/v1/conversions", json={"conversion_type": "purchase", "event_id": event,
+                                                                 "revenue": "20"}, headers=headers, timeout=10)
+        assert resp.status_code == 201, resp.text
+        assert resp.headers["X-Mbuzz-Processing"] == "queued"
+        body = resp.json()
+        assert body["attribution"]["status"] == "complete"
+        assert body["attribution"]["models"]["last_touch"][0]["channel"] == "email"
+        ident = requests.post(base + "/api/v1/identify", json={"user_id": "ryw-user", "visitor_id": "ryw"},
+                              headers=headers, timeout=10)
+        assert ident.status_code == 200 and ident.json()["reattribution"] == {"conversions": 1}
+    finally:
+        stop(worker)
+
+
+def test_API62_pending_answer_when_no_worker_runs(
+    app: Flask, stack: dict[str, Any], database_url: str, redis_url: str, logs: Path
+) -> None:
+    env = env_for(database_url, redis_url, MBUZZ_SYNC_WAIT_MS="300")
+    keys = stack["keys"]
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    with gunicorn(env, log=logs / "gunicorn-short-wait.log") as (base, _):
+        resp = requests.post(base + "/api/v1/conversions", json={"conversion_type": "trial", "visitor_id": "p"},
+                             headers=headers, timeout=10)
+        ident = requests.post(base + "/api/v1/identify", json={"user_id": "p-user", "visitor_id": "p"},
+                              headers=headers, timeout=10)
+    assert resp.status_code == 202
+    assert resp.json()["attribution"] == {"status": "pending", "lookback_days": 30, "sessions_analyzed": None,
+                                          "models": {}}
+    assert ident.status_code == 202 and ident.json()["status"] == "pending"
+    tenant = Tenant(keys.account_id, "test")
+
+    def attributed() -> bool:
+        with app.config["MBUZZ"].sessions() as db:  # the data API is a later issue: read the stored state
+            found = conversion_by_id(db, tenant, resp.json()["id"])
+        return found is not None and found["attribution"]["status"] == "complete"
+
+    worker = start_worker(stack["env"], logs / "worker.log")
+    try:  # the work completes anyway (API-62)
+        assert wait_until(attributed, 30)
+    finally:
+        stop(worker)
+
+
+def test_Q27_gateway_sigterm_under_load(app: Flask, database_url: str, redis_url: str, logs: Path) -> None:
+    keys = new_account(app)
+    env = env_for(database_url, redis_url)
+    worker = start_worker(env, logs / "worker.log")
+    try:
+        with gunicorn(env, log=logs / "gunicorn.log") as (base, proc):
+            client = Client(base, keys)
+            loader = threading.Thread(target=client.load, args=(4,), kwargs={"threads": 6})
+            loader.start()
+            time.sleep(1.5)
+            proc.send_signal(signal.SIGTERM)  # graceful: in-flight requests finish, then the workers exit
+            loader.join()
+            proc.wait(30)
+        assert client.accepted
+        assert 500 not in client.statuses and 503 not in client.statuses
+        assert_exactly_once(app, keys, client, redis_url)
+    finally:
+        stop(worker)
