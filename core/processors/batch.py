@@ -14,6 +14,7 @@ from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch
 from core.processors.identity import process_identify
+from core.processors.preload import preload
 from core.reads import conversion_body
 from core.settings import load_config
 from core.storage.models import Conversion, IdempotencyKey, UsageCounter
@@ -32,21 +33,25 @@ def process_batch(
     ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id))
     lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
     fresh = _claim_commands(ctx, commands) if replay_safe else None
+    preload(ctx, commands)
     results: list[CommandResult] = []
     for command in commands:
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
-        elif isinstance(command, EventCommand):
-            results.append(process_event(ctx, command))
-        elif isinstance(command, TouchCommand):
-            results.append(process_touch(ctx, command))
+        elif isinstance(command, EventCommand | TouchCommand):
+            # Touches and events work on the preloaded rows; their writes go out in one flush at the end.
+            with db.no_autoflush:
+                results.append(process_event(ctx, command) if isinstance(command, EventCommand)
+                               else process_touch(ctx, command))
         elif isinstance(command, ConversionCommand):
+            db.flush()
             results.append(process_conversion(ctx, command))
         elif isinstance(command, IdentifyCommand):
+            db.flush()
             results.append(process_identify(ctx, command))
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
-        db.flush()
+    db.flush()
     reattribute_pending(ctx)
     charged = sum(
         1

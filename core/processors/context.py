@@ -32,6 +32,13 @@ class Ctx:
     locked: set[str] = field(default_factory=set)  # visitor keys whose advisory lock this transaction holds
     links: dict[str, list[VisitorLink]] = field(default_factory=dict)  # visitor id -> its links, this batch
     new_visitors: set[str] = field(default_factory=set)  # visitor ids created in this batch: no history yet
+    # Batch preloads (core.processors.preload): one query per kind instead of one per item.
+    window: tuple[datetime, datetime] | None = None  # earliest and latest item time of the batch
+    sessions_of: dict[str, list[Any]] = field(default_factory=dict)  # visitor id -> sessions near the window
+    bindings: dict[tuple[str, str], Any] = field(default_factory=dict)  # (visitor id, client id) -> binding
+    bindings_loaded: set[str] = field(default_factory=set)  # visitor ids whose bindings are all in ``bindings``
+    converters: set[str] | None = None  # visitor and user ids with conversions; None = not preloaded
+    event_keys: dict[str, tuple[str, bool]] = field(default_factory=dict)  # key -> (original id, claimed here)
 
     @property
     def account_id(self) -> str:
@@ -116,6 +123,8 @@ def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> Visitor:
         ctx.visitors[visitor_key] = row
         ctx.new_visitors.add(row.id)
         ctx.links[row.id] = []
+        ctx.sessions_of[row.id] = []
+        ctx.bindings_loaded.add(row.id)
         return row
     if seen_at < row.first_seen_at:
         row.first_seen_at = seen_at

@@ -118,6 +118,8 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     conv.session_id = event.session_id if event is not None else _session_for(ctx, visitor.id, conv)
     ctx.db.add(conv)
     ctx.db.flush()
+    if ctx.converters is not None:
+        ctx.converters.update(x for x in (conv.visitor_id, conv.user_id) if x is not None)
     savepoint = ctx.db.begin_nested()
     try:
         warnings.extend(attribute_conversion(ctx, conv))

@@ -76,9 +76,15 @@ def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
 
 
 def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
-    original = claim_key(ctx, "event", cmd.idempotency_key, cmd.id, cmd.received_at)
-    if original is not None:
-        return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
+    if cmd.idempotency_key is not None:
+        known = ctx.event_keys.get(cmd.idempotency_key)  # claimed for the whole batch by the preload
+        if known is None:
+            original = claim_key(ctx, "event", cmd.idempotency_key, cmd.id, cmd.received_at)
+        else:
+            first_id, claimed_here = known
+            original = None if claimed_here and first_id == cmd.id else first_id
+        if original is not None:
+            return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
     t = cmd.occurred_at
     user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, t)
     if cmd.visitor_key is not None:

@@ -43,6 +43,7 @@ def user_at(ctx: Ctx, visitor: Visitor, t: datetime) -> str | None:
 
 def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None) -> Visitor:
     """VIS-4: pick the user's visitor for an item that names only the user."""
+    ctx.db.flush()  # the queries below must see this batch's sessions and links
     visitors = list(
         ctx.db.scalars(
             sa.select(Visitor)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from core.channels import Traffic, device_type, is_bot
 from core.ids import new_id
-from core.processors.context import Ctx, insert_ignore, links_of_visitor, owner_at
+from core.processors.context import Ctx, links_of_visitor, owner_at
 from core.storage.models import Conversion, Session, SessionBinding, Visitor, VisitorLink
 
 WINDOW = timedelta(minutes=30)
@@ -87,21 +87,11 @@ def _compatible_class(s: Session, item: Item) -> bool:
 def resolve(ctx: Ctx, item: Item) -> Session | None:
     """SES-7 R1..R5, then attach or create; returns the session or None (bare event, no session)."""
     t = item.t
-    nearby = list(
-        ctx.db.scalars(
-            sa.select(Session).where(
-                ctx.scoped(Session),
-                Session.visitor_id == item.visitor.id,
-                Session.started_at <= t + WINDOW,
-                Session.last_activity_at >= t - WINDOW,
-            )
-        )
-    )
+    nearby = [s for s in _sessions_of(ctx, item.visitor.id) if s.started_at <= t + WINDOW
+              and s.last_activity_at >= t - WINDOW]
     chosen: Session | None = None
     if item.client_session_id is not None:  # R1
-        binding = ctx.db.get(
-            SessionBinding, (ctx.account_id, ctx.environment, item.visitor.id, item.client_session_id)
-        )
+        binding = _binding(ctx, item.visitor.id, item.client_session_id)
         if binding is not None:
             bound = next((s for s in nearby if s.id == binding.session_id), None)
             if bound is not None and _relation(bound, t) is not None:
@@ -129,6 +119,33 @@ def resolve(ctx: Ctx, item: Item) -> Session | None:
     if item.client_session_id is not None:
         _bind(ctx, item, chosen)
     return chosen
+
+
+def _sessions_of(ctx: Ctx, visitor_id: str) -> list[Session]:
+    """The visitor's sessions near the batch's time window, read once per batch (core.processors.preload)."""
+    cached = ctx.sessions_of.get(visitor_id)
+    if cached is None:
+        assert ctx.window is not None, "process_batch preloads the window"
+        start, end = ctx.window
+        cached = list(
+            ctx.db.scalars(
+                sa.select(Session).where(
+                    ctx.scoped(Session),
+                    Session.visitor_id == visitor_id,
+                    Session.last_activity_at >= start - WINDOW,
+                    Session.started_at <= end + WINDOW,
+                )
+            )
+        )
+        ctx.sessions_of[visitor_id] = cached
+    return cached
+
+
+def _binding(ctx: Ctx, visitor_id: str, client_session_id: str) -> SessionBinding | None:
+    if visitor_id in ctx.bindings_loaded:
+        found: SessionBinding | None = ctx.bindings.get((visitor_id, client_session_id))
+        return found
+    return ctx.db.get(SessionBinding, (ctx.account_id, ctx.environment, visitor_id, client_session_id))
 
 
 def _attach(ctx: Ctx, s: Session, item: Item) -> None:
@@ -195,7 +212,7 @@ def _create(ctx: Ctx, item: Item) -> Session:
         created_at=item.t,
     )
     ctx.db.add(s)
-    ctx.db.flush()
+    _sessions_of(ctx, item.visitor.id).append(s)
     _queue_late_session(ctx, s)
     return s
 
@@ -208,20 +225,19 @@ def _cap(host: str | None) -> str | None:
 def _bind(ctx: Ctx, item: Item, s: Session) -> None:
     """SES-9: the pair is (re-)bound to the session it resolved to."""
     assert item.client_session_id is not None
-    binding = ctx.db.get(SessionBinding, (ctx.account_id, ctx.environment, item.visitor.id, item.client_session_id))
+    binding = _binding(ctx, item.visitor.id, item.client_session_id)
     if binding is None:
-        insert_ignore(
-            ctx.db,
-            SessionBinding,
-            {
-                "account_id": ctx.account_id,
-                "environment": ctx.environment,
-                "visitor_id": item.visitor.id,
-                "client_session_id": item.client_session_id,
-                "session_id": s.id,
-                "bound_at": item.t,
-            },
+        # The visitor's advisory lock is held, so no other transaction binds the same pair meanwhile.
+        binding = SessionBinding(
+            account_id=ctx.account_id,
+            environment=ctx.environment,
+            visitor_id=item.visitor.id,
+            client_session_id=item.client_session_id,
+            session_id=s.id,
+            bound_at=item.t,
         )
+        ctx.db.add(binding)
+        ctx.bindings[(item.visitor.id, item.client_session_id)] = binding
     elif binding.session_id != s.id:
         binding.session_id = s.id
         binding.bound_at = item.t
@@ -233,6 +249,8 @@ def _queue_late_session(ctx: Ctx, s: Session) -> None:
         return  # a visitor first seen in this batch has no conversions yet
     lookback = timedelta(days=ctx.config.attribution.lookback_days)
     owner = owner_at(links_of_visitor(ctx, s.visitor_id), s.started_at)
+    if ctx.converters is not None and s.visitor_id not in ctx.converters and owner not in ctx.converters:
+        return  # preloaded: neither the visitor nor its user has any conversion
     conditions = [Conversion.visitor_id == s.visitor_id]
     if owner is not None:
         conditions.append(Conversion.user_id == owner)

@@ -1,0 +1,147 @@
+"""Batch preloads: what a batch of touches and events needs, read with one query per kind.
+
+Session resolution looks at a visitor's sessions near each item, its bindings and links, and whether it has
+conversions (SES-13). Reading those per item costs one round trip each; a drain batch of 500 items instead
+reads them once for all its visitors over the batch's time window, and resolution works on the loaded rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.commands import Command, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
+from core.processors.context import Ctx
+from core.storage.models import Conversion, IdempotencyKey, Session, SessionBinding, Visitor, VisitorLink
+
+WINDOW = timedelta(minutes=30)
+
+
+def item_time(command: Command) -> datetime:
+    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand):
+        return command.occurred_at
+    return command.converted_at or command.received_at
+
+
+def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
+    times = [item_time(c) for c in commands]
+    ctx.window = (min(times), max(times))
+    keys = sorted({c.visitor_key for c in commands if c.visitor_key is not None})
+    if keys:
+        for row in ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key.in_(keys))):
+            ctx.visitors[row.visitor_key] = row
+    ids = [v.id for v in ctx.visitors.values()]
+    if ids:
+        _load_links(ctx, ids)
+        _load_sessions(ctx, ids)
+        _load_bindings(ctx, ids, commands)
+        _load_converters(ctx, ids)
+    else:
+        ctx.converters = set()
+    _claim_event_keys(ctx, commands)
+
+
+def _load_links(ctx: Ctx, ids: list[str]) -> None:
+    for visitor_id in ids:
+        ctx.links.setdefault(visitor_id, [])
+    rows = ctx.db.scalars(
+        sa.select(VisitorLink)
+        .where(ctx.scoped(VisitorLink), VisitorLink.visitor_id.in_(ids))
+        .order_by(VisitorLink.linked_at)
+    )
+    for link in rows:
+        ctx.links[link.visitor_id].append(link)
+
+
+def _load_sessions(ctx: Ctx, ids: list[str]) -> None:
+    assert ctx.window is not None
+    start, end = ctx.window
+    for visitor_id in ids:
+        ctx.sessions_of.setdefault(visitor_id, [])
+    rows = ctx.db.scalars(
+        sa.select(Session).where(
+            ctx.scoped(Session),
+            Session.visitor_id.in_(ids),
+            Session.last_activity_at >= start - WINDOW,
+            Session.started_at <= end + WINDOW,
+        )
+    )
+    for s in rows:
+        ctx.sessions_of[s.visitor_id].append(s)
+
+
+def _load_bindings(ctx: Ctx, ids: list[str], commands: Sequence[Command]) -> None:
+    client_ids = sorted(
+        {c.client_session_id for c in commands if isinstance(c, TouchCommand | EventCommand) and c.client_session_id}
+    )
+    ctx.bindings_loaded.update(ids)
+    if not client_ids:
+        return
+    rows = ctx.db.scalars(
+        sa.select(SessionBinding).where(
+            SessionBinding.account_id == ctx.account_id,
+            SessionBinding.environment == ctx.environment,
+            SessionBinding.visitor_id.in_(ids),
+            SessionBinding.client_session_id.in_(client_ids),
+        )
+    )
+    for b in rows:
+        ctx.bindings[(b.visitor_id, b.client_session_id)] = b
+
+
+def _load_converters(ctx: Ctx, ids: list[str]) -> None:
+    users = sorted({link.user_id for v in ids for link in ctx.links.get(v, [])})
+    found = set(
+        ctx.db.scalars(
+            sa.select(Conversion.visitor_id).where(ctx.scoped(Conversion), Conversion.visitor_id.in_(ids)).distinct()
+        )
+    )
+    if users:
+        found.update(
+            u
+            for u in ctx.db.scalars(
+                sa.select(Conversion.user_id).where(ctx.scoped(Conversion), Conversion.user_id.in_(users)).distinct()
+            )
+            if u is not None
+        )
+    ctx.converters = found
+
+
+def _claim_event_keys(ctx: Ctx, commands: Sequence[Command]) -> None:
+    """API-51 for a whole batch: one INSERT … ON CONFLICT DO NOTHING RETURNING, one SELECT for the rest."""
+    first: dict[str, EventCommand] = {}
+    for c in commands:
+        if isinstance(c, EventCommand) and c.idempotency_key is not None:
+            first.setdefault(c.idempotency_key, c)
+    if not first:
+        return
+    rows = [
+        {"account_id": ctx.account_id, "environment": ctx.environment, "scope": "event", "key": key,
+         "result_id": c.id, "created_at": c.received_at}
+        for key, c in first.items()
+    ]
+    dialect = postgresql if ctx.db.get_bind().dialect.name == "postgresql" else sqlite
+    claimed = set(
+        ctx.db.scalars(
+            dialect.insert(IdempotencyKey).values(rows).on_conflict_do_nothing().returning(IdempotencyKey.key)
+        )
+    )
+    for key in claimed:
+        ctx.event_keys[key] = (first[key].id, True)
+    known = [k for k in first if k not in claimed]
+    if known:
+        for key, original in ctx.db.execute(
+            sa.select(IdempotencyKey.key, IdempotencyKey.result_id).where(
+                IdempotencyKey.account_id == ctx.account_id,
+                IdempotencyKey.environment == ctx.environment,
+                IdempotencyKey.scope == "event",
+                IdempotencyKey.key.in_(known),
+            )
+        ):
+            ctx.event_keys[key] = (original, False)
+
+
+__all__ = ["preload", "ConversionCommand"]
