@@ -36,6 +36,7 @@ from core.queue import (
     GROUP,
     PARTITIONS,
     PENDING_DRAIN,
+    PREFIX,
     RedisClient,
     dead_key,
     partition_of,
@@ -51,7 +52,7 @@ log = logging.getLogger("mbuzz.drain")
 BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "500"))
 LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
 MAX_BACKOFF_S = 10.0
-QUEUE = "mbuzz"
+QUEUE = PREFIX  # the RQ queue of this deployment
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ acknowledge only after the database commit. Idempotency keys are reserved with `
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +23,17 @@ from core.tenant import Tenant
 # redis-py types every reply as a union of all its shapes; replies are checked by use, not by mypy.
 RedisClient: TypeAlias = Any
 
-STREAM = "mbuzz:log:{account}:{environment}"
-DEAD = "mbuzz:dead:{account}:{environment}"
-PARTITIONS = "mbuzz:partitions"  # set of "account:environment" with a stream, for sweeps
+# Every key lives under one prefix, so several deployments (or test runs) can share a Redis server.
+PREFIX = os.environ.get("MBUZZ_REDIS_PREFIX", "mbuzz")
+STREAM = PREFIX + ":log:{account}:{environment}"
+DEAD = PREFIX + ":dead:{account}:{environment}"
+PARTITIONS = PREFIX + ":partitions"  # set of "account:environment" with a stream, for sweeps
 GROUP = "drain"
 CONSUMER = "drainer"  # one consumer per partition at a time (the drain lock), so one fixed name
-RESULT = "mbuzz:result:{command_id}"
-PENDING_DRAIN = "mbuzz:drain-pending:{account}:{environment}"
-DRAIN_LOCK = "mbuzz:drain-lock:{account}:{environment}"
-IDEMPOTENCY = "mbuzz:idem:{account}:{environment}:{scope}:{key}"
+RESULT = PREFIX + ":result:{command_id}"
+PENDING_DRAIN = PREFIX + ":drain-pending:{account}:{environment}"
+DRAIN_LOCK = PREFIX + ":drain-lock:{account}:{environment}"
+IDEMPOTENCY = PREFIX + ":idem:{account}:{environment}:{scope}:{key}"
 IDEMPOTENCY_TTL_S = 7 * 86400  # older replays are still deduplicated by the database (docs/api.md API-51-D1)
 RESULT_TTL_S = 120
 DEBOUNCE_MS = 50

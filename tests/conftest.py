@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+
+# Each test process gets its own Redis namespace (streams, queue, locks) and passes it to the processes it
+# starts, so parallel workers and concurrent runs never drain each other's commands.
+os.environ.setdefault("MBUZZ_REDIS_PREFIX", f"mbuzz-test-{uuid.uuid4().hex[:8]}")
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +46,7 @@ def _pg_reachable(url: str) -> bool:
 
 def _fresh_postgres(url: str, worker: str) -> str:
     base, name = url.rsplit("/", 1)
-    name = f"{name}_{worker}"
+    name = f"{name}_{worker}_{os.getpid()}"  # unique per process: concurrent runs never drop each other's
     admin = make_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -69,6 +74,12 @@ def database_url(worker_id: str) -> Iterator[str]:
         url = _fresh_postgres(wanted, worker_id)
     migrate(url)
     yield url
+    if url.startswith("postgresql"):
+        base, name = url.rsplit("/", 1)
+        admin = make_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 
+from core.queue import dead_key
 from core.reads import conversion_by_id
 from core.storage import models as m
 from core.tenant import Tenant
@@ -41,7 +42,7 @@ def redis_url(worker_id: str, is_postgres: bool) -> str:
     index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
     url = f"redis://127.0.0.1:6379/{10 + index}"
     try:
-        redis.Redis.from_url(url).flushdb()
+        redis.Redis.from_url(url).ping()
     except redis.RedisError:
         if os.environ.get("CI"):
             pytest.fail("CI: Redis is required on 127.0.0.1:6379")
@@ -119,7 +120,7 @@ def assert_exactly_once(app: Flask, keys: AccountKeys, client: Client, redis_url
     ids = wait_drained(app, keys.account_id, client.accepted)
     assert len(ids) == len(set(ids))
     assert set(ids) == client.accepted, (len(ids), len(client.accepted))
-    dead = redis.Redis.from_url(redis_url).xlen(f"mbuzz:dead:{keys.account_id}:test")
+    dead = redis.Redis.from_url(redis_url).xlen(dead_key(Tenant(keys.account_id, "test")))
     assert dead == 0
 
 
