@@ -12,7 +12,7 @@ from core.commands import Command, CommandResult, ConversionCommand, EventComman
 from core.processors.attribution import attribute_conversion
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
-from core.processors.events import process_event, process_touch
+from core.processors.events import process_event, process_touch, write_pending_events
 from core.processors.identity import process_identify
 from core.processors.preload import preload
 from core.reads import conversion_body
@@ -44,14 +44,14 @@ def process_batch(
                 results.append(process_event(ctx, command) if isinstance(command, EventCommand)
                                else process_touch(ctx, command))
         elif isinstance(command, ConversionCommand):
-            db.flush()
+            write_pending_events(ctx)  # the conversion may name an event of this batch (API-63)
             results.append(process_conversion(ctx, command))
         elif isinstance(command, IdentifyCommand):
-            db.flush()
+            write_pending_events(ctx)
             results.append(process_identify(ctx, command))
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
-    db.flush()
+    write_pending_events(ctx)
     reattribute_pending(ctx)
     charged = sum(
         1
@@ -73,8 +73,9 @@ def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:
         for c in commands
     ]
     dialect = postgresql if ctx.db.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(IdempotencyKey).values(rows).on_conflict_do_nothing().returning(IdempotencyKey.key)
-    return set(ctx.db.scalars(stmt))
+    stmt = dialect.insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
+    # executemany with RETURNING ("insertmanyvalues"): batched on the wire, compiled once and cached
+    return set(ctx.db.scalars(stmt, rows))
 
 
 def _replayed(ctx: Ctx, command: Command) -> CommandResult:

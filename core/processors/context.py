@@ -39,6 +39,9 @@ class Ctx:
     bindings_loaded: set[str] = field(default_factory=set)  # visitor ids whose bindings are all in ``bindings``
     converters: set[str] | None = None  # visitor and user ids with conversions; None = not preloaded
     event_keys: dict[str, tuple[str, bool]] = field(default_factory=dict)  # key -> (original id, claimed here)
+    unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
+    pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
+    seen: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # stored visitor -> item times
 
     @property
     def account_id(self) -> str:
@@ -96,6 +99,8 @@ def get_visitor(ctx: Ctx, visitor_key: str) -> Visitor | None:
     cached = ctx.visitors.get(visitor_key)
     if cached is not None:
         return cached
+    if visitor_key in ctx.unknown_visitors:
+        return None
     row = ctx.db.scalars(
         sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key == visitor_key)
     ).first()
@@ -126,11 +131,38 @@ def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> Visitor:
         ctx.sessions_of[row.id] = []
         ctx.bindings_loaded.add(row.id)
         return row
-    if seen_at < row.first_seen_at:
-        row.first_seen_at = seen_at
-    if seen_at > row.last_seen_at:
-        row.last_seen_at = seen_at
+    if row.id in ctx.new_visitors:
+        row.first_seen_at = min(row.first_seen_at, seen_at)
+        row.last_seen_at = max(row.last_seen_at, seen_at)
+    else:  # VIS-3 for stored visitors: collected, written set-based by write_visitor_times
+        first, last = ctx.seen.get(row.id, (seen_at, seen_at))
+        ctx.seen[row.id] = (min(first, seen_at), max(last, seen_at))
     return row
+
+
+def write_visitor_times(ctx: Ctx) -> None:
+    """One UPDATE for all stored visitors of the batch instead of one per visitor."""
+    if not ctx.seen:
+        return
+    ids = list(ctx.seen)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(
+            sa.text(
+                "UPDATE visitors AS v SET first_seen_at = LEAST(v.first_seen_at, u.f), "
+                "last_seen_at = GREATEST(v.last_seen_at, u.l) "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:fs AS timestamptz[]), CAST(:ls AS timestamptz[])) "
+                "AS u(id, f, l) WHERE v.account_id = :account AND v.id = u.id"
+            ),
+            {"ids": ids, "fs": [ctx.seen[i][0] for i in ids], "ls": [ctx.seen[i][1] for i in ids],
+             "account": ctx.account_id},
+        )
+    else:
+        for visitor in ctx.visitors.values():
+            if visitor.id in ctx.seen:
+                first, last = ctx.seen[visitor.id]
+                visitor.first_seen_at = min(visitor.first_seen_at, first)
+                visitor.last_seen_at = max(visitor.last_seen_at, last)
+    ctx.seen.clear()
 
 
 def get_user(ctx: Ctx, user_key: str) -> User | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
-from core.processors.context import Ctx, ensure_visitor, insert_ignore
+from core.processors.context import Ctx, ensure_visitor, insert_ignore, write_visitor_times
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
 from core.processors.sessions import Item, resolve
 from core.storage.models import Event, IdempotencyKey
@@ -109,25 +110,58 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
             client_session_id=cmd.client_session_id,
         ),
     )
-    ctx.db.add(
-        Event(
-            account_id=ctx.account_id,
-            environment=ctx.environment,
-            id=cmd.id,
-            event_type=cmd.event_type,
-            funnel=cmd.funnel,
-            visitor_id=visitor.id,
-            session_id=session.id if session else None,
-            user_id=user.id if user is not None else user_at(ctx, visitor, t),
-            client_session_id=cmd.client_session_id,
-            occurred_at=t,
-            received_at=cmd.received_at,
-            url=traffic.landing_url if traffic is not None else None,
-            referrer=traffic.referrer_url if traffic is not None else None,
-            properties=cmd.properties,
-            idempotency_key=cmd.idempotency_key,
-            sdk_name=cmd.sdk_name,
-            sdk_version=cmd.sdk_version,
-        )
+    # Events never change once written: they go out as one multi-row INSERT (write_pending_events).
+    ctx.pending_events.append(
+        {
+            "account_id": ctx.account_id,
+            "environment": ctx.environment,
+            "id": cmd.id,
+            "event_type": cmd.event_type,
+            "funnel": cmd.funnel,
+            "visitor_id": visitor.id,
+            "session_id": session.id if session else None,
+            "user_id": user.id if user is not None else user_at(ctx, visitor, t),
+            "client_session_id": cmd.client_session_id,
+            "occurred_at": t,
+            "received_at": cmd.received_at,
+            "url": traffic.landing_url if traffic is not None else None,
+            "referrer": traffic.referrer_url if traffic is not None else None,
+            "properties": cmd.properties,
+            "idempotency_key": cmd.idempotency_key,
+            "sdk_name": cmd.sdk_name,
+            "sdk_version": cmd.sdk_version,
+        }
     )
     return CommandResult(command_id=cmd.id, result_id=cmd.id)
+
+
+EVENT_COLUMNS = (
+    "account_id", "environment", "id", "event_type", "funnel", "visitor_id", "session_id", "user_id",
+    "client_session_id", "occurred_at", "received_at", "url", "referrer", "properties", "idempotency_key",
+    "sdk_name", "sdk_version",
+)
+
+
+def write_pending_events(ctx: Ctx) -> None:
+    """Flush the unit of work, then write the batch's events: COPY on PostgreSQL, executemany elsewhere.
+
+    Event ids are unique and a replayed command is skipped before it gets here (``process_batch``), so
+    COPY needs no conflict handling.
+    """
+    write_visitor_times(ctx)
+    ctx.db.flush()
+    if not ctx.pending_events:
+        return
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        raw: Any = ctx.db.connection().connection.dbapi_connection
+        with raw.cursor() as cursor:
+            with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+                for row in ctx.pending_events:
+                    copy.write_row(
+                        [Jsonb(row[c]) if c == "properties" else row[c] for c in EVENT_COLUMNS]
+                    )
+    else:
+        ctx.db.execute(sa.insert(Event), ctx.pending_events)
+    ctx.pending_events.clear()

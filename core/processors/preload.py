@@ -33,6 +33,7 @@ def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
     if keys:
         for row in ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key.in_(keys))):
             ctx.visitors[row.visitor_key] = row
+        ctx.unknown_visitors.update(k for k in keys if k not in ctx.visitors)
     ids = [v.id for v in ctx.visitors.values()]
     if ids:
         _load_links(ctx, ids)
@@ -124,11 +125,8 @@ def _claim_event_keys(ctx: Ctx, commands: Sequence[Command]) -> None:
         for key, c in first.items()
     ]
     dialect = postgresql if ctx.db.get_bind().dialect.name == "postgresql" else sqlite
-    claimed = set(
-        ctx.db.scalars(
-            dialect.insert(IdempotencyKey).values(rows).on_conflict_do_nothing().returning(IdempotencyKey.key)
-        )
-    )
+    stmt = dialect.insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
+    claimed = set(ctx.db.scalars(stmt, rows))
     for key in claimed:
         ctx.event_keys[key] = (first[key].id, True)
     known = [k for k in first if k not in claimed]
