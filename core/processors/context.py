@@ -42,6 +42,7 @@ class Ctx:
     unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
     pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
     seen: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # stored visitor -> item times
+    touched_sessions: dict[str, Any] = field(default_factory=dict)  # stored sessions whose activity changed
 
     @property
     def account_id(self) -> str:

@@ -11,7 +11,7 @@ from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
 from core.processors.context import Ctx, ensure_visitor, insert_ignore, write_visitor_times
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
-from core.processors.sessions import Item, resolve
+from core.processors.sessions import Item, resolve, write_session_activity
 from core.storage.models import Event, IdempotencyKey
 
 
@@ -149,6 +149,7 @@ def write_pending_events(ctx: Ctx) -> None:
     COPY needs no conflict handling.
     """
     write_visitor_times(ctx)
+    write_session_activity(ctx)
     ctx.db.flush()
     if not ctx.pending_events:
         return

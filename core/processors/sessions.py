@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.channels import Traffic, device_type, is_bot
 from core.ids import new_id
@@ -121,6 +123,35 @@ def resolve(ctx: Ctx, item: Item) -> Session | None:
     return chosen
 
 
+def write_session_activity(ctx: Ctx) -> None:
+    """One UPDATE for the activity of every stored session the batch attached items to (SES-7)."""
+    if not ctx.touched_sessions:
+        return
+    rows = list(ctx.touched_sessions.values())
+    ctx.touched_sessions.clear()
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(
+            sa.text(
+                "UPDATE sessions AS s SET started_at = u.st, last_activity_at = u.la, touches = u.t, events = u.e "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:st AS timestamptz[]), CAST(:la AS timestamptz[]), "
+                "CAST(:t AS int[]), CAST(:e AS int[])) AS u(id, st, la, t, e) "
+                "WHERE s.account_id = :account AND s.id = u.id"
+            ),
+            {"ids": [r.id for r in rows], "st": [r.started_at for r in rows], "la": [r.last_activity_at for r in rows],
+             "t": [r.touches for r in rows], "e": [r.events for r in rows], "account": ctx.account_id},
+        )
+    else:
+        table = cast(sa.Table, Session.__table__)  # Core executemany, not the ORM bulk-by-primary-key mode
+        ctx.db.execute(
+            sa.update(table)
+            .where(table.c.account_id == sa.bindparam("a"), table.c.id == sa.bindparam("i"))
+            .values(started_at=sa.bindparam("st"), last_activity_at=sa.bindparam("la"),
+                    touches=sa.bindparam("t"), events=sa.bindparam("e")),
+            [{"a": ctx.account_id, "i": r.id, "st": r.started_at, "la": r.last_activity_at, "t": r.touches,
+              "e": r.events} for r in rows],
+        )
+
+
 def _sessions_of(ctx: Ctx, visitor_id: str) -> list[Session]:
     """The visitor's sessions near the batch's time window, read once per batch (core.processors.preload)."""
     cached = ctx.sessions_of.get(visitor_id)
@@ -150,14 +181,21 @@ def _binding(ctx: Ctx, visitor_id: str, client_session_id: str) -> SessionBindin
 
 def _attach(ctx: Ctx, s: Session, item: Item) -> None:
     moved_back = item.t < s.started_at
-    if item.t > s.last_activity_at:
-        s.last_activity_at = item.t
-    if moved_back:
-        s.started_at = item.t
-    if item.kind == "touch":
-        s.touches += 1
+    counters = {
+        "last_activity_at": max(s.last_activity_at, item.t),
+        "started_at": min(s.started_at, item.t),
+        "touches": s.touches + (item.kind == "touch"),
+        "events": s.events + (item.kind != "touch"),
+    }
+    if sa.inspect(s).persistent:
+        # Stored sessions change these four columns on every item: kept current in memory without marking
+        # the row dirty, then written for the whole batch by one set-based UPDATE (write_session_activity).
+        for name, value in counters.items():
+            set_committed_value(s, name, value)
+        ctx.touched_sessions[s.id] = s
     else:
-        s.events += 1
+        for name, value in counters.items():
+            setattr(s, name, value)
     # SES-8: empty fields are filled by the first later item that has them; BOT-5 for exclusion.
     if s.user_agent is None and item.user_agent:
         s.user_agent = item.user_agent
