@@ -742,7 +742,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="time budget of the --conversions seeding; the visitors seeded by then are used")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the bare JSON+Redis endpoint with the same load (Q-1 ratio)")
-    p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline only")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline and --queued")
+    p.add_argument("--queued", action="store_true",
+                   help="queued mode: REDIS_URL set for gunicorn, plus RQ drain workers (--drain-workers)")
+    p.add_argument("--drain-workers", type=int, default=1, help="drain worker processes in --queued mode")
     p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                    help="py-spy record every gunicorn worker for SECONDS during the measurement")
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
@@ -795,9 +798,19 @@ def main(argv: list[str] | None = None) -> int:
             key = prepare_database(url)
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         env.update(DATABASE_URL=url, SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT))
+        drainers: list[subprocess.Popen[bytes]] = []
+        if args.queued:
+            env.update(REDIS_URL=args.redis_url, MBUZZ_REDIS_PREFIX=f"mbuzz-bench-{os.getpid()}")
+            flask = str(Path(sys.executable).parent / "flask")
+            for i in range(args.drain_workers):
+                log = open(workdir / f"drain-{i}.log", "wb")
+                drainers.append(subprocess.Popen([flask, "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
+                                                 stdout=log, stderr=log))
         server = Server("gateway:create_app()", env, args.workers, args.threads, workdir)
         servers.append(server)
-        with phase(f"gunicorn on 127.0.0.1:{server.port} (inline mode, no REDIS_URL)"):
+        processing = (f"queued mode, {args.drain_workers} drain worker(s)" if args.queued
+                      else "inline mode, no REDIS_URL")
+        with phase(f"gunicorn on 127.0.0.1:{server.port} ({processing})"):
             server.wait_healthy()
         print(f"   {server.command}")
         print(f"   worker RSS at idle: {', '.join(f'{rss_mb(p) or 0:.0f} MB' for p in server.workers())}")
@@ -856,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.conversions:
             t_end = time.time()
             rows = count_rows(url, "events")
-            deadline = t_end + 5.0
+            deadline = t_end + (300.0 if args.queued else 5.0)
             while rows < stats.events_accepted_total and time.time() < deadline:
                 time.sleep(0.1)
                 rows = count_rows(url, "events")
@@ -897,6 +910,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in servers:
             s.stop()
+        for proc in locals().get("drainers", []):
+            proc.terminate()
+            with suppress(Exception):
+                proc.wait(20)
         if fresh and not args.keep:
             with suppress(Exception):
                 drop_database(url)

@@ -115,18 +115,35 @@ def create_account(
     return account, test_key, live_key
 
 
-def revoke_api_key(db: Session, prefix_or_id: str) -> int:
-    """Revokes every unrevoked key with that prefix (or id); returns how many."""
+def revoke_api_key(db: Session, prefix_or_id: str) -> list[str]:
+    """Revokes the unrevoked key with that display prefix (or key id); returns its digest to clear caches (API-13).
+
+    Prefixes carry only 16 bits of the key, so two accounts can share one: an ambiguous prefix revokes nothing
+    and the error lists the matching key ids to choose from.
+    """
     now = datetime.now(UTC)
-    result = db.execute(
-        sa.update(ApiKey)
-        .where(
-            sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id),
-            ApiKey.revoked_at.is_(None),
+    matching = list(
+        db.scalars(
+            sa.select(ApiKey.id).where(
+                sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id), ApiKey.revoked_at.is_(None)
+            )
         )
-        .values(revoked_at=now)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    if len(matching) > 1:
+        raise ValueError(f"{len(matching)} active keys have the prefix {prefix_or_id}; give one of their ids: "
+                         + ", ".join(matching))
+    digests = list(
+        db.scalars(
+            sa.update(ApiKey)
+            .where(
+                sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id),
+                ApiKey.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(ApiKey.key_digest)
+        )
+    )
+    return digests
 
 
 def lookup_key(db: Session, token: str) -> KeyLookup:

@@ -66,12 +66,17 @@ def create_api_key_command(account_id: str, environment: str, name: str | None) 
 @cli.command("revoke-api-key")
 @click.argument("prefix")
 def revoke_api_key_command(prefix: str) -> None:
-    """Revoke the key(s) with this display prefix (e.g. sk_test_3f9a) or id; refused from the next request."""
-    with _services().sessions.begin() as db:
-        count = accounts.revoke_api_key(db, prefix)
-    if count == 0:
+    """Revoke the key with this display prefix (e.g. sk_test_3f9a) or key id; refused from the next request."""
+    services = _services()
+    try:
+        with services.sessions.begin() as db:
+            digests = accounts.revoke_api_key(db, prefix)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not digests:
         raise click.ClickException(f"no active key with prefix {prefix}")
-    click.echo(f"revoked {count} key(s)")
+    services.forget_keys(digests)
+    click.echo(f"revoked {len(digests)} key(s)")
 
 
 @cli.command("bootstrap-demo")

@@ -10,6 +10,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import keycache
 from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
@@ -26,6 +27,7 @@ class Services:
     log: CommandLog
     auth_failures: FailureLimiter
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    redis: redis.Redis | None = None  # the key cache (API-13) lives here when Redis is configured
 
     def now(self) -> datetime:
         """The receive time; tests and the fixture runner replace ``clock`` to replay recorded traffic."""
@@ -38,6 +40,7 @@ class Services:
         storage = settings.redis_url or "memory://"
         inline = InlineLog(sessions)
         log: CommandLog = inline
+        client = None
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)
             stream = RedisStreamLog(client, lambda tenant: enqueue_drain(client, tenant))
@@ -47,8 +50,18 @@ class Services:
             engine=engine,
             sessions=sessions,
             log=log,
+            redis=client,
             auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage),
         )
+
+    def forget_keys(self, digests: list[str]) -> None:
+        """Revocation clears the shared key cache synchronously (API-13); Redis down means nothing is cached."""
+        if self.redis is not None:
+            try:
+                keycache.forget(self.redis, digests)
+            except redis.RedisError as exc:
+                # A cached entry may then survive up to its TTL; say so loudly rather than silently.
+                raise RuntimeError("key revoked in the database, but Redis could not clear the key cache") from exc
 
     def deep_checks(self) -> dict[str, str]:
         checks = {"database": "ok", "redis": "absent"}

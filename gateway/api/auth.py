@@ -17,7 +17,8 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from core.accounts import KEY_PATTERN, lookup_key
+from core import keycache
+from core.accounts import KEY_PATTERN, KeyLookup, key_digest, lookup_key
 from core.tenant import Tenant
 
 MISSING = "Missing Authorization header"
@@ -101,6 +102,26 @@ class FailureLimiter:
         self._call("hit", ip)
 
 
+def _cached_lookup(services: Any, token: str) -> KeyLookup:
+    """API-13: valid keys are cached in Redis (cleared by revocation); the database decides every refusal."""
+    digest = key_digest(token)
+    if services.redis is not None:
+        try:
+            hit = keycache.cached(services.redis, digest)
+            if hit is not None:
+                return hit
+        except Exception:  # Redis trouble: the database answers
+            pass
+    with services.sessions.begin() as db:
+        found = lookup_key(db, token)
+    if services.redis is not None:
+        try:
+            keycache.remember(services.redis, digest, found)
+        except Exception:
+            pass
+    return found
+
+
 def authenticate() -> Principal:
     header = (request.headers.get("Authorization") or "").strip()
     if not header:
@@ -116,8 +137,7 @@ def authenticate() -> Principal:
     wait = services.auth_failures.blocked(ip)
     if wait is not None:
         raise AuthFailure("Rate limit exceeded", status=429, retry_after=wait)
-    with services.sessions.begin() as db:
-        found = lookup_key(db, token)
+    found = _cached_lookup(services, token)
     if found.problem is not None:
         services.auth_failures.record(ip)
         raise AuthFailure(PROBLEMS[found.problem])

@@ -66,11 +66,12 @@ def test_API12_scheme_is_case_insensitive_and_tabs_allowed(client: FlaskClient, 
 
 
 def test_Q42_revoked_key_is_refused_at_once(app: Flask, client: FlaskClient, acct: AccountKeys) -> None:
-    from core.accounts import revoke_api_key
+    from core.accounts import key_digest, revoke_api_key
 
     assert client.get("/api/v1/validate", headers=acct.headers()).status_code == 200
     with app.config["MBUZZ"].sessions.begin() as db:
-        assert revoke_api_key(db, acct.test_key[:12]) == 1
+        key_id = db.scalar(sa.select(m.ApiKey.id).where(m.ApiKey.key_digest == key_digest(acct.test_key)))
+        assert key_id is not None and len(revoke_api_key(db, key_id)) == 1
         stored = db.scalars(sa.select(m.ApiKey).where(m.ApiKey.account_id == acct.account_id)).all()
     resp = client.get("/api/v1/validate", headers=acct.headers())
     assert resp.status_code == 401 and resp.get_json() == {"error": "API key has been revoked"}

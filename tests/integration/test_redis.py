@@ -7,7 +7,10 @@ import uuid
 
 import pytest
 import redis
+import sqlalchemy as sa
 
+from core.accounts import key_digest
+from core.storage import models as m
 from gateway import create_app
 from tests.conftest import make_settings, new_account
 from tests.integration.helpers import post
@@ -53,3 +56,18 @@ def test_API140_redis_outage_falls_back_to_memory_limits(database_url: str) -> N
     statuses = [post(app.test_client(), keys, "/events", {"event_type": "x", "visitor_id": "o"}).status_code
                 for _ in range(3)]
     assert statuses == [202, 202, 429]
+
+
+def test_API13_cached_key_is_refused_right_after_revocation(database_url: str, redis_url: str) -> None:
+    """Keys are cached in Redis, and `mbuzz revoke-api-key` clears the cache in the same command (Q-42)."""
+    app = create_app(make_settings(database_url, redis_url=redis_url))
+    other_process = create_app(make_settings(database_url, redis_url=redis_url))
+    keys = new_account(app)
+    headers = keys.headers()
+    assert other_process.test_client().get("/api/v1/validate", headers=headers).status_code == 200  # cached now
+    with app.config["MBUZZ"].sessions() as db:  # by id: a 12-character prefix may be shared by two accounts
+        key_id = db.scalar(sa.select(m.ApiKey.id).where(m.ApiKey.key_digest == key_digest(keys.test_key)))
+    result = app.test_cli_runner().invoke(args=["mbuzz", "revoke-api-key", str(key_id)])
+    assert result.exit_code == 0, result.output
+    resp = other_process.test_client().get("/api/v1/validate", headers=headers)
+    assert resp.status_code == 401 and resp.get_json() == {"error": "API key has been revoked"}
