@@ -7,7 +7,9 @@ PG_URL ?= postgresql://postgres@127.0.0.1:5432/mbuzz_test
 DATABASE_URL ?= sqlite:///mbuzz.db
 PORT ?= 5000
 
-.PHONY: install run test lint test-postgres test-sqlite bench clean
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: install run run-redis test lint test-postgres test-sqlite bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +27,16 @@ run: install
 	DATABASE_URL=$(DATABASE_URL) $(BIN)/gunicorn --workers 1 --worker-class gthread --threads 8 \
 		--bind 127.0.0.1:$(PORT) 'gateway:create_app()'
 
+# Queued mode: the web process appends to Redis Streams and one RQ drain worker processes the log.
+run-redis: install
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz migrate
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz bootstrap-demo
+	@echo "serving on http://127.0.0.1:$(PORT) with REDIS_URL=$(REDIS_URL) and one drain worker"
+	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/flask --app gateway mbuzz worker & \
+	worker=$$!; trap "kill $$worker" EXIT INT TERM; \
+	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/gunicorn --workers 2 --worker-class gthread \
+		--threads 8 --bind 127.0.0.1:$(PORT) 'gateway:create_app()'
+
 lint: install
 	$(BIN)/ruff check core gateway connectors tests bench
 	$(BIN)/mypy --strict core
@@ -41,6 +53,8 @@ test: lint test-postgres test-sqlite
 bench: install
 	bash .ci/services
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --queued --batch 100
+	$(BIN)/python bench/drain.py --events 50000
 
 clean:
 	rm -rf $(VENV) mbuzz.db* test-artifacts .pytest_cache .mypy_cache .ruff_cache
