@@ -269,10 +269,11 @@ def sweep(client: RedisClient | None = None) -> int:
             groups = client.xinfo_groups(stream)
         except redis.ResponseError:
             continue
-        for group in groups:
-            if group["name"] in (GROUP, GROUP.encode()) and (group.get("pending") or group.get("lag")):
-                enqueue_drain(client, tenant)
-                scheduled += 1
+        ours = [g for g in groups if g["name"] in (GROUP, GROUP.encode())]
+        # no group yet: the stream was never drained; otherwise unacknowledged or unread entries
+        if not ours or ours[0].get("pending") or ours[0].get("lag"):
+            enqueue_drain(client, tenant)
+            scheduled += 1
     return scheduled
 
 

@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
             retry = max(1, math.ceil(current.reset_at - time.time()))
         resp = json_response({"error": "Rate limit exceeded", "retry_after": retry}, 429)
         resp.headers["Retry-After"] = str(retry)
+        g.retry_after = str(retry)  # Flask-Limiter rewrites the header after us and may round down to 0
         return resp
 
     @app.errorhandler(404)
