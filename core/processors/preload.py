@@ -29,6 +29,8 @@ def item_time(command: Command) -> datetime:
 def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
     times = [item_time(c) for c in commands]
     ctx.window = (min(times), max(times))
+    if not any(isinstance(c, TouchCommand | EventCommand) for c in commands):
+        return  # conversions and identify read what they need themselves
     keys = sorted({c.visitor_key for c in commands if c.visitor_key is not None})
     if keys:
         for row in ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key.in_(keys))):
