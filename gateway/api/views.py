@@ -11,6 +11,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
+from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult
 from core.ids import new_id
 from core.log import LogUnavailable
@@ -295,8 +296,6 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
     if built.command is None:
         return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors)
     _append(principal, [built.command])
-    from core.channels import is_bot, traffic_for
-
     cmd = built.command
     channel = "bot" if cmd.user_agent and is_bot(cmd.user_agent) else traffic_for(
         cmd.url, cmd.referrer, cmd.explicit_utm
