@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,15 +39,27 @@ def credit_number(value: Any) -> float:
     return round(float(value), 4)
 
 
-def conversion_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str]) -> dict[str, Any]:
-    visitor_key = db.scalar(
-        sa.select(Visitor.visitor_key).where(Visitor.account_id == tenant.account_id, Visitor.id == conv.visitor_id)
-    )
-    user_key = None
-    if conv.user_id is not None:
-        user_key = db.scalar(
-            sa.select(User.user_key).where(User.account_id == tenant.account_id, User.id == conv.user_id)
+def conversion_body(
+    db: DbSession,
+    tenant: Tenant,
+    conv: Conversion,
+    enabled: Sequence[str],
+    keys: tuple[str | None, str | None] | None = None,
+    credits: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``keys`` (visitor key, user key) and ``credits`` (rows just written) spare the processor a read-back."""
+    if keys is not None:
+        visitor_key, user_key = keys
+    else:
+        visitor_key = db.scalar(
+            sa.select(Visitor.visitor_key).where(Visitor.account_id == tenant.account_id,
+                                                 Visitor.id == conv.visitor_id)
         )
+        user_key = None
+        if conv.user_id is not None:
+            user_key = db.scalar(
+                sa.select(User.user_key).where(User.account_id == tenant.account_id, User.id == conv.user_id)
+            )
     core = {
         "id": conv.id,
         "conversion_type": conv.conversion_type,
@@ -62,24 +75,31 @@ def conversion_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: Se
         "visitor_id": visitor_key,
         "user_id": user_key,
         "conversion": core,
-        "attribution": attribution_body(db, tenant, conv, enabled),
+        "attribution": attribution_body(db, tenant, conv, enabled, credits),
     }
     return body
 
 
-def attribution_body(db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str]) -> dict[str, Any]:
+def attribution_body(
+    db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str],
+    credits: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     if conv.attribution_status != "complete":
         return {"status": "pending", "lookback_days": conv.lookback_days_used or 30, "sessions_analyzed": None,
                 "models": {}}
-    rows = db.scalars(
-        sa.select(AttributionCredit)
-        .where(
-            AttributionCredit.account_id == tenant.account_id,
-            AttributionCredit.environment == tenant.environment,
-            AttributionCredit.conversion_id == conv.id,
+    rows: Any
+    if credits is not None:
+        rows = [SimpleNamespace(**r) for r in sorted(credits, key=lambda r: int(r["touchpoint_index"]))]
+    else:
+        rows = db.scalars(
+            sa.select(AttributionCredit)
+            .where(
+                AttributionCredit.account_id == tenant.account_id,
+                AttributionCredit.environment == tenant.environment,
+                AttributionCredit.conversion_id == conv.id,
+            )
+            .order_by(AttributionCredit.touchpoint_index)
         )
-        .order_by(AttributionCredit.touchpoint_index)
-    )
     models: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS if m in enabled}
     for row in rows:
         if row.model not in models:

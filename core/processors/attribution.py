@@ -7,6 +7,7 @@ nothing when nothing changed (ATT-48).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -125,8 +126,14 @@ def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
     )
 
 
-def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
-    """Compute and store every enabled model's credits for ``conv``; returns warnings for the answer."""
+@dataclass
+class Attributed:
+    warnings: list[str]
+    rows: list[dict[str, Any]]  # the credit rows written, so the answer needs no read-back
+
+
+def attribute_conversion(ctx: Ctx, conv: Conversion) -> Attributed:
+    """Compute and store every enabled model's credits for ``conv``."""
     warnings: list[str] = []
     settings = ctx.config.attribution
     now = datetime.now(UTC)
@@ -193,7 +200,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> list[str]:
     conv.lookback_days_used = settings.lookback_days
     conv.attribution_status = "complete"
     conv.attributed_at = now
-    return warnings
+    return Attributed(warnings, rows)
 
 
 def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[dict[str, Any]]:

@@ -116,6 +116,6 @@ def reattribute_pending(ctx: Ctx) -> int:
         )
     )
     for conv in conversions:
-        attribute_conversion(ctx, conv)
+        attribute_conversion(ctx, conv)  # stored; nobody waits for a reattribution's answer
     ctx.db.flush()
     return len(conversions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -121,15 +122,20 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     if ctx.converters is not None:
         ctx.converters.update(x for x in (conv.visitor_id, conv.user_id) if x is not None)
     savepoint = ctx.db.begin_nested()
+    credits: list[dict[str, Any]] | None = None
     try:
-        warnings.extend(attribute_conversion(ctx, conv))
+        attributed = attribute_conversion(ctx, conv)
+        warnings.extend(attributed.warnings)
+        credits = attributed.rows
         savepoint.commit()
     except Exception:  # ATT-45: a conversion is never dropped because attribution failed.
         savepoint.rollback()
         conv.attribution_status = "pending"
     ctx.reattribute.discard(conv.id)
     conv.warnings = warnings
-    body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models)
+    user_key = cmd.user_key if user is not None and conv.user_id == user.id else None
+    answer_keys = (visitor.visitor_key, user_key) if conv.user_id is None or user_key is not None else None
+    body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models, answer_keys, credits)
     body["duplicate"] = False
     if warnings:
         body["warnings"] = warnings
