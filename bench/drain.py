@@ -34,7 +34,15 @@ SOURCES = ("?utm_source=google&utm_medium=cpc", "?utm_source=newsletter&utm_medi
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process (includes the benchmark's own payload lists)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def commands(n: int, visitors: int, start: datetime, seed: int) -> list[bytes]:
@@ -55,13 +63,14 @@ def commands(n: int, visitors: int, start: datetime, seed: int) -> list[bytes]:
     return out
 
 
-def fill(client: object, stream: str, payloads: list[bytes]) -> None:
-    pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
-    for i, payload in enumerate(payloads):
-        pipe.xadd(stream, {"c": payload})
-        if i % 5000 == 4999:
-            pipe.execute()
-    pipe.execute()
+def fill(client: object, stream: str, n: int, visitors: int, start: datetime, seed: int) -> None:
+    """Generated and appended 5,000 at a time, so the benchmark's own memory stays out of the RSS figures."""
+    for offset in range(0, n, 5000):
+        pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
+        chunk = commands(min(5000, n - offset), visitors, start + timedelta(seconds=offset * 0.5), seed + offset)
+        for payload in chunk:
+            pipe.xadd(stream, {"c": payload})
+        pipe.execute()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         for run, size in enumerate(sizes):
             while stored < size:  # grow the tables to the next size through the same drain path
                 chunk = min(50_000, size - stored)
-                fill(client, stream, commands(chunk, args.visitors, start + timedelta(days=stored / 20_000),
-                                              seed=1000 + stored))
+                fill(client, stream, chunk, args.visitors, start + timedelta(days=stored / 20_000), 1000 + stored)
                 jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
                 stored += chunk
-            payloads = commands(args.events, args.visitors, start + timedelta(days=200 + run), seed=run)
-            fill(client, stream, payloads)
+            fill(client, stream, args.events, args.visitors, start + timedelta(days=200 + run), run * 10_000_000)
+            before_rss = current_rss_mb()
             began = time.perf_counter()
             done = jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
             elapsed = time.perf_counter() - began
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = db.scalar(sa.select(sa.func.count()).select_from(Event))
             print(f"  stored before: {size:>9,}  drained {done:,} in {elapsed:.1f} s = {done / elapsed:,.0f} "
                   f"events/s ({elapsed / max(done, 1) * 1e6:,.0f} µs/event)  rows now {rows:,}  "
-                  f"max RSS {rss_mb():.0f} MB")
+                  f"RSS {before_rss:.0f} MB before, {current_rss_mb():.0f} MB after the drain (peak {rss_mb():.0f})")
         client.delete(stream)
     finally:
         with admin.connect() as conn:
