@@ -186,7 +186,8 @@ def _process_entries(
     try:
         results = _commit_with_backoff(rt, tenant, commands, lock)
     except _PoisonBatch:
-        results = _one_by_one(rt, tenant, commands, [f for e, f in entries if e in set(ids)], lock)
+        kept = set(ids)
+        results = _one_by_one(rt, tenant, commands, [f for e, f in entries if e in kept], lock)
     rt.redis.xack(stream, GROUP, *ids)  # only after the commit
     publish_results(rt.redis, results)
     return len(commands)

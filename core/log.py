@@ -56,8 +56,11 @@ class InlineLog:
 
     mode = "inline"
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], replay_safe: bool = False) -> None:
+        """``replay_safe`` claims command ids (degraded mode): a command whose append to Redis may have gone
+        through although the client saw an error is then skipped when a drain meets it in the stream."""
         self._sessions = sessions
+        self._replay_safe = replay_safe
         bind = sessions.kw.get("bind")
         self._serialize = bind is not None and bind.dialect.name == "sqlite"
         self._lock = threading.Lock()
@@ -86,7 +89,7 @@ class InlineLog:
 
     def _process(self, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
         with self._sessions.begin() as db:
-            return process_batch(db, tenant, commands)
+            return process_batch(db, tenant, commands, replay_safe=self._replay_safe)
 
 
 class QueuedLog:

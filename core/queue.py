@@ -111,7 +111,10 @@ class RedisStreamLog:
                 if reserved:  # nothing was appended: free the keys so the retry is not answered "duplicate"
                     self._safe_delete(reserved)
                 raise
-            self.schedule_drain(tenant)
+            try:
+                self.schedule_drain(tenant)
+            except redis.RedisError:
+                pass  # the commands are durable in the stream; the workers' sweeper schedules the drain
         return QueuedAppend(results=results, appended=fresh)
 
     def _safe_delete(self, keys: list[str]) -> None:

@@ -44,7 +44,7 @@ class Services:
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)
             stream = RedisStreamLog(client, lambda tenant: enqueue_drain(client, tenant))
-            log = QueuedLog(stream, inline, sessions, settings.sync_wait_ms)
+            log = QueuedLog(stream, InlineLog(sessions, replay_safe=True), sessions, settings.sync_wait_ms)
         return cls(
             settings=settings,
             engine=engine,
