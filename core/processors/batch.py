@@ -64,17 +64,32 @@ def process_batch(
 
 
 def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:
-    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING: the ids not processed before."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    """One INSERT … ON CONFLICT DO NOTHING RETURNING: the ids not processed before.
 
+    On PostgreSQL the ids travel as two array parameters (``unnest``), so the statement is the same small one
+    for any batch size: no per-row parameters to render or convert.
+    """
+    from sqlalchemy.dialects import sqlite
+
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        return set(
+            ctx.db.scalars(
+                sa.text(
+                    "INSERT INTO idempotency_keys (account_id, environment, scope, key, result_id, created_at) "
+                    "SELECT :account, :environment, 'command', u.id, u.id, u.at "
+                    "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamptz[])) AS u(id, at) "
+                    "ON CONFLICT DO NOTHING RETURNING key"
+                ),
+                {"account": ctx.account_id, "environment": ctx.environment,
+                 "ids": [c.id for c in commands], "ats": [c.received_at for c in commands]},
+            )
+        )
     rows = [
         {"account_id": ctx.account_id, "environment": ctx.environment, "scope": "command", "key": c.id,
          "result_id": c.id, "created_at": c.received_at}
         for c in commands
     ]
-    dialect = postgresql if ctx.db.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
-    # executemany with RETURNING ("insertmanyvalues"): batched on the wire, compiled once and cached
+    stmt = sqlite.insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
     return set(ctx.db.scalars(stmt, rows))
 
 

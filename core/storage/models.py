@@ -125,7 +125,10 @@ class VisitorLink(Base):
 
 class Session(Base):
     __tablename__ = "sessions"
-    __table_args__ = (sa.Index("ix_sessions_visitor", "account_id", "environment", "visitor_id", "started_at"),)
+    __table_args__ = (
+        sa.Index("ix_sessions_visitor", "account_id", "environment", "visitor_id", "started_at"),
+        sa.Index("ix_sessions_activity", "account_id", "environment", "visitor_id", "last_activity_at"),
+    )
     account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     environment: Mapped[str] = mapped_column(ENV)
