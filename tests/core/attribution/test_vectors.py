@@ -1,8 +1,7 @@
 """ATT-66 acceptance vectors: the engine must reproduce every case exactly.
 
-Each line of shared/fixtures/attribution/vectors.jsonl is its own test. Data-driven cases need a fit
-implementation, except those whose fallback can be decided from the corpus alone (ATT-24 minimums, or a
-journey made only of channels the fit never saw, whose values are 0 by ATT-21).
+Each line of shared/fixtures/attribution/vectors.jsonl is its own test. Data-driven cases fit their `paths`
+corpus with ``core.attribution.fits`` and check the fit values (6 dp) as well as the credits.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 
 from core.attribution import (
     DATA_DRIVEN,
-    FIT_INSUFFICIENT_DATA,
     AttributionSettings,
     CreditRow,
     FitInput,
@@ -29,10 +27,8 @@ from core.attribution import (
     attribute,
     journey_for,
 )
+from core.attribution.fits import JourneyPath, fit_markov, fit_shapley
 from core.money import currency_exponent, format_minor, parse_revenue
-
-SKIP_FIT = "data-driven fits: attribution issue"
-
 
 def _vectors_path() -> Path:
     shared = os.environ.get("MBUZZ_SHARED_DIR")
@@ -75,19 +71,31 @@ def _minor(text: str | None, exponent: int) -> int | None:
     return parsed.minor
 
 
-def _fit_without_solver(case: dict[str, Any], settings: AttributionSettings) -> FitInput | None:
-    """The fit input for a data-driven case whose outcome needs no solver, else None (skip)."""
-    if case["expected_fallback"] != "linear":
-        return None
-    paths = case.get("paths", [])
-    converting = sum(p["count"] for p in paths if p["converted"])
-    total = sum(p["count"] for p in paths)
-    if converting < settings.min_conversions or total < settings.min_journeys:  # ATT-24
-        return ModelFit(status=FIT_INSUFFICIENT_DATA)
-    fitted = {c for p in paths for c in p["channels"]}
-    if all(t["channel"] not in fitted for t in case["touchpoints"]):
-        return ModelFit(values={})  # ATT-21: channels absent from the fit have e(c) = 0 whatever the fit says
-    return None
+def _fit(case: dict[str, Any], settings: AttributionSettings) -> ModelFit:
+    """Fit the case's corpus and check the fit values it expects (rounded half-even to 6 dp, ATT-66)."""
+    paths = [JourneyPath(tuple(p["channels"]), p["converted"], p["count"]) for p in case.get("paths", [])]
+    if case["model"] == "markov_chain":
+        fit = fit_markov(paths, settings.markov_order, settings.min_conversions, settings.min_journeys)
+    else:
+        fit = fit_shapley(paths, settings.min_conversions, settings.min_journeys)
+    six = Decimal("0.000001")
+
+    def rounded(values: dict[str, Decimal]) -> dict[str, str]:
+        return {c: str(v.quantize(six, rounding=ROUND_HALF_EVEN)) for c, v in values.items()}
+
+    if "expected_conversion_probability" in case:
+        assert fit.conversion_probability is not None
+        assert rounded({"P": fit.conversion_probability})["P"] == case["expected_conversion_probability"]
+    if "expected_removal_effects" in case:
+        assert rounded(dict(fit.values)) == case["expected_removal_effects"]
+    if "expected_shapley_values" in case:
+        assert rounded(dict(fit.values)) == case["expected_shapley_values"]
+    if "expected_grand_coalition_value" in case:  # efficiency: Σ φ(c) = v(P)
+        total = sum(fit.values.values(), Decimal(0))
+        assert rounded({"v": total})["v"] == case["expected_grand_coalition_value"]
+    if "expected_excluded_channels" in case:
+        assert list(fit.excluded_channels) == case["expected_excluded_channels"]
+    return ModelFit(status=fit.status, values=fit.values)
 
 
 def _inherited(case: dict[str, Any]) -> ModelResult:
@@ -122,10 +130,7 @@ def test_ATT66_vector(case: dict[str, Any]) -> None:
 
     fits: dict[str, FitInput] = {}
     if model in DATA_DRIVEN:
-        fit = _fit_without_solver(case, settings)
-        if fit is None:
-            pytest.skip(SKIP_FIT)
-        fits[model] = fit
+        fits[model] = _fit(case, settings)
 
     revenue = _minor(case["revenue"], exponent)
     if "expected_revenue" in case:  # API-91 rounding
