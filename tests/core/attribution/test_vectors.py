@@ -30,6 +30,7 @@ from core.attribution import (
 from core.attribution.fits import JourneyPath, fit_markov, fit_shapley
 from core.money import currency_exponent, format_minor, parse_revenue
 
+
 def _vectors_path() -> Path:
     shared = os.environ.get("MBUZZ_SHARED_DIR")
     base = Path(shared) if shared else Path(__file__).parents[3].parent / "shared"
