@@ -126,7 +126,7 @@ class CommandResult:
     """What a processor answers for one command; ``body`` is endpoint-specific (conversion, identify)."""
 
     command_id: str
-    status: str = "processed"  # processed | duplicate | rejected | pending
+    status: str = "processed"  # processed | duplicate | rejected | replayed | failed | waiting (API-93)
     result_id: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)

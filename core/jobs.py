@@ -27,9 +27,10 @@ import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.commands import Command, CommandResult, command_from_dict
-from core.ids import new_id
+from core.commands import Command, CommandResult, ConversionCommand, command_from_dict
+from core.ids import id_time, new_id
 from core.processors.batch import process_batch
+from core.processors.conversions import EVENT_WAIT
 from core.queue import (
     CONSUMER,
     DRAIN_LOCK,
@@ -42,6 +43,7 @@ from core.queue import (
     partition_of,
     publish_results,
     stream_key,
+    waiting_key,
 )
 from core.storage.db import make_engine, session_factory
 from core.storage.models import Rejection
@@ -52,6 +54,7 @@ log = logging.getLogger("mbuzz.drain")
 BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "500"))
 LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
 MAX_BACKOFF_S = 10.0
+EVENT_RETRY_S = float(os.environ.get("MBUZZ_EVENT_WAIT_RETRY_S", "10"))  # API-93: how often a waiter retries
 QUEUE = PREFIX  # the RQ queue of this deployment
 
 
@@ -188,9 +191,47 @@ def _process_entries(
     except _PoisonBatch:
         kept = set(ids)
         results = _one_by_one(rt, tenant, commands, [f for e, f in entries if e in kept], lock)
+    _park_waiting(rt.redis, tenant, commands, entries, results)  # before the XACK: a crash re-reads them
     rt.redis.xack(stream, GROUP, *ids)  # only after the commit (Q-20)
     publish_results(rt.redis, results)
     return len(commands)
+
+
+def _park_waiting(client: RedisClient, tenant: Tenant, commands: Sequence[Command],
+                  entries: list[tuple[bytes, dict[bytes, bytes]]], results: Sequence[CommandResult]) -> None:
+    """API-93: a conversion waiting for its event goes to the partition's waiting set, due again soon.
+
+    The member is the command itself, so parking it twice (a crash before the XACK) keeps one copy. It is
+    due every ``EVENT_RETRY_S`` and, at the latest, when its event id turns one hour old; then it is rejected.
+    """
+    waiting = {r.command_id for r in results if r.status == "waiting"}
+    if not waiting:
+        return
+    raw = {}
+    for _entry_id, fields in entries:
+        payload = fields.get(b"c", b"")
+        raw[orjson.loads(payload).get("id")] = payload
+    now = time.time()
+    due: dict[bytes, float] = {}
+    for command in commands:
+        if command.id in waiting and isinstance(command, ConversionCommand) and command.event_id:
+            deadline = (id_time(command.event_id) + EVENT_WAIT).timestamp()
+            due[raw[command.id]] = min(now + EVENT_RETRY_S, deadline)
+    client.zadd(waiting_key(tenant), due)
+
+
+def release_waiting(client: RedisClient, tenant: Tenant, now: float | None = None) -> int:
+    """Move the due waiters back to the end of the partition's log, after anything appended meanwhile."""
+    key = waiting_key(tenant)
+    members = client.zrangebyscore(key, "-inf", time.time() if now is None else now)
+    if not members:
+        return 0
+    pipe = client.pipeline(transaction=True)  # append and remove together
+    for member in members:
+        pipe.xadd(stream_key(tenant), {"c": member})
+        pipe.zrem(key, member)
+    pipe.execute()
+    return len(members)
 
 
 class _PoisonBatch(Exception):
@@ -199,7 +240,7 @@ class _PoisonBatch(Exception):
 
 def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
     with rt.sessions.begin() as db:
-        results = process_batch(db, tenant, commands, replay_safe=True)
+        results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
         return results
 
@@ -266,6 +307,10 @@ def sweep(client: RedisClient | None = None) -> int:
     for raw in client.smembers(PARTITIONS):
         tenant = partition_of(raw.decode())
         stream = stream_key(tenant)
+        if release_waiting(client, tenant):
+            enqueue_drain(client, tenant)
+            scheduled += 1
+            continue
         try:
             groups = client.xinfo_groups(stream)
         except redis.ResponseError:
@@ -278,7 +323,7 @@ def sweep(client: RedisClient | None = None) -> int:
     return scheduled
 
 
-def start_sweeper(interval_s: float = 5.0) -> threading.Thread:
+def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL_S", "5"))) -> threading.Thread:
     """A daemon thread in the worker process: picks up partitions a crashed worker left behind."""
 
     def loop() -> None:

@@ -27,6 +27,7 @@ RedisClient: TypeAlias = Any
 PREFIX = os.environ.get("MBUZZ_REDIS_PREFIX", "mbuzz")
 STREAM = PREFIX + ":log:{account}:{environment}"
 DEAD = PREFIX + ":dead:{account}:{environment}"
+WAITING = PREFIX + ":waiting:{account}:{environment}"  # API-93: conversions waiting for their event (ZSET)
 PARTITIONS = PREFIX + ":partitions"  # set of "account:environment" with a stream, for sweeps
 GROUP = "drain"
 CONSUMER = "drainer"  # one consumer per partition at a time (the drain lock), so one fixed name
@@ -45,6 +46,10 @@ def stream_key(tenant: Tenant) -> str:
 
 def dead_key(tenant: Tenant) -> str:
     return DEAD.format(account=tenant.account_id, environment=tenant.environment)
+
+
+def waiting_key(tenant: Tenant) -> str:
+    return WAITING.format(account=tenant.account_id, environment=tenant.environment)
 
 
 def partition_of(name: str) -> Tenant:
@@ -150,7 +155,7 @@ def publish_results(client: RedisClient, results: Sequence[CommandResult]) -> No
     pipe = client.pipeline(transaction=False)
     count = 0
     for result in results:
-        if result.body or result.status == "rejected":
+        if result.body or result.status in ("rejected", "waiting"):
             key = RESULT.format(command_id=result.command_id)
             payload = {"status": result.status, "body": result.body, "errors": result.errors,
                        "warnings": result.warnings, "result_id": result.result_id}

@@ -23,14 +23,15 @@ from core.usage import month_of
 
 
 def process_batch(
-    db: Session, tenant: Tenant, commands: Sequence[Command], replay_safe: bool = False
+    db: Session, tenant: Tenant, commands: Sequence[Command], replay_safe: bool = False, can_defer: bool = False
 ) -> list[CommandResult]:
     """Process ``commands`` in order. ``replay_safe`` (queued mode) skips commands already processed.
 
     A drain can crash after its commit and before its acknowledgement; the next drain then sees the same
     commands again. Their ids are claimed in this transaction, so a replay is recognised and changes nothing.
+    ``can_defer`` lets a conversion answer ``waiting`` (API-93); its claim is released so it runs again later.
     """
-    ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id))
+    ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id), can_defer=can_defer)
     lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
     fresh = _claim_commands(ctx, commands) if replay_safe else None
     preload(ctx, commands)
@@ -60,6 +61,16 @@ def process_batch(
     )
     if charged and ctx.config.monthly_event_quota is not None:
         charge_usage(ctx, commands[0].received_at, charged)
+    waiting = [r.command_id for r in results if r.status == "waiting"]
+    if waiting and fresh is not None:  # not processed yet: the retry must not look like a replay
+        db.execute(
+            sa.delete(IdempotencyKey).where(
+                IdempotencyKey.account_id == ctx.account_id,
+                IdempotencyKey.environment == ctx.environment,
+                IdempotencyKey.scope == "command",
+                IdempotencyKey.key.in_(waiting),
+            )
+        )
     return results
 
 

@@ -43,6 +43,7 @@ class Ctx:
     pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
     seen: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # stored visitor -> item times
     touched_sessions: dict[str, Any] = field(default_factory=dict)  # stored sessions whose activity changed
+    can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
 
     @property
     def account_id(self) -> str:

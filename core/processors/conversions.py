@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from core.commands import CommandResult, ConversionCommand
+from core.ids import id_time
 from core.processors.attribution import attribute_conversion
 from core.processors.context import Ctx, ensure_visitor, links_of_visitor, owner_at
 from core.processors.events import claim_key, used_key
@@ -44,6 +45,16 @@ def _duplicate(ctx: Ctx, cmd: ConversionCommand, original_id: str) -> CommandRes
     return CommandResult(command_id=cmd.id, status="duplicate", result_id=original_id, body=body)
 
 
+EVENT_WAIT = timedelta(hours=1)
+EVENT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def event_may_still_arrive(event_id: str, now: datetime) -> bool:
+    """API-93: an unknown event id minted less than an hour ago (and at most 5 min ahead) is waited for."""
+    minted = id_time(event_id)
+    return now - EVENT_WAIT < minted <= now + EVENT_CLOCK_SKEW
+
+
 def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     if cmd.idempotency_key is not None:
         known = used_key(ctx, "conversion", cmd.idempotency_key)
@@ -59,7 +70,10 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
                 "identifier" if cmd.email_sha256 else None,
             )
             if named is None:
-                # API-93 (inline mode): every accepted event is already committed, so it never arrives later.
+                if ctx.can_defer and event_may_still_arrive(cmd.event_id, datetime.now(UTC)):
+                    # API-93: a fresh id's event may still be in flight; the drain retries until it is 1 h old.
+                    return CommandResult(command_id=cmd.id, status="waiting", result_id=cmd.id)
+                # In inline mode every accepted event is already committed, so it never arrives later.
                 return CommandResult(
                     command_id=cmd.id, status="rejected", errors=[f"event_id {cmd.event_id} not found"]
                 )

@@ -353,3 +353,68 @@ def test_dead_letters_are_visible_and_replayable(app: Flask, database_url: str, 
     replayed = runner_app.test_cli_runner().invoke(args=["mbuzz", "dead-letters", "replay", entry], env=cli_env)
     assert replayed.exit_code == 0 and "replayed 1 of 1" in replayed.output
     assert client.xlen(dead_key(tenant)) == 0 and client.xlen(stream_key(tenant)) >= 2
+
+
+def test_API93_conversion_waits_for_an_event_still_in_flight(
+    app: Flask, stack: dict[str, Any], redis_url: str
+) -> None:
+    """API-93 in queued mode: a fresh unknown event id is waited for, an expired one rejected, none lost."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.commands import EventCommand
+    from core.ids import new_id
+    from core.queue import RedisStreamLog
+
+    env = {**stack["env"], "MBUZZ_EVENT_WAIT_RETRY_S": "1", "MBUZZ_SWEEP_INTERVAL_S": "1"}
+    keys = stack["keys"]
+    tenant = Tenant(keys.account_id, "test")
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    url = stack["base"] + "/api/v1/conversions"
+    worker = start_worker(env, stack["logs"] / "worker.log")
+    try:
+        # An event accepted elsewhere (its id already handed out) whose command has not reached this log yet.
+        in_flight = new_id("evt")
+        waiting = requests.post(url, json={"conversion_type": "purchase", "event_id": in_flight, "revenue": "5"},
+                                headers=headers, timeout=10)
+        assert waiting.status_code == 202, waiting.text
+        assert waiting.json()["attribution"]["status"] == "pending"
+        # An id 1 h − 3 s old whose event never comes, and one already 2 h old.
+        expiring = new_id("evt", datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=3))
+        lost = requests.post(url, json={"conversion_type": "purchase", "event_id": expiring},
+                             headers=headers, timeout=10)
+        assert lost.status_code == 202, lost.text
+        old = new_id("evt", datetime.now(UTC) - timedelta(hours=2))
+        refused = requests.post(url, json={"conversion_type": "purchase", "event_id": old}, headers=headers,
+                                timeout=10)
+        assert refused.status_code == 422 and refused.json()["errors"] == [f"event_id {old} not found"]
+
+        time.sleep(2)  # the waiter has been retried at least once without its event
+        now = datetime.now(UTC)
+        RedisStreamLog(redis.Redis.from_url(redis_url), lambda _t: None).append(tenant, [EventCommand(
+            id=in_flight, event_type="checkout", occurred_at=now, received_at=now, visitor_key="in-flight",
+            url="https://shop.example/?utm_source=newsletter&utm_medium=email")])
+
+        def stored(conversion_id: str) -> dict[str, Any] | None:
+            with app.config["MBUZZ"].sessions() as db:
+                return conversion_by_id(db, tenant, conversion_id)
+
+        assert wait_until(lambda: stored(waiting.json()["id"]) is not None, 30)
+        body = stored(waiting.json()["id"])
+        assert body is not None and body["attribution"]["status"] == "complete"
+        assert body["visitor_id"] == "in-flight"
+        assert body["attribution"]["models"]["last_touch"][0]["channel"] == "email"
+
+        def rejected(name: str) -> bool:
+            with app.config["MBUZZ"].sessions() as db:
+                return db.scalar(sa.select(sa.func.count()).select_from(m.Rejection).where(
+                    m.Rejection.account_id == keys.account_id, m.Rejection.name == name)) == 1
+
+        assert wait_until(lambda: rejected(lost.json()["id"]), 30)
+        assert stored(lost.json()["id"]) is None
+    finally:
+        stop(worker)
+    with app.config["MBUZZ"].sessions() as db:
+        conversions = db.scalars(sa.select(m.Conversion.id).where(m.Conversion.account_id == keys.account_id)).all()
+    assert conversions == [waiting.json()["id"]]  # processed exactly once, the expired one never
+    assert redis.Redis.from_url(redis_url).zcard(f"{os.environ.get('MBUZZ_REDIS_PREFIX', 'mbuzz')}:waiting:"
+                                                 f"{keys.account_id}:test") == 0
