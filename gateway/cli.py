@@ -155,3 +155,33 @@ def dead_letters_replay(entries: tuple[str, ...], replay_all: bool) -> None:
         targets = [(item.rsplit("/", 1)[0], item.rsplit("/", 1)[-1]) for item in entries]
     done = sum(1 for partition, entry_id in targets if jobs.replay_dead_letter(client, partition, entry_id))
     click.echo(f"replayed {done} of {len(targets)}")
+
+
+@cli.command("check-vectors")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def check_vectors_command(paths: tuple[str, ...]) -> None:
+    """Evaluate attribution vector files (JSON lines, attribution.md ATT-66); exit 0 only if every case matches."""
+    import orjson
+
+    from core.attribution.vectors import check_case
+
+    cases = failed = 0
+    for path in paths:
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                cases += 1
+                case: dict[str, object] = {}
+                try:
+                    case = orjson.loads(line)
+                    problems = check_case(case)
+                except Exception as exc:  # a malformed case is a failure to report, not a crash
+                    problems = [f"cannot evaluate: {type(exc).__name__}: {exc}"]
+                if problems:
+                    failed += 1
+                    for problem in problems:
+                        click.echo(f"{path}:{number} {case.get('id', '?')}: {problem}")
+    click.echo(f"{cases - failed} of {cases} vectors match")
+    if failed or not cases:
+        sys.exit(1)

@@ -1,0 +1,30 @@
+"""Operator commands (``flask --app gateway mbuzz ...``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Flask
+
+from tests.core.attribution.test_vectors import CASES, vectors_path
+
+
+def test_ATT66_check_vectors_passes_the_shared_file(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["mbuzz", "check-vectors", str(vectors_path())])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == f"{len(CASES)} of {len(CASES)} vectors match"
+
+
+def test_ATT66_check_vectors_prints_each_mismatch_and_fails(app: Flask, tmp_path: Path) -> None:
+    case = json.loads(json.dumps(next(c for c in CASES if c["id"] == "shapley-example-fit")))
+    case["expected"][1]["revenue_credit"] = "20.28"
+    good = next(c for c in CASES if c["model"] == "linear")
+    path = tmp_path / "vectors.jsonl"
+    path.write_text("\n".join([json.dumps(good), json.dumps(case), '{"id": "broken", "model": "linear"}']) + "\n")
+    result = app.test_cli_runner().invoke(args=["mbuzz", "check-vectors", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"{path}:2 shapley-example-fit: rows: expected")
+    assert lines[1] == f"{path}:3 broken: cannot evaluate: KeyError: 'currency'"
+    assert lines[-1] == "1 of 3 vectors match"
