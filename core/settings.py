@@ -49,6 +49,7 @@ class AccountConfig:
     default_country_code: str | None
     config_versions: dict[str, int]
     monthly_event_quota: int | None = None  # API-33: usage is counted only for accounts with a quota
+    fit_window_days: int = 90  # ATT-1: the training window of the data-driven fits
 
 
 def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> AccountConfig:
@@ -77,6 +78,7 @@ def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> 
         currency=str(s["currency"]),
         default_country_code=s["default_country_code"],
         config_versions={m: int((versions or {}).get(m, 1)) for m in MODELS},
+        fit_window_days=int(s["fit_window_days"]),
     )
 
 

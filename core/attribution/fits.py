@@ -62,8 +62,10 @@ class FitResult:
 def canonical(value: Fraction | float) -> Decimal:
     """ATT-29: half-even to 12 dp. A Fraction is rounded exactly, a float from its exact binary value."""
     if isinstance(value, Fraction):
-        return Decimal(round(value * 10**12)).scaleb(-12).quantize(_CANONICAL)  # round(): half-even
-    return Decimal(value).quantize(_CANONICAL, rounding=ROUND_HALF_EVEN)
+        result = Decimal(round(value * 10**12)).scaleb(-12).quantize(_CANONICAL)  # round(): half-even
+    else:
+        result = Decimal(value).quantize(_CANONICAL, rounding=ROUND_HALF_EVEN)
+    return result if result else abs(result)  # a tiny negative float rounds to −0E-12: store it as 0
 
 
 def merge_paths(paths: Iterable[JourneyPath]) -> list[JourneyPath]:
@@ -90,12 +92,16 @@ def _ready(paths: Sequence[JourneyPath], min_conversions: int, min_journeys: int
 def fit_markov(paths: Iterable[JourneyPath], order: int = 1, min_conversions: int = 100,
                min_journeys: int = 1000) -> FitResult:
     """ATT-24..ATT-26 and ATT-29 for the Markov model."""
+    if not 1 <= order <= 3:
+        raise ValueError(f"markov order must be 1..3, got {order}")
     merged = merge_paths(paths)
     converting, total = _totals(merged)
     channels = tuple(sorted({c for p in merged for c in p.channels}))
     if not _ready(merged, min_conversions, min_journeys):
         return FitResult("markov_chain", FIT_INSUFFICIENT_DATA, converting, total, channels)
     probability, effects = removal_effects(merged, order)
+    if order == 1 and probability != Fraction(converting, total):  # ATT-26: asserted by implementations
+        raise ArithmeticError(f"Markov P {probability} differs from {converting}/{total}")
     return FitResult(
         "markov_chain", FIT_READY, converting, total, channels,
         values={c: canonical(effects[c]) for c in channels},
@@ -111,11 +117,20 @@ def fit_shapley(paths: Iterable[JourneyPath], min_conversions: int = 100, min_jo
     if not _ready(merged, min_conversions, min_journeys):
         return FitResult("shapley_value", FIT_INSUFFICIENT_DATA, converting, total, channels)
     values, excluded = shapley_values(merged)
+    if sum(values.values(), Fraction(0)) != _grand_coalition(merged, excluded):  # ATT-28 efficiency
+        raise ArithmeticError("Shapley values do not sum to v(all players)")
     return FitResult(
         "shapley_value", FIT_READY, converting, total, channels,
         values={c: canonical(values.get(c, Fraction(0))) for c in channels},
         excluded_channels=excluded,
     )
+
+
+def _grand_coalition(paths: Sequence[JourneyPath], excluded: Sequence[str]) -> Fraction:
+    """v(P): the conversion rate of the journeys left with at least one player."""
+    counted = [p for p in paths if set(p.channels) - set(excluded)]
+    total = sum(p.count for p in counted)
+    return Fraction(sum(p.count for p in counted if p.converted), total) if total else Fraction(0)
 
 
 # --- Markov (ATT-25, ATT-26) ---------------------------------------------------------------------------
@@ -163,7 +178,7 @@ def removal_effects(paths: Sequence[JourneyPath], order: int = 1) -> tuple[Numbe
     effects: dict[str, Number] = {}
     for c in channels:
         without = solve(counts, states, c)
-        effects[c] = 1 - without / probability if probability else 0
+        effects[c] = 1 - without / probability if probability else probability  # P = 0: no effect
     return probability, effects
 
 

@@ -272,6 +272,32 @@ class AttributionCredit(Base):
     created_at: Mapped[datetime]
 
 
+class AttributionFit(Base):
+    """ATT-30: one data-driven fit of a tenant; the latest per (tenant, model) is current.
+
+    Values are the canonical 12-dp decimals as strings (ATT-29), so a stored fit reproduces credits exactly.
+    """
+
+    __tablename__ = "attribution_fits"
+    __table_args__ = (sa.Index("ix_fits_current", "account_id", "environment", "model", "as_of"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    model: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(24))
+    as_of: Mapped[datetime]
+    window_start: Mapped[datetime]
+    settings: Mapped[dict[str, Any]]
+    converting_paths: Mapped[int] = mapped_column(sa.BigInteger)
+    total_paths: Mapped[int] = mapped_column(sa.BigInteger)
+    channels: Mapped[list[Any]]
+    values: Mapped[dict[str, Any]]
+    conversion_probability: Mapped[str | None] = mapped_column(sa.String(24), nullable=True)
+    excluded_channels: Mapped[list[Any]] = mapped_column(default=list)
+    duration_ms: Mapped[int]
+    created_at: Mapped[datetime]
+
+
 class IdempotencyKey(Base):
     """API-50: a key, once used, is remembered for the life of the data; ``result_id`` is the original."""
 
