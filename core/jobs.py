@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.commands import Command, CommandResult, ConversionCommand, command_from_dict
+from core.fitting.tasks import enqueue_fit, refit_if_flagged
 from core.ids import id_time, new_id
 from core.processors.batch import process_batch
 from core.processors.conversions import EVENT_WAIT
@@ -242,7 +243,8 @@ def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[Co
     with rt.sessions.begin() as db:
         results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
-        return results
+    refit_if_flagged(db, tenant, lambda t: enqueue_fit(rt.redis, t))  # ATT-31, after the commit
+    return results
 
 
 def _commit_with_backoff(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand
+from core.fitting.tasks import refit_if_flagged
 from core.processors.batch import process_batch
 from core.queue import RedisStreamLog
 from core.reads import conversion_by_id
@@ -56,11 +57,16 @@ class InlineLog:
 
     mode = "inline"
 
-    def __init__(self, sessions: sessionmaker[Session], replay_safe: bool = False) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], replay_safe: bool = False,
+        refit: Callable[[Tenant], object] | None = None,
+    ) -> None:
         """``replay_safe`` claims command ids (degraded mode): a command whose append to Redis may have gone
-        through although the client saw an error is then skipped when a drain meets it in the stream."""
+        through although the client saw an error is then skipped when a drain meets it in the stream.
+        ``refit`` runs a stale tenant's fit after the commit (ATT-31, inline mode); None leaves it for later."""
         self._sessions = sessions
         self._replay_safe = replay_safe
+        self._refit = refit
         bind = sessions.kw.get("bind")
         self._serialize = bind is not None and bind.dialect.name == "sqlite"
         self._lock = threading.Lock()
@@ -89,7 +95,10 @@ class InlineLog:
 
     def _process(self, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
         with self._sessions.begin() as db:
-            return process_batch(db, tenant, commands, replay_safe=self._replay_safe)
+            results = process_batch(db, tenant, commands, replay_safe=self._replay_safe)
+        if self._refit is not None:
+            refit_if_flagged(db, tenant, self._refit)
+        return results
 
 
 class QueuedLog:

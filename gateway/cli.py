@@ -108,12 +108,13 @@ def _redis():  # type: ignore[no-untyped-def]
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="stop when the queue is empty (tests, one-off catch-up)")
 def worker_command(burst: bool) -> None:
-    """Run an RQ worker (non-forking) for drain jobs, with the crash-recovery sweeper."""
+    """Run an RQ worker (non-forking) for drain and fit jobs, with the crash-recovery sweeper."""
     import os
 
     from rq import Queue, SimpleWorker
 
     from core import jobs
+    from core.fitting.tasks import FITS_QUEUE
 
     client = _redis()
     settings = _services().settings
@@ -122,7 +123,8 @@ def worker_command(burst: bool) -> None:
     jobs.sweep(client)
     if not burst:
         jobs.start_sweeper()
-    SimpleWorker([Queue(jobs.QUEUE, connection=client)], connection=client).work(burst=burst, with_scheduler=False)
+    queues = [Queue(jobs.QUEUE, connection=client), Queue(FITS_QUEUE, connection=client)]  # drains first
+    SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=False)
 
 
 @cli.group("dead-letters")

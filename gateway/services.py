@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import keycache
+from core.fitting.tasks import run_fit_now
 from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
@@ -38,8 +39,7 @@ class Services:
         engine = make_engine(settings.database_url)
         sessions = session_factory(engine)
         storage = settings.redis_url or "memory://"
-        inline = InlineLog(sessions)
-        log: CommandLog = inline
+        log: CommandLog = InlineLog(sessions, refit=lambda tenant: run_fit_now(sessions, tenant))
         client = None
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)

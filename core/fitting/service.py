@@ -24,7 +24,10 @@ from core.settings import load_config
 from core.storage.models import AttributionCredit, AttributionFit
 from core.tenant import Tenant
 
-__all__ = ["CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit"]
+__all__ = ["FIT_STALE", "CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit"]
+
+# Set in ``Session.info`` by the conversion processor when the tenant's fit is stale; read after the commit.
+FIT_STALE = "mbuzz.fit_stale"
 
 MAX_AGE = timedelta(hours=24)
 INSUFFICIENT_RETRY = timedelta(hours=1)

@@ -14,7 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.attribution import MODELS, ModelResult, Touchpoint, attribute, journey_for, revenue_split
+from core.attribution import DATA_DRIVEN, MODELS, ModelResult, Touchpoint, attribute, journey_for, revenue_split
+from core.fitting.service import FIT_STALE, CurrentFit, current_fits, fit_snapshot, is_stale
 from core.processors.context import Ctx, links_of_visitor, owner_at
 from core.storage.models import AttributionCredit, Conversion, Session, VisitorLink
 
@@ -116,6 +117,20 @@ def _credit_row(ctx: Ctx, conv: Conversion, model: str, now: datetime, **values:
     }
 
 
+def fits_for(ctx: Ctx, now: datetime) -> dict[str, CurrentFit]:
+    """The tenant's current fits, read once per batch; flags the session when a refit is due (ATT-31)."""
+    if ctx.fits is None:
+        ctx.fits = current_fits(ctx.db, ctx.tenant) if _data_driven_enabled(ctx) else {}
+        snapshot = fit_snapshot(ctx.config.attribution, ctx.config.fit_window_days)
+        if _data_driven_enabled(ctx) and is_stale(ctx.fits, snapshot, now):
+            ctx.db.info[FIT_STALE] = True  # the committer refits after the commit (core.fitting.tasks)
+    return ctx.fits
+
+
+def _data_driven_enabled(ctx: Ctx) -> bool:
+    return any(m in ctx.config.attribution.enabled_models for m in DATA_DRIVEN)
+
+
 def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
     return list(
         ctx.db.scalars(
@@ -160,7 +175,9 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> Attributed:
         conv.inherited_from_conversion_id = None
         candidates = _candidates(ctx, conv, timedelta(days=settings.lookback_days))
         journey = journey_for(candidates, conv.converted_at, settings, _reset_point(ctx, conv))
-        results = attribute(journey, conv.converted_at, conv.net_revenue_minor, settings)
+        fits = fits_for(ctx, now)
+        results = attribute(journey, conv.converted_at, conv.net_revenue_minor, settings,
+                            {model: fit.fit for model, fit in fits.items()})
         by_session = {tp.session_id: tp for tp in journey.touchpoints}
         for model in MODELS:
             result: ModelResult | None = results.get(model)
@@ -187,6 +204,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion) -> Attributed:
                         utm_medium=tp.utm_medium,
                         utm_campaign=tp.utm_campaign,
                         model_config_version=ctx.config.config_versions.get(model, 1),
+                        fit_id=fits[model].id if model in fits else None,
                         fallback=result.fallback,
                         fallback_reason=result.fallback_reason,
                     )

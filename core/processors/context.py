@@ -44,6 +44,7 @@ class Ctx:
     seen: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # stored visitor -> item times
     touched_sessions: dict[str, Any] = field(default_factory=dict)  # stored sessions whose activity changed
     can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
+    fits: dict[str, Any] | None = None  # model -> CurrentFit, read once per batch (core.fitting)
 
     @property
     def account_id(self) -> str:

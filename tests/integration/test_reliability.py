@@ -418,3 +418,35 @@ def test_API93_conversion_waits_for_an_event_still_in_flight(
     assert conversions == [waiting.json()["id"]]  # processed exactly once, the expired one never
     assert redis.Redis.from_url(redis_url).zcard(f"{os.environ.get('MBUZZ_REDIS_PREFIX', 'mbuzz')}:waiting:"
                                                  f"{keys.account_id}:test") == 0
+
+
+def test_ATT31_queued_conversion_runs_the_fit_job_on_the_worker(app: Flask, stack: dict[str, Any]) -> None:
+    """Queued mode: the drain enqueues one fit job (queue ``<prefix>-fits``) that a worker runs."""
+    keys = stack["keys"]
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    base = stack["base"] + "/api/v1"
+
+    def fits() -> list[tuple[str, str]]:
+        with app.config["MBUZZ"].sessions() as db:
+            return sorted(db.execute(sa.select(m.AttributionFit.model, m.AttributionFit.status)
+                                     .where(m.AttributionFit.account_id == keys.account_id)).tuples())
+
+    worker = start_worker(stack["env"], stack["logs"] / "worker.log")
+    try:
+        touch = requests.post(base + "/sessions", json={"visitor_id": "f", "session_id": "f1",
+                                                        "url": "https://shop.example/?gclid=x"}, headers=headers,
+                              timeout=10)
+        assert touch.status_code == 202, touch.text
+        first = requests.post(base + "/conversions", json={"conversion_type": "purchase", "visitor_id": "f"},
+                              headers=headers, timeout=10)
+        assert first.status_code == 201, first.text
+        assert first.json()["attribution"]["fallbacks"]["markov_chain"] == "linear", first.text
+        assert wait_until(lambda: len(fits()) == 2, 30)
+        assert fits() == [("markov_chain", "insufficient_data"), ("shapley_value", "insufficient_data")]
+        again = requests.post(base + "/conversions", json={"conversion_type": "purchase", "visitor_id": "f"},
+                              headers=headers, timeout=10)
+        assert again.status_code == 201
+        time.sleep(2)
+        assert len(fits()) == 2  # the stored fit is current: no second job
+    finally:
+        stop(worker)

@@ -1,0 +1,72 @@
+"""The fit job (ATT-31): one per tenant at a time, on its own RQ queue, or synchronous in inline mode.
+
+The conversion processor only flags a stale fit (``FIT_STALE`` in the session's ``info``); whoever committed
+the batch calls :func:`refit_if_flagged` afterwards, so a fit never runs inside the ingest transaction and
+never sees uncommitted conversions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.fitting.service import FIT_STALE, run_fit
+from core.queue import PREFIX, RedisClient
+from core.tenant import Tenant
+
+__all__ = ["FITS_QUEUE", "enqueue_fit", "fit_job", "refit_if_flagged", "run_fit_now"]
+
+log = logging.getLogger("mbuzz.fits")
+
+FITS_QUEUE = f"{PREFIX}-fits"
+_PENDING = PREFIX + ":fit-pending:{account}:{environment}"
+_PENDING_TTL_S = 600  # a crashed fit job frees its tenant after this long
+
+
+def run_fit_now(sessions: sessionmaker[Session], tenant: Tenant) -> dict[str, str]:
+    """Build and store both fits in one transaction; storing switches the current fit atomically."""
+    with sessions.begin() as db:
+        return run_fit(db, tenant)
+
+
+def fit_job(account_id: str, environment: str) -> dict[str, str]:
+    """RQ entry point (queue ``<prefix>-fits``, job id ``fit-<account>-<environment>``)."""
+    from core.jobs import runtime
+
+    rt = runtime()
+    tenant = Tenant(account_id, environment)
+    try:
+        ids = run_fit_now(rt.sessions, tenant)
+        log.info("fit %s:%s stored %s", account_id, environment, ids)
+        return ids
+    finally:
+        rt.redis.delete(_PENDING.format(account=account_id, environment=environment))
+
+
+def enqueue_fit(client: RedisClient, tenant: Tenant) -> bool:
+    """At most one queued or running fit job per tenant: a ``SET NX`` flag guards the enqueue."""
+    from rq import Queue
+
+    flag = _PENDING.format(account=tenant.account_id, environment=tenant.environment)
+    if not client.set(flag, b"1", nx=True, ex=_PENDING_TTL_S):
+        return False
+    try:
+        Queue(FITS_QUEUE, connection=client).enqueue(
+            fit_job, tenant.account_id, tenant.environment,
+            job_id=f"fit-{tenant.account_id}-{tenant.environment}", result_ttl=3600, failure_ttl=86400,
+        )
+    except Exception:
+        client.delete(flag)  # not enqueued: the next stale conversion tries again
+        raise
+    return True
+
+
+def refit_if_flagged(db: Session, tenant: Tenant, refit: Callable[[Tenant], object]) -> None:
+    """Call after the batch's commit with the session that processed it; ``refit`` enqueues or runs the fit."""
+    if db.info.pop(FIT_STALE, False):
+        try:
+            refit(tenant)
+        except Exception:  # a fit that cannot start now is retried by the next stale conversion
+            log.exception("could not start the fit of %s:%s", tenant.account_id, tenant.environment)
