@@ -7,16 +7,19 @@ needs a data migration.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.attribution import MODELS, AttributionSettings
 from core.channels import SiteConfig
+from core.money import is_active_currency
 from core.storage.models import Account, AccountSettings
 
 DEFAULTS: dict[str, Any] = {
@@ -95,11 +98,93 @@ def load_config(db: Session, account_id: str) -> AccountConfig:
     return dataclasses.replace(config, monthly_event_quota=row[2])
 
 
-def save_settings(db: Session, account_id: str, changes: dict[str, Any]) -> None:
+# ATT-2: which models' config_version a change of each setting increments ("Affects" of ATT-1).
+AFFECTS: dict[str, tuple[str, ...]] = {
+    "lookback_days": MODELS,
+    "journey_reset": MODELS,
+    "direct_burst_collapse": MODELS,
+    "time_decay_half_life_days": ("time_decay",),
+    "u_shaped_first_share": ("u_shaped",),
+    "u_shaped_last_share": ("u_shaped",),
+    "markov_order": ("markov_chain",),
+    "fit_window_days": ("markov_chain", "shapley_value"),
+    "min_conversions": ("markov_chain", "shapley_value"),
+    "min_journeys": ("markov_chain", "shapley_value"),
+}
+JOURNEY_SETTINGS = frozenset({"lookback_days", "journey_reset", "direct_burst_collapse"})
+
+
+class SettingsError(ValueError):
+    """A rejected settings change; the message names the field and what is allowed (nothing was stored)."""
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """What a stored change means for attribution: the models whose version moved (ATT-2, ATT-51)."""
+
+    models: tuple[str, ...]  # canonical order
+    journey_changed: bool
+    newly_enabled: tuple[str, ...]
+
+
+_INTEGER = ("lookback_days", "time_decay_half_life_days", "markov_order", "min_conversions", "min_journeys")
+
+
+def _validated(merged: dict[str, Any]) -> None:
+    for name in _INTEGER:  # config_from casts; a change must already be an integer
+        if isinstance(merged[name], bool) or not isinstance(merged[name], int):
+            raise SettingsError(f"{name} must be an integer, got {merged[name]!r}")
+    if not isinstance(merged["direct_burst_collapse"], bool):
+        raise SettingsError(f"direct_burst_collapse must be true or false, got {merged['direct_burst_collapse']!r}")
+    try:
+        config_from(merged)
+    except (ValueError, TypeError, decimal.InvalidOperation) as exc:
+        raise SettingsError(str(exc)) from exc
+    window = merged["fit_window_days"]
+    if isinstance(window, bool) or not isinstance(window, int) or not 7 <= window <= 365:
+        raise SettingsError(f"fit_window_days must be an integer from 7 to 365, got {window!r}")
+    if not is_active_currency(str(merged["currency"])):
+        raise SettingsError(f"currency must be an active ISO 4217 code, got {merged['currency']!r}")
+    try:
+        ZoneInfo(str(merged["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(f"timezone must be an IANA time zone name, got {merged['timezone']!r}") from exc
+    models = merged["enabled_models"]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise SettingsError("enabled_models must be a list of model names")
+
+
+def change_settings(db: Session, account_id: str, changes: dict[str, Any]) -> SettingsChange:
+    """ATT-1/ATT-2: validate, store, and increment the config_version of every affected model.
+
+    Unknown keys and invalid values raise :class:`SettingsError` before anything is written.
+    """
+    unknown = sorted(set(changes) - set(DEFAULTS))
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]}; allowed: {', '.join(sorted(DEFAULTS))}")
     row = db.get(AccountSettings, account_id)
     now = datetime.now(UTC)
     if row is None:
         row = AccountSettings(account_id=account_id, settings={}, config_versions={}, updated_at=now)
         db.add(row)
-    row.settings = {**row.settings, **changes}
+    before = {**DEFAULTS, **row.settings}
+    merged = {**before, **changes}
+    _validated(merged)
+    if "currency" in changes:
+        merged["currency"] = str(merged["currency"]).upper()
+    moved = {k for k in changes if merged[k] != before[k]}
+    bumped = {m for k in moved for m in AFFECTS.get(k, ())}
+    newly = tuple(m for m in MODELS if m in merged["enabled_models"] and m not in before["enabled_models"])
+    bumped.update(newly)
+    versions = dict(row.config_versions or {})
+    for model in bumped:
+        versions[model] = int(versions.get(model, 1)) + 1
+    row.settings = {**row.settings, **{k: merged[k] for k in changes}}
+    row.config_versions = versions
     row.updated_at = now
+    return SettingsChange(tuple(m for m in MODELS if m in bumped), bool(moved & JOURNEY_SETTINGS), newly)
+
+
+def save_settings(db: Session, account_id: str, changes: dict[str, Any]) -> None:
+    """Store settings without reattributing (tests and seeding); see :func:`change_settings`."""
+    change_settings(db, account_id, changes)

@@ -108,13 +108,14 @@ def _redis():  # type: ignore[no-untyped-def]
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="stop when the queue is empty (tests, one-off catch-up)")
 def worker_command(burst: bool) -> None:
-    """Run an RQ worker (non-forking) for drain and fit jobs, with the crash-recovery sweeper."""
+    """Run an RQ worker (non-forking) for drain, fit and reattribution jobs, with the crash-recovery sweeper."""
     import os
 
     from rq import Queue, SimpleWorker
 
     from core import jobs
     from core.fitting.tasks import FITS_QUEUE
+    from core.reattribution.tasks import ATTRIBUTION_QUEUE
 
     client = _redis()
     settings = _services().settings
@@ -123,7 +124,7 @@ def worker_command(burst: bool) -> None:
     jobs.sweep(client)
     if not burst:
         jobs.start_sweeper()
-    queues = [Queue(jobs.QUEUE, connection=client), Queue(FITS_QUEUE, connection=client)]  # drains first
+    queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE)]  # in order
     SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=False)
 
 
@@ -187,3 +188,73 @@ def check_vectors_command(paths: tuple[str, ...]) -> None:
     click.echo(f"{cases - failed} of {cases} vectors match")
     if failed or not cases:
         sys.exit(1)
+
+
+def _start_batches(batches: list[tuple[str, str, str]]) -> None:
+    from core.reattribution.tasks import start_batch
+    from core.tenant import Tenant
+
+    services = _services()
+    for account_id, environment, batch_id in batches:
+        start_batch(services.sessions, services.redis, Tenant(account_id, environment), batch_id)
+        click.echo(f"batch {batch_id} ({environment}) {'enqueued' if services.redis else 'completed'}")
+
+
+@cli.command("settings")
+@click.argument("account_id")
+@click.argument("changes", nargs=-1, required=True)
+def settings_command(account_id: str, changes: tuple[str, ...]) -> None:
+    """Change attribution settings (KEY=VALUE, values as JSON) and reattribute what they affect (ATT-51)."""
+    import orjson
+
+    from core.reattribution.service import apply_settings_change
+    from core.settings import SettingsError
+
+    parsed: dict[str, object] = {}
+    for item in changes:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed[key] = raw  # a bare word: a string
+    try:
+        with _services().sessions.begin() as db:
+            batches = [(b.account_id, b.environment, b.id) for b in apply_settings_change(db, account_id, parsed)]
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo("settings saved" + ("" if batches else "; no credits change"))
+    _start_batches(batches)
+
+
+@cli.command("recalculate")
+@click.argument("account_id")
+@click.option("--environment", type=click.Choice(["test", "live"]), default="live", show_default=True)
+def recalculate_command(account_id: str, environment: str) -> None:
+    """Reattribute every conversion of a tenant with the current fit (ATT-51 "Recalculate")."""
+    from core.attribution import DATA_DRIVEN
+    from core.reattribution.service import create_batch, recalculate_scope
+    from core.tenant import Tenant
+
+    with _services().sessions.begin() as db:
+        batch = create_batch(db, Tenant(account_id, environment), "recalculate", DATA_DRIVEN, recalculate_scope())
+        target = (batch.account_id, batch.environment, batch.id)
+    _start_batches([target])
+
+
+@cli.command("batches")
+@click.argument("account_id")
+@click.option("--environment", type=click.Choice(["test", "live"]), default="live", show_default=True)
+def batches_command(account_id: str, environment: str) -> None:
+    """Pending and running reattribution batches with their progress (ATT-54)."""
+    from core.reattribution.service import active_batches
+    from core.tenant import Tenant
+
+    with _services().sessions() as db:
+        active = active_batches(db, Tenant(account_id, environment))
+    for p in active:
+        click.echo(f"{p.id}  {p.trigger}  {p.status}  {p.processed}/{p.total if p.total is not None else '?'}"
+                   f"  failed {p.failed_count}")
+    click.echo(f"{len(active)} active batch(es)")

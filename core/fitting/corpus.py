@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.attribution import AttributionSettings, Touchpoint, journey_for
 from core.attribution.fits import JourneyPath, merge_paths
 from core.attribution.journeys import BURST_WINDOW, DIRECT, MAX_TOUCHPOINTS
+from core.processors.context import owner_at
 from core.storage.models import Conversion, VisitorLink
 from core.storage.models import Session as SessionRow
 from core.tenant import Tenant
@@ -53,13 +54,6 @@ def build_corpus(db: Session, tenant: Tenant, spec: CorpusSpec) -> list[JourneyP
 
 # --- reference builder -----------------------------------------------------------------------------------
 
-def _owner(links: list[VisitorLink], t: datetime) -> str | None:
-    for link in links:
-        if (link.valid_from is None or link.valid_from <= t) and (link.valid_to is None or t < link.valid_to):
-            return link.user_id
-    return None
-
-
 def reference_corpus(db: Session, tenant: Tenant, spec: CorpusSpec) -> list[JourneyPath]:
     """ATT-23 exactly as written, one journey at a time."""
     a, e = tenant.account_id, tenant.environment
@@ -77,7 +71,7 @@ def reference_corpus(db: Session, tenant: Tenant, spec: CorpusSpec) -> list[Jour
     )
     for session_id, visitor_id, channel, started_at in rows:
         tp = Touchpoint(session_id, channel, started_at, visitor_id)
-        owner = _owner(links[visitor_id], started_at)
+        owner = owner_at(links[visitor_id], started_at)
         by_visitor[visitor_id].append((tp, owner))
         if owner is not None:
             by_user[owner].append(tp)

@@ -298,6 +298,27 @@ class AttributionFit(Base):
     created_at: Mapped[datetime]
 
 
+class ReattributionBatch(Base):
+    """ATT-54: one reattribution run over a set of conversions, processed in keyset-ordered chunks."""
+
+    __tablename__ = "reattribution_batches"
+    __table_args__ = (sa.Index("ix_batches_status", "account_id", "environment", "status"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    trigger: Mapped[str] = mapped_column(sa.String(24))
+    models: Mapped[list[Any]]
+    scope: Mapped[dict[str, Any]]  # {"ids": [...]} or {"query": ..., parameters}
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    total: Mapped[int | None] = mapped_column(nullable=True)
+    processed: Mapped[int] = mapped_column(default=0)
+    failed_count: Mapped[int] = mapped_column(default=0)
+    cursor: Mapped[list[Any] | None] = mapped_column(nullable=True)  # [converted_at ISO, id] last processed
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class IdempotencyKey(Base):
     """API-50: a key, once used, is remembered for the life of the data; ``result_id`` is the original."""
 

@@ -429,7 +429,7 @@ def test_ATT31_queued_conversion_runs_the_fit_job_on_the_worker(app: Flask, stac
     def fits() -> list[tuple[str, str]]:
         with app.config["MBUZZ"].sessions() as db:
             return sorted(db.execute(sa.select(m.AttributionFit.model, m.AttributionFit.status)
-                                     .where(m.AttributionFit.account_id == keys.account_id)).tuples())
+                                     .where(m.AttributionFit.account_id == keys.account_id)).all())
 
     worker = start_worker(stack["env"], stack["logs"] / "worker.log")
     try:
@@ -448,5 +448,45 @@ def test_ATT31_queued_conversion_runs_the_fit_job_on_the_worker(app: Flask, stac
         assert again.status_code == 201
         time.sleep(2)
         assert len(fits()) == 2  # the stored fit is current: no second job
+    finally:
+        stop(worker)
+
+
+def test_ATT54_settings_change_batch_runs_on_the_worker(app: Flask, stack: dict[str, Any], redis_url: str) -> None:
+    """Queued mode: the batch's chunks are RQ jobs (queue ``<prefix>-attribution``) run by the worker."""
+    from core.reattribution.service import apply_settings_change
+    from core.reattribution.tasks import start_batch
+
+    keys = stack["keys"]
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    base = stack["base"] + "/api/v1"
+    worker = start_worker(stack["env"], stack["logs"] / "worker.log")
+    try:
+        for visitor in ("r1", "r2"):
+            requests.post(base + "/sessions", json={"visitor_id": visitor, "session_id": visitor,
+                                                    "url": "https://shop.example/?utm_source=x&utm_medium=email"},
+                          headers=headers, timeout=10)
+            done = requests.post(base + "/conversions", json={"conversion_type": "purchase", "visitor_id": visitor},
+                                 headers=headers, timeout=10)
+            assert done.status_code == 201, done.text
+        sessions = app.config["MBUZZ"].sessions
+        with sessions.begin() as db:
+            batches = [(b.environment, b.id) for b in apply_settings_change(db, keys.account_id,
+                                                                            {"time_decay_half_life_days": 2})]
+        client = redis.Redis.from_url(redis_url)
+        for environment, batch_id in batches:
+            start_batch(sessions, client, Tenant(keys.account_id, environment), batch_id)
+
+        def finished() -> list[tuple[str, int, int | None]]:
+            with sessions() as db:
+                return sorted((b.status, b.processed, b.total) for b in db.scalars(
+                    sa.select(m.ReattributionBatch).where(m.ReattributionBatch.account_id == keys.account_id)))
+
+        assert wait_until(lambda: all(s == "completed" for s, _, _ in finished()), 30), finished()
+        assert finished() == [("completed", 0, 0), ("completed", 2, 2)]
+        with sessions() as db:
+            versions = set(db.scalars(sa.select(m.AttributionCredit.model_config_version).where(
+                m.AttributionCredit.account_id == keys.account_id, m.AttributionCredit.model == "time_decay")))
+        assert versions == {2}
     finally:
         stop(worker)
