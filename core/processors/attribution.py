@@ -131,6 +131,14 @@ def _data_driven_enabled(ctx: Ctx) -> bool:
     return any(m in ctx.config.attribution.enabled_models for m in DATA_DRIVEN)
 
 
+def with_inheritors(ctx: Ctx, ids: set[str]) -> set[str]:
+    """ATT-49 (c) / ATT-52: conversions inheriting from any of ``ids`` are re-derived with them."""
+    if not ids:
+        return ids
+    return ids | set(ctx.db.scalars(sa.select(Conversion.id).where(
+        ctx.scoped(Conversion), Conversion.inherited_from_conversion_id.in_(sorted(ids)))))
+
+
 def credit_rows_of(ctx: Ctx, conversion_id: str) -> list[AttributionCredit]:
     return list(
         ctx.db.scalars(

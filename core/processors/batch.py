@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.commands import Command, CommandResult, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
-from core.processors.attribution import attribute_conversion
+from core.processors.attribution import attribute_conversion, with_inheritors
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
@@ -132,13 +132,13 @@ def reattribute_pending(ctx: Ctx) -> int:
     """ID-14 / SES-13: recompute the queued conversions, oldest first so inheritors see fresh acquisitions."""
     if not ctx.reattribute:
         return 0
-    ids = sorted(ctx.reattribute)
+    ids = sorted(with_inheritors(ctx, set(ctx.reattribute)))  # re-derived right after their acquisition
     ctx.reattribute.clear()
     conversions = list(
         ctx.db.scalars(
             sa.select(Conversion)
             .where(ctx.scoped(Conversion), Conversion.id.in_(ids))
-            .order_by(Conversion.converted_at, Conversion.id)
+            .order_by(Conversion.converted_at, Conversion.is_acquisition.desc(), Conversion.id)
         )
     )
     for conv in conversions:

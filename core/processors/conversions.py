@@ -55,6 +55,16 @@ def event_may_still_arrive(event_id: str, now: datetime) -> bool:
     return now - EVENT_WAIT < minted <= now + EVENT_CLOCK_SKEW
 
 
+def queue_inheritors_of_new_acquisition(ctx: Ctx, acquisition: Conversion) -> None:
+    """ATT-52: later conversions of the same user (or visitor) that inherit may now resolve to this one."""
+    owner = (Conversion.user_id == acquisition.user_id if acquisition.user_id
+             else Conversion.visitor_id == acquisition.visitor_id)
+    ctx.reattribute.update(ctx.db.scalars(sa.select(Conversion.id).where(
+        ctx.scoped(Conversion), owner, Conversion.inherit_acquisition.is_(True), Conversion.id != acquisition.id,
+        Conversion.converted_at >= acquisition.converted_at,
+    )))
+
+
 def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     if cmd.idempotency_key is not None:
         known = used_key(ctx, "conversion", cmd.idempotency_key)
@@ -146,6 +156,8 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         savepoint.rollback()
         conv.attribution_status = "pending"
     ctx.reattribute.discard(conv.id)
+    if conv.is_acquisition:
+        queue_inheritors_of_new_acquisition(ctx, conv)
     conv.warnings = warnings
     user_key = cmd.user_key if user is not None and conv.user_id == user.id else None
     answer_keys = (visitor.visitor_key, user_key) if conv.user_id is None or user_key is not None else None

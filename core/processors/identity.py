@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from core.commands import CommandResult, IdentifyCommand
+from core.processors.attribution import with_inheritors
 from core.processors.context import (
     Ctx,
     add_link,
@@ -229,6 +230,7 @@ def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
             add_link(ctx, visitor, user, cmd.occurred_at, first=False)
         linked = True
     merge_provisional_users(ctx, user)
+    ctx.reattribute = with_inheritors(ctx, ctx.reattribute)  # ATT-49 (c)
     queued = len(ctx.reattribute)
     ctx.reattribute.update(before)
     return CommandResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -384,6 +385,62 @@ def test_ATT43_acquisition_then_inherited_payment(client: FlaskClient, acct: Acc
                                                  "inherit_acquisition": True}).get_json()
     assert lonely["warnings"] == [
         "inherit_acquisition: no acquisition conversion found; attributed from its own journey"]
+
+
+def test_ATT52_a_later_arriving_acquisition_is_inherited(client: FlaskClient, acct: AccountKeys) -> None:
+    """ATT-67 scenario 8: inherit with no acquisition yet, then an acquisition dated before the payment."""
+    touch(client, acct, "late-acq", "https://acme.com/?utm_source=google&utm_medium=cpc", ago(days=5))
+    touch(client, acct, "late-acq", "https://acme.com/?utm_source=newsletter&utm_medium=email", ago(days=1))
+    payment = post(client, acct, "/conversions", {"conversion_type": "payment", "visitor_id": "late-acq",
+                                                  "inherit_acquisition": True, "revenue": "10.00",
+                                                  "timestamp": iso(ago(hours=12))}).get_json()
+    assert payment["warnings"] == [
+        "inherit_acquisition: no acquisition conversion found; attributed from its own journey"]
+    assert payment["attribution"]["sessions_analyzed"] == 2
+    signup = post(client, acct, "/conversions", {"conversion_type": "signup", "visitor_id": "late-acq",
+                                                 "is_acquisition": True, "timestamp": iso(ago(days=4))}).get_json()
+    assert signup["attribution"]["sessions_analyzed"] == 1  # only the paid search visit precedes it
+    again = post(client, acct, "/conversions", {"conversion_type": "payment", "visitor_id": "late-acq",
+                                                "inherit_acquisition": True, "revenue": "10.00",
+                                                "idempotency_key": "late-acq-check"}).get_json()
+    assert again["attribution"]["inherited_from"] == signup["id"]
+    with_keys = client.application.config["MBUZZ"]
+    with with_keys.sessions() as db:
+        stored = db.get(m.Conversion, (acct.account_id, payment["id"]))
+        assert stored is not None and stored.inherited_from_conversion_id == signup["id"]
+        rows = db.scalars(sa.select(m.AttributionCredit).where(
+            m.AttributionCredit.conversion_id == payment["id"], m.AttributionCredit.model == "linear")).all()
+    assert [(r.channel, r.revenue_credit_minor) for r in rows] == [("paid_search", 1000)]
+
+
+def test_ATT52_inheritors_follow_their_acquisitions_reattribution(client: FlaskClient, acct: AccountKeys) -> None:
+    """ATT-67 scenario 7: identify changes the acquisition's journey; the payment inheriting it follows.
+
+    The payment is 43 days after the desktop visit, outside its own window: it is reattributed only because it
+    inherits from a conversion whose rows were replaced.
+    """
+    desktop, mobile = "inh-desk", "inh-mob"
+    touch(client, acct, desktop, "https://acme.com/?utm_source=google&utm_medium=cpc", ago(days=46))
+    touch(client, acct, mobile, "https://acme.com/?utm_source=facebook&utm_medium=paid_social", ago(days=45))
+    post(client, acct, "/identify", {"user_id": "inh-u", "visitor_id": mobile, "timestamp": iso(ago(days=45))})
+    signup = post(client, acct, "/conversions", {"conversion_type": "signup", "user_id": "inh-u",
+                                                 "is_acquisition": True, "timestamp": iso(ago(days=44))}).get_json()
+    payment = post(client, acct, "/conversions", {"conversion_type": "payment", "user_id": "inh-u",
+                                                  "inherit_acquisition": True, "revenue": "49.00",
+                                                  "timestamp": iso(ago(days=3))}).get_json()
+    assert [r["channel"] for r in payment["attribution"]["models"]["linear"]] == ["paid_social"]
+    ident = post(client, acct, "/identify", {"user_id": "inh-u", "visitor_id": desktop}).get_json()
+    assert ident["reattribution"] == {"conversions": 2}  # the acquisition and its inheritor
+    with client.application.config["MBUZZ"].sessions() as db:
+        def linear(conversion_id: str) -> list[tuple[str, Any, Any]]:
+            return [(r.channel, r.credit, r.revenue_credit_minor) for r in db.scalars(
+                sa.select(m.AttributionCredit).where(m.AttributionCredit.conversion_id == conversion_id,
+                                                     m.AttributionCredit.model == "linear")
+                .order_by(m.AttributionCredit.touchpoint_index))]
+        acquired, inherited = linear(signup["id"]), linear(payment["id"])
+    assert [c for c, _, _ in acquired] == ["paid_search", "paid_social"]
+    assert [(c, k) for c, k, _ in inherited] == [(c, k) for c, k, _ in acquired]
+    assert [r for _, _, r in inherited] == [2450, 2450]  # 49.00 re-split over the new credits
 
 
 def test_VIS4_user_only_event_gets_synthetic_visitor(app: Flask, client: FlaskClient, acct: AccountKeys) -> None:
