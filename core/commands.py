@@ -95,10 +95,31 @@ class IdentifyCommand:
     phone_sha256: str | None = None
 
 
-Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand
+@dataclass(slots=True)
+class OrderAdjustmentCommand:
+    """A refund or cancellation of a conversion named by its key (attribution.md ATT-38, shopify.md SHP-60).
+
+    Connectors emit it (Shopify refunds and cancellations, sGTM refunds); ``conversion_key`` is the
+    conversion's idempotency key, so an adjustment can arrive before its conversion.
+    """
+
+    kind: ClassVar[str] = "order_adjustment"
+    id: str
+    idempotency_key: str
+    conversion_key: str
+    adjustment: str  # refund | cancel
+    occurred_at: datetime
+    received_at: datetime
+    amount: str | None = None  # refund only: a decimal string >= 0 in the conversion's currency
+    currency: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    visitor_key: None = None  # adjustments name no visitor (the batch locks visitors by this field)
+
+
+Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand
 
 COMMAND_TYPES: dict[str, type[Command]] = {
-    c.kind: c for c in (TouchCommand, EventCommand, ConversionCommand, IdentifyCommand)
+    c.kind: c for c in (TouchCommand, EventCommand, ConversionCommand, IdentifyCommand, OrderAdjustmentCommand)
 }
 
 

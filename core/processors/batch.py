@@ -8,7 +8,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from core.commands import Command, CommandResult, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
+from core.commands import (
+    Command,
+    CommandResult,
+    ConversionCommand,
+    EventCommand,
+    IdentifyCommand,
+    OrderAdjustmentCommand,
+    TouchCommand,
+)
+from core.processors.adjustments import process_adjustment
 from core.processors.attribution import attribute_conversion, with_inheritors
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
@@ -50,6 +59,9 @@ def process_batch(
         elif isinstance(command, IdentifyCommand):
             write_pending_events(ctx)
             results.append(process_identify(ctx, command))
+        elif isinstance(command, OrderAdjustmentCommand):
+            write_pending_events(ctx)
+            results.append(process_adjustment(ctx, command))
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
     write_pending_events(ctx)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from core.commands import CommandResult, ConversionCommand
 from core.ids import id_time
+from core.processors.adjustments import apply_pending_adjustments
 from core.processors.attribution import attribute_conversion
 from core.processors.context import Ctx, ensure_visitor, links_of_visitor, owner_at
 from core.processors.events import claim_key, used_key
@@ -156,6 +157,8 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         savepoint.rollback()
         conv.attribution_status = "pending"
     ctx.reattribute.discard(conv.id)
+    if apply_pending_adjustments(ctx, conv):
+        credits = None  # revenue credits were re-split: the answer reads the stored rows
     if conv.is_acquisition:
         queue_inheritors_of_new_acquisition(ctx, conv)
     conv.warnings = warnings

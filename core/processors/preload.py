@@ -13,7 +13,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.commands import Command, ConversionCommand, EventCommand, IdentifyCommand, TouchCommand
+from core.commands import (
+    Command,
+    ConversionCommand,
+    EventCommand,
+    IdentifyCommand,
+    OrderAdjustmentCommand,
+    TouchCommand,
+)
 from core.processors.context import Ctx
 from core.storage.models import Conversion, IdempotencyKey, Session, SessionBinding, Visitor, VisitorLink
 
@@ -21,7 +28,7 @@ WINDOW = timedelta(minutes=30)
 
 
 def item_time(command: Command) -> datetime:
-    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand):
+    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand | OrderAdjustmentCommand):
         return command.occurred_at
     return command.converted_at or command.received_at
 

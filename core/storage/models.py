@@ -272,6 +272,32 @@ class AttributionCredit(Base):
     created_at: Mapped[datetime]
 
 
+class ConversionAdjustment(Base):
+    """ATT-38: a refund or cancellation, unique per idempotency key; `pending` until its conversion exists."""
+
+    __tablename__ = "conversion_adjustments"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "environment", "idempotency_key"),
+        sa.Index("ix_adjustments_key", "account_id", "environment", "conversion_key"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    idempotency_key: Mapped[str] = mapped_column(KEY)
+    conversion_key: Mapped[str] = mapped_column(KEY)
+    conversion_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    adjustment: Mapped[str] = mapped_column(sa.String(8))
+    amount: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)  # as received
+    amount_minor: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | applied | rejected
+    error: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    applied_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class AttributionFit(Base):
     """ATT-30: one data-driven fit of a tenant; the latest per (tenant, model) is current.
 
