@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.commands import Command, CommandResult, ConversionCommand, command_from_dict
-from core.fitting.tasks import enqueue_fit, refit_if_flagged
+from core.fitting.tasks import MAINTENANCE_EVERY_S, enqueue_fit, refit_if_flagged, refit_stale_tenants
 from core.ids import id_time, new_id
 from core.processors.batch import process_batch
 from core.processors.conversions import EVENT_WAIT
@@ -326,13 +326,18 @@ def sweep(client: RedisClient | None = None) -> int:
 
 
 def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL_S", "5"))) -> threading.Thread:
-    """A daemon thread in the worker process: picks up partitions a crashed worker left behind."""
+    """A daemon thread in the worker process: picks up partitions a crashed worker left behind, and once an
+    hour enqueues the refits of stale tenants (ATT-31)."""
 
     def loop() -> None:
+        next_maintenance = 0.0
         while True:
             try:
                 sweep()
-            except Exception:  # keep sweeping through Redis hiccups
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
+                    refit_stale_tenants(runtime().sessions, runtime().redis)
+            except Exception:  # keep sweeping through Redis and database hiccups
                 log.exception("sweep failed")
             time.sleep(interval_s)
 

@@ -21,10 +21,10 @@ from core.attribution.fits import FitResult, fit_markov, fit_shapley
 from core.fitting.corpus import CorpusSpec, build_corpus
 from core.ids import new_id
 from core.settings import load_config
-from core.storage.models import AttributionCredit, AttributionFit
+from core.storage.models import AttributionCredit, AttributionFit, Conversion
 from core.tenant import Tenant
 
-__all__ = ["FIT_STALE", "CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit"]
+__all__ = ["FIT_STALE", "CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit", "stale_tenants"]
 
 # Set in ``Session.info`` by the conversion processor when the tenant's fit is stale; read after the commit.
 FIT_STALE = "mbuzz.fit_stale"
@@ -32,6 +32,7 @@ FIT_STALE = "mbuzz.fit_stale"
 MAX_AGE = timedelta(hours=24)
 INSUFFICIENT_RETRY = timedelta(hours=1)
 PRUNE_AFTER = timedelta(days=90)
+RECENT_CONVERSIONS = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,25 @@ def is_stale(fits: Mapping[str, CurrentFit], snapshot: Mapping[str, Any], now: d
         if fit.status == FIT_INSUFFICIENT_DATA and age > INSUFFICIENT_RETRY:
             return True
     return False
+
+
+def stale_tenants(db: Session, now: datetime) -> list[Tenant]:
+    """ATT-31 maintenance: tenants with a conversion in the last 7 days whose fit is stale."""
+    recent = db.execute(
+        sa.select(Conversion.account_id, Conversion.environment)
+        .where(Conversion.converted_at >= now - RECENT_CONVERSIONS, Conversion.converted_at <= now)
+        .distinct()
+        .order_by(Conversion.account_id, Conversion.environment)
+    ).all()
+    found: list[Tenant] = []
+    for account_id, environment in recent:
+        tenant = Tenant(account_id, environment)
+        config = load_config(db, account_id)
+        if not any(m in config.attribution.enabled_models for m in DATA_DRIVEN):
+            continue
+        if is_stale(current_fits(db, tenant), fit_snapshot(config.attribution, config.fit_window_days), now):
+            found.append(tenant)
+    return found
 
 
 def run_fit(db: Session, tenant: Tenant, now: datetime | None = None) -> dict[str, str]:

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.fitting.service import FIT_STALE, run_fit
+from core.fitting.service import FIT_STALE, run_fit, stale_tenants
 from core.queue import PREFIX, RedisClient
 from core.tenant import Tenant
 
-__all__ = ["FITS_QUEUE", "enqueue_fit", "fit_job", "refit_if_flagged", "run_fit_now"]
+__all__ = ["FITS_QUEUE", "MAINTENANCE_EVERY_S", "enqueue_fit", "fit_job", "refit_if_flagged", "refit_stale_tenants",
+           "run_fit_now"]
 
 log = logging.getLogger("mbuzz.fits")
 
 FITS_QUEUE = f"{PREFIX}-fits"
 _PENDING = PREFIX + ":fit-pending:{account}:{environment}"
 _PENDING_TTL_S = 600  # a crashed fit job frees its tenant after this long
+MAINTENANCE_EVERY_S = 3600.0
 
 
 def run_fit_now(sessions: sessionmaker[Session], tenant: Tenant) -> dict[str, str]:
@@ -70,3 +73,10 @@ def refit_if_flagged(db: Session, tenant: Tenant, refit: Callable[[Tenant], obje
             refit(tenant)
         except Exception:  # a fit that cannot start now is retried by the next stale conversion
             log.exception("could not start the fit of %s:%s", tenant.account_id, tenant.environment)
+
+
+def refit_stale_tenants(sessions: sessionmaker[Session], client: RedisClient) -> int:
+    """The hourly maintenance of ATT-31, run by the workers' sweeper thread; returns the jobs enqueued."""
+    with sessions() as db:
+        tenants = stale_tenants(db, datetime.now(UTC))
+    return sum(1 for tenant in tenants if enqueue_fit(client, tenant))
