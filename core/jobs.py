@@ -28,7 +28,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.commands import Command, CommandResult, ConversionCommand, command_from_dict
-from core.fitting.tasks import MAINTENANCE_EVERY_S, enqueue_fit, refit_if_flagged, refit_stale_tenants
+from core.fitting.tasks import MAINTENANCE_EVERY_S, enqueue_fit, refit_stale_tenants
+from core.followups import run_followups
 from core.ids import id_time, new_id
 from core.processors.batch import process_batch
 from core.processors.conversions import EVENT_WAIT
@@ -46,6 +47,7 @@ from core.queue import (
     stream_key,
     waiting_key,
 )
+from core.reattribution.tasks import enqueue_attribution_retries
 from core.storage.db import make_engine, session_factory
 from core.storage.models import Rejection
 from core.tenant import Tenant
@@ -243,7 +245,8 @@ def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[Co
     with rt.sessions.begin() as db:
         results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
-    refit_if_flagged(db, tenant, lambda t: enqueue_fit(rt.redis, t))  # ATT-31, after the commit
+    run_followups(db, tenant, refit=lambda t: enqueue_fit(rt.redis, t),  # ATT-31 and ATT-45, after the commit
+                  retry=lambda t, ids: enqueue_attribution_retries(rt.redis, t, ids))
     return results
 
 

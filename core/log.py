@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,10 +19,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand
-from core.fitting.tasks import refit_if_flagged
+from core.fitting.tasks import run_fit_now
+from core.followups import run_followups
 from core.processors.batch import process_batch
 from core.queue import RedisStreamLog
 from core.reads import conversion_by_id
+from core.reattribution.tasks import retry_attribution_inline
 from core.tenant import Tenant
 
 log = logging.getLogger("mbuzz.log")
@@ -58,15 +60,14 @@ class InlineLog:
     mode = "inline"
 
     def __init__(
-        self, sessions: sessionmaker[Session], replay_safe: bool = False,
-        refit: Callable[[Tenant], object] | None = None,
+        self, sessions: sessionmaker[Session], replay_safe: bool = False, refit_inline: bool = False
     ) -> None:
         """``replay_safe`` claims command ids (degraded mode): a command whose append to Redis may have gone
         through although the client saw an error is then skipped when a drain meets it in the stream.
-        ``refit`` runs a stale tenant's fit after the commit (ATT-31, inline mode); None leaves it for later."""
+        ``refit_inline`` runs a stale tenant's fit right after the commit (ATT-31, inline mode)."""
         self._sessions = sessions
         self._replay_safe = replay_safe
-        self._refit = refit
+        self._refit_inline = refit_inline
         bind = sessions.kw.get("bind")
         self._serialize = bind is not None and bind.dialect.name == "sqlite"
         self._lock = threading.Lock()
@@ -96,8 +97,11 @@ class InlineLog:
     def _process(self, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
         with self._sessions.begin() as db:
             results = process_batch(db, tenant, commands, replay_safe=self._replay_safe)
-        if self._refit is not None:
-            refit_if_flagged(db, tenant, self._refit)
+        run_followups(
+            db, tenant,
+            refit=(lambda t: run_fit_now(self._sessions, t)) if self._refit_inline else None,
+            retry=lambda t, ids: retry_attribution_inline(self._sessions, t, ids),
+        )
         return results
 
 

@@ -125,7 +125,8 @@ def worker_command(burst: bool) -> None:
     if not burst:
         jobs.start_sweeper()
     queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE)]  # in order
-    SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=False)
+    # The scheduler runs delayed work: attribution retries (ATT-45).
+    SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=not burst)
 
 
 @cli.group("dead-letters")

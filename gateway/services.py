@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import keycache
-from core.fitting.tasks import run_fit_now
 from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
@@ -39,7 +38,7 @@ class Services:
         engine = make_engine(settings.database_url)
         sessions = session_factory(engine)
         storage = settings.redis_url or "memory://"
-        log: CommandLog = InlineLog(sessions, refit=lambda tenant: run_fit_now(sessions, tenant))
+        log: CommandLog = InlineLog(sessions, refit_inline=True)
         client = None
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)

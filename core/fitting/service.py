@@ -24,10 +24,7 @@ from core.settings import load_config
 from core.storage.models import AttributionCredit, AttributionFit, Conversion
 from core.tenant import Tenant
 
-__all__ = ["FIT_STALE", "CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit", "stale_tenants"]
-
-# Set in ``Session.info`` by the conversion processor when the tenant's fit is stale; read after the commit.
-FIT_STALE = "mbuzz.fit_stale"
+__all__ = ["CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit", "stale_tenants"]
 
 MAX_AGE = timedelta(hours=24)
 INSUFFICIENT_RETRY = timedelta(hours=1)

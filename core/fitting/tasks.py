@@ -1,24 +1,21 @@
 """The fit job (ATT-31): one per tenant at a time, on its own RQ queue, or synchronous in inline mode.
 
-The conversion processor only flags a stale fit (``FIT_STALE`` in the session's ``info``); whoever committed
-the batch calls :func:`refit_if_flagged` afterwards, so a fit never runs inside the ingest transaction and
-never sees uncommitted conversions.
+The conversion processor only flags a stale fit (``core.followups``); whoever committed the batch starts the
+fit afterwards, so a fit never runs inside the ingest transaction and never sees uncommitted conversions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.fitting.service import FIT_STALE, run_fit, stale_tenants
+from core.fitting.service import run_fit, stale_tenants
 from core.queue import PREFIX, RedisClient
 from core.tenant import Tenant
 
-__all__ = ["FITS_QUEUE", "MAINTENANCE_EVERY_S", "enqueue_fit", "fit_job", "refit_if_flagged", "refit_stale_tenants",
-           "run_fit_now"]
+__all__ = ["FITS_QUEUE", "MAINTENANCE_EVERY_S", "enqueue_fit", "fit_job", "refit_stale_tenants", "run_fit_now"]
 
 log = logging.getLogger("mbuzz.fits")
 
@@ -64,15 +61,6 @@ def enqueue_fit(client: RedisClient, tenant: Tenant) -> bool:
         client.delete(flag)  # not enqueued: the next stale conversion tries again
         raise
     return True
-
-
-def refit_if_flagged(db: Session, tenant: Tenant, refit: Callable[[Tenant], object]) -> None:
-    """Call after the batch's commit with the session that processed it; ``refit`` enqueues or runs the fit."""
-    if db.info.pop(FIT_STALE, False):
-        try:
-            refit(tenant)
-        except Exception:  # a fit that cannot start now is retried by the next stale conversion
-            log.exception("could not start the fit of %s:%s", tenant.account_id, tenant.environment)
 
 
 def refit_stale_tenants(sessions: sessionmaker[Session], client: RedisClient) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.attribution import DATA_DRIVEN, MODELS, ModelResult, Touchpoint, attribute, journey_for, revenue_split
-from core.fitting.service import FIT_STALE, CurrentFit, current_fits, fit_snapshot, is_stale
+from core.fitting.service import CurrentFit, current_fits, fit_snapshot, is_stale
+from core.followups import followups_of
 from core.processors.context import Ctx, links_of_visitor, owner_at
 from core.storage.models import AttributionCredit, Conversion, Session, VisitorLink
 
@@ -123,7 +124,7 @@ def fits_for(ctx: Ctx, now: datetime) -> dict[str, CurrentFit]:
         ctx.fits = current_fits(ctx.db, ctx.tenant) if _data_driven_enabled(ctx) else {}
         snapshot = fit_snapshot(ctx.config.attribution, ctx.config.fit_window_days)
         if _data_driven_enabled(ctx) and is_stale(ctx.fits, snapshot, now):
-            ctx.db.info[FIT_STALE] = True  # the committer refits after the commit (core.fitting.tasks)
+            followups_of(ctx.db).refit = True  # the committer refits after the commit
     return ctx.fits
 
 

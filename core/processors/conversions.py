@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from core.commands import CommandResult, ConversionCommand
+from core.followups import followups_of
 from core.ids import id_time
 from core.processors.adjustments import apply_pending_adjustments
 from core.processors.attribution import attribute_conversion
@@ -16,6 +18,8 @@ from core.processors.events import claim_key, used_key
 from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
 from core.reads import conversion_body
 from core.storage.models import Conversion, Event, Session, Visitor
+
+log = logging.getLogger("mbuzz.conversions")
 
 WINDOW = timedelta(minutes=30)
 
@@ -154,8 +158,10 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         credits = attributed.rows
         savepoint.commit()
     except Exception:  # ATT-45: a conversion is never dropped because attribution failed.
+        log.exception("attribution of %s failed; stored pending, retried after the commit", conv.id)
         savepoint.rollback()
         conv.attribution_status = "pending"
+        followups_of(ctx.db).retry_attribution.append(conv.id)
     ctx.reattribute.discard(conv.id)
     if apply_pending_adjustments(ctx, conv):
         credits = None  # revenue credits were re-split: the answer reads the stored rows

@@ -29,8 +29,8 @@ from core.settings import SettingsChange, change_settings, load_config
 from core.storage.models import AttributionCredit, Conversion, ReattributionBatch
 from core.tenant import ENVIRONMENTS, Tenant
 
-__all__ = ["CHUNK", "Progress", "active_batches", "create_batch", "process_chunk", "recalculate_scope",
-           "settings_scope", "apply_settings_change"]
+__all__ = ["CHUNK", "Progress", "active_batches", "apply_settings_change", "attribute_pending", "create_batch",
+           "process_chunk", "recalculate_scope", "settings_scope"]
 
 log = logging.getLogger("mbuzz.reattribution")
 
@@ -143,16 +143,22 @@ def _refit_first(db: Session, tenant: Tenant) -> None:
         run_fit(db, tenant)
 
 
-def _reattribute_one(sessions: sessionmaker[Session], tenant: Tenant, conversion_id: str) -> None:
+def _reattribute_one(sessions: sessionmaker[Session], tenant: Tenant, conversion_id: str,
+                     only_pending: bool = False) -> None:
     """ATT-48: lock the conversion, recompute every enabled model, replace its rows, commit."""
     with sessions.begin() as db:
         conv = db.scalars(sa.select(Conversion).where(
             Conversion.account_id == tenant.account_id, Conversion.environment == tenant.environment,
             Conversion.id == conversion_id,
         ).with_for_update()).first()
-        if conv is None:
-            return  # purged meanwhile: nothing left to attribute
+        if conv is None or (only_pending and conv.attribution_status == "complete"):
+            return  # purged meanwhile, or already attributed by a later reattribution
         attribute_conversion(Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id)), conv)
+
+
+def attribute_pending(sessions: sessionmaker[Session], tenant: Tenant, conversion_id: str) -> None:
+    """ATT-45: one more attempt for a conversion whose attribution failed; raises if it fails again."""
+    _reattribute_one(sessions, tenant, conversion_id, only_pending=True)
 
 
 def process_chunk(sessions: sessionmaker[Session], tenant: Tenant, batch_id: str) -> bool:

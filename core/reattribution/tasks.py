@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.queue import PREFIX, RedisClient
-from core.reattribution.service import process_chunk
+from core.reattribution.service import attribute_pending, process_chunk
 from core.tenant import Tenant
 
-__all__ = ["ATTRIBUTION_QUEUE", "chunk_job", "run_inline", "start_batch"]
+__all__ = ["ATTRIBUTION_QUEUE", "chunk_job", "enqueue_attribution_retries", "retry_attribution_inline",
+           "retry_attribution_job", "run_inline", "start_batch"]
+
+log = logging.getLogger("mbuzz.reattribution")
 
 ATTRIBUTION_QUEUE = f"{PREFIX}-attribution"
+# ATT-45: attempts 10 s, 60 s and 300 s after the failure (RQ's scheduler runs in the worker).
+FIRST_RETRY = timedelta(seconds=10)
+LATER_RETRIES = (50, 240)
+
+
+def retry_attribution_job(account_id: str, environment: str, conversion_id: str) -> None:
+    from core.jobs import runtime
+
+    attribute_pending(runtime().sessions, Tenant(account_id, environment), conversion_id)
+
+
+def enqueue_attribution_retries(client: RedisClient, tenant: Tenant, conversion_ids: Sequence[str]) -> None:
+    from rq import Queue, Retry
+
+    queue = Queue(ATTRIBUTION_QUEUE, connection=client)
+    for conversion_id in conversion_ids:
+        queue.enqueue_in(FIRST_RETRY, retry_attribution_job, tenant.account_id, tenant.environment, conversion_id,
+                         retry=Retry(max=len(LATER_RETRIES), interval=list(LATER_RETRIES)), failure_ttl=7 * 86400)
+
+
+def retry_attribution_inline(sessions: sessionmaker[Session], tenant: Tenant, conversion_ids: Sequence[str]) -> None:
+    """Inline mode has no scheduler: one more attempt right after the commit; a failure stays pending."""
+    for conversion_id in conversion_ids:
+        try:
+            attribute_pending(sessions, tenant, conversion_id)
+        except Exception:
+            log.exception("attribution of %s failed again; it stays pending", conversion_id)
 
 
 def run_inline(sessions: sessionmaker[Session], tenant: Tenant, batch_id: str) -> None:

@@ -113,3 +113,31 @@ def test_ATT30_fits_are_per_environment(app: Flask, client: FlaskClient) -> None
     _journey(client, keys, "a", [EMAIL], ["2026-11-01T10:00:00Z"])
     _convert(client, keys, "a", "2026-11-02T10:00:00Z")
     assert {f.environment for f in _fits(app, Tenant(keys.account_id, "test"))} == {"test"}
+
+
+def test_ATT45_failed_attribution_is_stored_pending_then_retried(app: Flask, client: FlaskClient,
+                                                                 monkeypatch: Any) -> None:
+    """Inline mode: the conversion is committed pending, then one more attempt runs right after the commit."""
+    import core.processors.conversions as conversions
+
+    real = conversions.attribute_conversion
+    calls: list[str] = []
+
+    def fails_once(ctx: Any, conv: m.Conversion) -> Any:
+        calls.append(conv.id)
+        if len(calls) == 1:
+            raise RuntimeError("attribution bug")
+        return real(ctx, conv)
+
+    monkeypatch.setattr(conversions, "attribute_conversion", fails_once)
+    keys = new_account(app)
+    _journey(client, keys, "p", [EMAIL], ["2026-11-20T10:00:00Z"])
+    resp = post(client, keys, "/conversions", {"conversion_type": "purchase", "visitor_id": "p", "revenue": "8",
+                                               "timestamp": "2026-11-21T10:00:00Z"})
+    assert resp.status_code == 202 and resp.get_json()["attribution"]["status"] == "pending"
+    with app.config["MBUZZ"].sessions() as db:
+        conv = db.get(m.Conversion, (keys.account_id, resp.get_json()["id"]))
+        assert conv is not None and conv.attribution_status == "complete"  # the retry, after the commit
+        rows = db.scalars(sa.select(m.AttributionCredit.channel).where(
+            m.AttributionCredit.conversion_id == conv.id, m.AttributionCredit.model == "linear")).all()
+    assert rows == ["email"]

@@ -490,3 +490,51 @@ def test_ATT54_settings_change_batch_runs_on_the_worker(app: Flask, stack: dict[
         assert versions == {2}
     finally:
         stop(worker)
+
+
+def test_ATT45_attribution_retry_is_scheduled_and_run_by_the_worker(
+    app: Flask, stack: dict[str, Any], redis_url: str
+) -> None:
+    """Queued mode: a pending conversion gets attempts 10 s, 60 s and 300 s later (RQ scheduler in the worker)."""
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    from core.reattribution.tasks import ATTRIBUTION_QUEUE, enqueue_attribution_retries
+
+    keys = stack["keys"]
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    base = stack["base"] + "/api/v1"
+    worker = start_worker(stack["env"], stack["logs"] / "worker.log")
+    try:
+        requests.post(base + "/sessions", json={"visitor_id": "z", "session_id": "z1",
+                                                "url": "https://shop.example/?utm_source=x&utm_medium=email"},
+                      headers=headers, timeout=10)
+        done = requests.post(base + "/conversions", json={"conversion_type": "purchase", "visitor_id": "z"},
+                             headers=headers, timeout=10)
+        assert done.status_code == 201, done.text
+        conversion_id = done.json()["id"]
+        sessions = app.config["MBUZZ"].sessions
+        with sessions.begin() as db:  # the state a failed attribution leaves (ATT-45)
+            db.execute(sa.delete(m.AttributionCredit).where(m.AttributionCredit.conversion_id == conversion_id))
+            db.execute(sa.update(m.Conversion).where(m.Conversion.id == conversion_id)
+                       .values(attribution_status="pending"))
+        client = redis.Redis.from_url(redis_url)
+        began = time.time()
+        enqueue_attribution_retries(client, Tenant(keys.account_id, "test"), [conversion_id])
+        registry = ScheduledJobRegistry(queue=Queue(ATTRIBUTION_QUEUE, connection=client))
+        (job_id,) = registry.get_job_ids()
+        assert 9 <= registry.get_scheduled_time(job_id).timestamp() - began <= 11
+
+        def complete() -> bool:
+            with sessions() as db:
+                conv = db.get(m.Conversion, (keys.account_id, conversion_id))
+                return conv is not None and conv.attribution_status == "complete"
+
+        assert not complete()
+        assert wait_until(complete, 40)
+        assert time.time() - began >= 9  # not before its time
+        with sessions() as db:
+            assert db.scalar(sa.select(sa.func.count()).select_from(m.AttributionCredit).where(
+                m.AttributionCredit.conversion_id == conversion_id)) == 8  # one row per model
+    finally:
+        stop(worker)
