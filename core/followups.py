@@ -26,6 +26,7 @@ _KEY = "mbuzz.followups"
 class Followups:
     refit: bool = False  # the tenant's fit is stale
     retry_attribution: list[str] = field(default_factory=list)  # conversions left pending by a failure
+    batches: list[str] = field(default_factory=list)  # reattribution batches written by the batch (ATT-54)
 
 
 def followups_of(db: Session) -> Followups:
@@ -44,12 +45,16 @@ def run_followups(
     tenant: Tenant,
     refit: Callable[[Tenant], object] | None,
     retry: Callable[[Tenant, Sequence[str]], object] | None,
+    start_batch: Callable[[Tenant, str], object] | None = None,
 ) -> None:
     """Call after the commit with the session that processed the batch. A follow-up that cannot start now is
     logged, never raised: the commands are committed, and the next stale conversion or the maintenance
     sweep asks again."""
     work = take_followups(db)
     try:
+        if start_batch is not None:
+            for batch_id in work.batches:
+                start_batch(tenant, batch_id)
         if work.retry_attribution and retry is not None:
             retry(tenant, work.retry_attribution)
         if work.refit and refit is not None:

@@ -47,7 +47,7 @@ from core.queue import (
     stream_key,
     waiting_key,
 )
-from core.reattribution.tasks import enqueue_attribution_retries
+from core.reattribution.tasks import enqueue_attribution_retries, start_batch
 from core.storage.db import make_engine, session_factory
 from core.storage.models import Rejection
 from core.tenant import Tenant
@@ -245,8 +245,9 @@ def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[Co
     with rt.sessions.begin() as db:
         results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
-    run_followups(db, tenant, refit=lambda t: enqueue_fit(rt.redis, t),  # ATT-31 and ATT-45, after the commit
-                  retry=lambda t, ids: enqueue_attribution_retries(rt.redis, t, ids))
+    run_followups(db, tenant, refit=lambda t: enqueue_fit(rt.redis, t),  # after the commit
+                  retry=lambda t, ids: enqueue_attribution_retries(rt.redis, t, ids),
+                  start_batch=lambda t, batch_id: start_batch(rt.sessions, rt.redis, t, batch_id))
     return results
 
 

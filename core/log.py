@@ -24,7 +24,7 @@ from core.followups import run_followups
 from core.processors.batch import process_batch
 from core.queue import RedisStreamLog
 from core.reads import conversion_by_id
-from core.reattribution.tasks import retry_attribution_inline
+from core.reattribution.tasks import retry_attribution_inline, run_inline
 from core.tenant import Tenant
 
 log = logging.getLogger("mbuzz.log")
@@ -101,6 +101,7 @@ class InlineLog:
             db, tenant,
             refit=(lambda t: run_fit_now(self._sessions, t)) if self._refit_inline else None,
             retry=lambda t, ids: retry_attribution_inline(self._sessions, t, ids),
+            start_batch=lambda t, batch_id: run_inline(self._sessions, t, batch_id),
         )
         return results
 

@@ -17,14 +17,16 @@ from core.commands import (
     OrderAdjustmentCommand,
     TouchCommand,
 )
+from core.followups import followups_of
 from core.processors.adjustments import process_adjustment
-from core.processors.attribution import attribute_conversion, with_inheritors
+from core.processors.attribution import with_inheritors
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
 from core.processors.identity import process_identify
 from core.processors.preload import preload
 from core.reads import conversion_body
+from core.reattribution.service import create_batch
 from core.settings import load_config
 from core.storage.models import Conversion, IdempotencyKey, UsageCounter
 from core.tenant import Tenant
@@ -65,7 +67,7 @@ def process_batch(
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
     write_pending_events(ctx)
-    reattribute_pending(ctx)
+    queue_reattribution(ctx, commands)
     charged = sum(
         1
         for command, result in zip(commands, results, strict=True)
@@ -140,20 +142,18 @@ def charge_usage(ctx: Ctx, at: datetime, count: int) -> None:
     )
 
 
-def reattribute_pending(ctx: Ctx) -> int:
-    """ID-14 / SES-13: recompute the queued conversions, oldest first so inheritors see fresh acquisitions."""
+def queue_reattribution(ctx: Ctx, commands: Sequence[Command]) -> None:
+    """ATT-49/50/52/54: one batch, written in this transaction, for the conversions this batch's links, late
+    sessions and acquisitions touched; the committer starts it (inline: before the answer)."""
     if not ctx.reattribute:
-        return 0
-    ids = sorted(with_inheritors(ctx, set(ctx.reattribute)))  # re-derived right after their acquisition
+        return
+    ids = sorted(with_inheritors(ctx, set(ctx.reattribute)))  # inheritors are re-derived after their acquisition
     ctx.reattribute.clear()
-    conversions = list(
-        ctx.db.scalars(
-            sa.select(Conversion)
-            .where(ctx.scoped(Conversion), Conversion.id.in_(ids))
-            .order_by(Conversion.converted_at, Conversion.is_acquisition.desc(), Conversion.id)
-        )
-    )
-    for conv in conversions:
-        attribute_conversion(ctx, conv)  # stored; nobody waits for a reattribution's answer
-    ctx.db.flush()
-    return len(conversions)
+    if any(isinstance(c, IdentifyCommand) for c in commands):
+        trigger = "identify"
+    elif any(isinstance(c, ConversionCommand) and c.is_acquisition for c in commands):
+        trigger = "acquisition_change"
+    else:
+        trigger = "late_session"
+    batch = create_batch(ctx.db, ctx.tenant, trigger, ctx.config.attribution.enabled_models, {"ids": ids})
+    followups_of(ctx.db).batches.append(batch.id)

@@ -1,12 +1,11 @@
-"""Reattribution batches (attribution.md ATT-48, ATT-51, ATT-54): settings changes and recalculation.
+"""Reattribution batches (attribution.md ATT-48..ATT-54): identify, late sessions, acquisitions, settings
+changes and recalculation.
 
-A batch names a trigger, the models and a scope. Its first chunk claims it (pending → running) and counts the
-conversions in scope; chunks of 100 follow in ascending (converted_at, id) with a keyset cursor, strictly one
-after another. Each conversion is reattributed in its own transaction under a row lock, so readers always see
-its old rows or its new rows (ATT-48); a conversion that fails three times is counted and skipped.
-
-Identify and late sessions reattribute inside the transaction of the command that caused them instead
-(docs/attribution.md ATT-49-D1): those sets are small and the credits then change atomically with the link.
+A batch names a trigger, the models and a scope (conversion ids, or a query). It is written in the trigger's
+transaction. Its first chunk claims it (pending → running) and counts the conversions in scope; chunks of 100
+follow in ascending (converted_at, id) with a keyset cursor, strictly one after another. Each conversion is
+reattributed in its own transaction under a row lock, so readers always see its old rows or its new rows
+(ATT-48); a conversion that fails three times is counted and skipped.
 """
 
 from __future__ import annotations

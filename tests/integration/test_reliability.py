@@ -226,7 +226,7 @@ def test_Q23_duplicate_sends_in_queued_mode(app: Flask, stack: dict[str, Any], r
         stop(worker)
 
 
-def test_API62_read_your_writes_for_event_based_conversion(stack: dict[str, Any]) -> None:
+def test_API62_read_your_writes_for_event_based_conversion(app: Flask, stack: dict[str, Any]) -> None:
     worker = start_worker(stack["env"], stack["logs"] / "worker.log")
     try:
         headers = {"Authorization": f"Bearer {stack['keys'].test_key}"}
@@ -245,6 +245,16 @@ def test_API62_read_your_writes_for_event_based_conversion(stack: dict[str, Any]
         ident = requests.post(base + "/api/v1/identify", json={"user_id": "ryw-user", "visitor_id": "ryw"},
                               headers=headers, timeout=10)
         assert ident.status_code == 200 and ident.json()["reattribution"] == {"conversions": 1}
+        # ATT-54: the reattribution is a batch written with the link and run by the worker's chunk jobs.
+        def batches() -> list[tuple[str, str, int]]:
+            with app.config["MBUZZ"].sessions() as db:
+                return [(b.trigger, b.status, b.processed) for b in db.scalars(sa.select(m.ReattributionBatch)
+                        .where(m.ReattributionBatch.account_id == stack["keys"].account_id))]
+
+        assert wait_until(lambda: batches() == [("identify", "completed", 1)], 30), batches()
+        with app.config["MBUZZ"].sessions() as db:  # ATT-41: the anonymous conversion is now the user's
+            conversion = db.get(m.Conversion, (stack["keys"].account_id, resp.json()["id"]))
+            assert conversion is not None and conversion.user_id is not None
     finally:
         stop(worker)
 
