@@ -47,7 +47,7 @@ from core.queue import (
     stream_key,
     waiting_key,
 )
-from core.reattribution.tasks import enqueue_attribution_retries, start_batch
+from core.reattribution.tasks import RECOVERY_S, enqueue_attribution_retries, recover_batches, start_batch
 from core.storage.db import make_engine, session_factory
 from core.storage.models import Rejection
 from core.tenant import Tenant
@@ -330,14 +330,17 @@ def sweep(client: RedisClient | None = None) -> int:
 
 
 def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL_S", "5"))) -> threading.Thread:
-    """A daemon thread in the worker process: picks up partitions a crashed worker left behind, and once an
-    hour enqueues the refits of stale tenants (ATT-31)."""
+    """A daemon thread in the worker process: picks up partitions a crashed worker left behind, restarts
+    stranded reattribution batches (ATT-54), and once an hour enqueues the refits of stale tenants (ATT-31)."""
 
     def loop() -> None:
-        next_maintenance = 0.0
+        next_maintenance = next_recovery = 0.0
         while True:
             try:
                 sweep()
+                if time.monotonic() >= next_recovery:  # ATT-54: no batch is left unstarted
+                    next_recovery = time.monotonic() + RECOVERY_S
+                    recover_batches(runtime().sessions, runtime().redis)
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
                     refit_stale_tenants(runtime().sessions, runtime().redis)

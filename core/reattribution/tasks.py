@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+from redis.exceptions import LockError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.queue import PREFIX, RedisClient
 from core.reattribution.service import attribute_pending, process_chunk
+from core.storage.models import ReattributionBatch
 from core.tenant import Tenant
 
-__all__ = ["ATTRIBUTION_QUEUE", "chunk_job", "enqueue_attribution_retries", "retry_attribution_inline",
-           "retry_attribution_job", "run_inline", "start_batch"]
+__all__ = ["ATTRIBUTION_QUEUE", "RECOVERY_S", "chunk_job", "enqueue_attribution_retries", "recover_batches",
+           "retry_attribution_inline", "retry_attribution_job", "run_inline", "start_batch"]
 
 log = logging.getLogger("mbuzz.reattribution")
 
 ATTRIBUTION_QUEUE = f"{PREFIX}-attribution"
+_RUNNING = PREFIX + ":batch-running:{batch}"  # held while one job runs a chunk of the batch
+_KICKED = PREFIX + ":batch-kicked:{batch}"  # a recovery job was enqueued recently
+CHUNK_LEASE_S = 600
+# A batch not started this long after its trigger committed (a crash between commit and enqueue), or whose
+# chain of chunk jobs broke, is started again by the workers' sweeper; also how often the sweeper looks.
+RECOVERY_S = float(os.environ.get("MBUZZ_BATCH_RECOVERY_S", "60"))
 # ATT-45: attempts 10 s, 60 s and 300 s after the failure (RQ's scheduler runs in the worker).
 FIRST_RETRY = timedelta(seconds=10)
 LATER_RETRIES = (50, 240)
@@ -54,13 +64,43 @@ def run_inline(sessions: sessionmaker[Session], tenant: Tenant, batch_id: str) -
 
 
 def chunk_job(account_id: str, environment: str, batch_id: str) -> None:
-    """One chunk per job; the next chunk is enqueued only when this one is done (strictly sequential)."""
+    """One chunk per job; the next chunk is enqueued only when this one is done (strictly sequential).
+
+    A lease in Redis keeps two jobs of one batch (the chain and a recovery) from running chunks at once."""
     from core.jobs import runtime
 
     rt = runtime()
     tenant = Tenant(account_id, environment)
-    if process_chunk(rt.sessions, tenant, batch_id):
+    lease = rt.redis.lock(_RUNNING.format(batch=batch_id), timeout=CHUNK_LEASE_S, blocking=False)
+    if not lease.acquire(blocking=False):
+        return  # another job holds the batch and continues its chain
+    try:
+        more = process_chunk(rt.sessions, tenant, batch_id)
+    finally:
+        try:
+            lease.release()
+        except LockError:
+            pass  # expired during a very long chunk: nothing to release
+    if more:
         _enqueue(rt.redis, tenant, batch_id)
+
+
+def recover_batches(sessions: sessionmaker[Session], client: RedisClient, now: datetime | None = None) -> int:
+    """Enqueue a chunk job for every pending or running batch older than ``RECOVERY_S`` that no job holds."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=RECOVERY_S)
+    with sessions() as db:
+        stranded = db.execute(sa.select(ReattributionBatch.account_id, ReattributionBatch.environment,
+                                        ReattributionBatch.id)
+                              .where(ReattributionBatch.status.in_(["pending", "running"]),
+                                     ReattributionBatch.created_at < cutoff)).all()
+    kicked = 0
+    for account_id, environment, batch_id in stranded:
+        if client.exists(_RUNNING.format(batch=batch_id)):
+            continue
+        if client.set(_KICKED.format(batch=batch_id), b"1", nx=True, ex=max(1, int(RECOVERY_S * 2))):
+            _enqueue(client, Tenant(account_id, environment), batch_id)
+            kicked += 1
+    return kicked
 
 
 def _enqueue(client: RedisClient, tenant: Tenant, batch_id: str) -> None:

@@ -548,3 +548,33 @@ def test_ATT45_attribution_retry_is_scheduled_and_run_by_the_worker(
                 m.AttributionCredit.conversion_id == conversion_id)) == 8  # one row per model
     finally:
         stop(worker)
+
+
+def test_ATT54_a_batch_whose_start_was_lost_is_recovered(app: Flask, stack: dict[str, Any]) -> None:
+    """A crash between the trigger's commit and the enqueue leaves a pending batch: the sweeper starts it."""
+    from core.reattribution.service import apply_settings_change
+
+    keys = stack["keys"]
+    headers = {"Authorization": f"Bearer {keys.test_key}"}
+    base = stack["base"] + "/api/v1"
+    requests.post(base + "/sessions", json={"visitor_id": "lost", "session_id": "l1",
+                                            "url": "https://shop.example/?utm_source=x&utm_medium=email"},
+                  headers=headers, timeout=10)
+    worker = start_worker({**stack["env"], "MBUZZ_BATCH_RECOVERY_S": "1", "MBUZZ_SWEEP_INTERVAL_S": "1"},
+                          stack["logs"] / "worker.log")
+    try:
+        done = requests.post(base + "/conversions", json={"conversion_type": "purchase", "visitor_id": "lost"},
+                             headers=headers, timeout=10)
+        assert done.status_code == 201, done.text
+        sessions = app.config["MBUZZ"].sessions
+        with sessions.begin() as db:  # committed, and then never enqueued
+            apply_settings_change(db, keys.account_id, {"u_shaped_first_share": "0.30"})
+
+        def statuses() -> list[tuple[str, int]]:
+            with sessions() as db:
+                return sorted((b.status, b.processed) for b in db.scalars(
+                    sa.select(m.ReattributionBatch).where(m.ReattributionBatch.account_id == keys.account_id)))
+
+        assert wait_until(lambda: statuses() == [("completed", 0), ("completed", 1)], 30), statuses()
+    finally:
+        stop(worker)
