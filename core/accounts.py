@@ -46,6 +46,7 @@ class KeyLookup:
     key_id: str | None = None
     monthly_event_quota: int | None = None
     currency: str = "USD"  # ATT-1 default currency, so the edge can round revenue to its minor units
+    kind: str = "secret"  # secret | sgtm (write-only, sgtm.md SGTM-19)
 
 
 def key_digest(token: str) -> str:
@@ -71,12 +72,18 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+# The prefix says what a key may do: secret keys use the REST API, sGTM keys only /sgtm/v1/collect (SGTM-19).
+KEY_PREFIXES = {"secret": "sk_", "sgtm": "pk_sgtm_"}
+
+
 def create_api_key(
     db: Session, account_id: str, environment: str, name: str | None = None, kind: str = "secret"
 ) -> CreatedKey:
     if environment not in ENVIRONMENTS:
         raise ValueError("environment must be test or live")
-    plaintext = f"sk_{environment}_{secrets.token_hex(16)}"
+    if kind not in KEY_PREFIXES:
+        raise ValueError(f"kind must be one of {', '.join(KEY_PREFIXES)}")
+    plaintext = f"{KEY_PREFIXES[kind]}{environment}_{secrets.token_hex(16)}"
     key = ApiKey(
         account_id=account_id,
         id=new_id("key"),
@@ -173,6 +180,7 @@ def lookup_key(db: Session, token: str) -> KeyLookup:
         key_id=key.id,
         monthly_event_quota=account.monthly_event_quota,
         currency=str((settings or {}).get("currency") or "USD"),
+        kind=key.kind,
     )
 
 

@@ -93,6 +93,7 @@ class IdentifyCommand:
     deleted_traits: list[str] = field(default_factory=list)
     email_sha256: str | None = None
     phone_sha256: str | None = None
+    idempotency_key: str | None = None  # connectors: an identify is applied once per key (sgtm.md SGTM-25)
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ class Settings:
     ratelimit_validate: str = "10 per second"
     ratelimit_data: str = "60 per minute"
     ratelimit_auth_failures: str = "20 per minute"
+    ratelimit_sgtm: str = "6000 per minute"
     trusted_proxies: int = 0
     spam_referrers_file: str | None = None
 
@@ -47,6 +48,7 @@ class Settings:
             "ratelimit_validate": env.get("MBUZZ_RATELIMIT_VALIDATE") or "10 per second",
             "ratelimit_data": env.get("MBUZZ_RATELIMIT_DATA") or "60 per minute",
             "ratelimit_auth_failures": env.get("MBUZZ_RATELIMIT_AUTH_FAILURES") or "20 per minute",
+            "ratelimit_sgtm": env.get("MBUZZ_RATE_SGTM") or "6000 per minute",
             "trusted_proxies": _int("MBUZZ_TRUSTED_PROXIES", 0, 0, 10),
             "spam_referrers_file": env.get("MBUZZ_SPAM_REFERRERS") or None,
         }

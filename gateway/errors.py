@@ -23,7 +23,10 @@ def init_app(app: Flask) -> None:
         retry = 1
         if current is not None:
             retry = max(1, math.ceil(current.reset_at - time.time()))
-        resp = json_response({"error": "Rate limit exceeded", "retry_after": retry}, 429)
+        if request.path.startswith("/sgtm/"):  # sgtm.md SGTM-20
+            resp = json_response({"error": "rate_limited"}, 429)
+        else:
+            resp = json_response({"error": "Rate limit exceeded", "retry_after": retry}, 429)
         resp.headers["Retry-After"] = str(retry)
         g.retry_after = str(retry)  # Flask-Limiter rewrites the header after us and may round down to 0
         return resp

@@ -33,6 +33,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         ("api_v1.conversions", sync),
         ("api_v1.identify", sync),
         ("api_v1.validate", limiter.limit(lambda: settings.ratelimit_validate)),
+        ("sgtm_v1.collect", limiter.limit(lambda: settings.ratelimit_sgtm)),  # sgtm.md SGTM-20
     ):
         views[name] = decorator(views[name])
     limiter.exempt(views["api_v1.health"])

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.ids import new_id
 from core.settings import AccountConfig
-from core.storage.models import User, Visitor, VisitorLink
+from core.storage.models import IdempotencyKey, User, Visitor, VisitorLink
 from core.tenant import Tenant
 
 
@@ -72,6 +72,38 @@ def insert_ignore(db: Session, model: Any, values: dict[str, Any]) -> bool:
         stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing()
     # RETURNING tells inserted from skipped on both dialects (rowcount is not reliable here).
     return db.execute(stmt.returning(sa.literal(1))).first() is not None
+
+
+def used_key(ctx: Ctx, scope: str, key: str) -> str | None:
+    return ctx.db.scalar(
+        sa.select(IdempotencyKey.result_id).where(
+            IdempotencyKey.account_id == ctx.account_id,
+            IdempotencyKey.environment == ctx.environment,
+            IdempotencyKey.scope == scope,
+            IdempotencyKey.key == key,
+        )
+    )
+
+
+def claim_key(ctx: Ctx, scope: str, key: str | None, result_id: str, at: datetime) -> str | None:
+    """API-50/55: reserve an idempotency key; returns the original id when it was already used."""
+    if key is None:
+        return None
+    inserted = insert_ignore(
+        ctx.db,
+        IdempotencyKey,
+        {
+            "account_id": ctx.account_id,
+            "environment": ctx.environment,
+            "scope": scope,
+            "key": key,
+            "result_id": result_id,
+            "created_at": at,
+        },
+    )
+    if inserted:
+        return None
+    return used_key(ctx, scope, key) or result_id
 
 
 def lock_visitors(ctx: Ctx, visitor_keys: Iterable[str]) -> None:

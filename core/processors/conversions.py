@@ -13,8 +13,7 @@ from core.followups import followups_of
 from core.ids import id_time
 from core.processors.adjustments import apply_pending_adjustments
 from core.processors.attribution import attribute_conversion
-from core.processors.context import Ctx, ensure_visitor, links_of_visitor, owner_at
-from core.processors.events import claim_key, used_key
+from core.processors.context import Ctx, claim_key, ensure_visitor, links_of_visitor, owner_at, used_key
 from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
 from core.reads import conversion_body
 from core.storage.models import Conversion, Event, Session, Visitor

@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
-from core.processors.context import Ctx, ensure_visitor, insert_ignore, write_visitor_times
+from core.processors.context import Ctx, claim_key, ensure_visitor, write_visitor_times
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
 from core.processors.sessions import Item, resolve, write_session_activity
-from core.storage.models import Event, IdempotencyKey
-
-
-def used_key(ctx: Ctx, scope: str, key: str) -> str | None:
-    return ctx.db.scalar(
-        sa.select(IdempotencyKey.result_id).where(
-            IdempotencyKey.account_id == ctx.account_id,
-            IdempotencyKey.environment == ctx.environment,
-            IdempotencyKey.scope == scope,
-            IdempotencyKey.key == key,
-        )
-    )
-
-
-def claim_key(ctx: Ctx, scope: str, key: str | None, result_id: str, at: datetime) -> str | None:
-    """API-50/55: reserve an idempotency key; returns the original id when it was already used."""
-    if key is None:
-        return None
-    inserted = insert_ignore(
-        ctx.db,
-        IdempotencyKey,
-        {
-            "account_id": ctx.account_id,
-            "environment": ctx.environment,
-            "scope": scope,
-            "key": key,
-            "result_id": result_id,
-            "created_at": at,
-        },
-    )
-    if inserted:
-        return None
-    return used_key(ctx, scope, key) or result_id
+from core.storage.models import Event
 
 
 def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:

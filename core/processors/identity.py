@@ -15,6 +15,7 @@ from core.processors.attribution import with_inheritors
 from core.processors.context import (
     Ctx,
     add_link,
+    claim_key,
     current_link,
     ensure_user,
     ensure_visitor,
@@ -202,6 +203,11 @@ def _phone_hash(ctx: Ctx, traits: dict[str, Any], warnings: list[str]) -> str | 
 
 def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
     warnings: list[str] = []
+    if cmd.idempotency_key is not None:
+        original = claim_key(ctx, "identify", cmd.idempotency_key, cmd.id, cmd.received_at)
+        if original is not None:
+            return CommandResult(command_id=cmd.id, status="duplicate", result_id=original,
+                                 body={"success": True, "duplicate": True})
     user = ensure_user(ctx, cmd.user_key, cmd.occurred_at)
     traits = dict(cmd.traits)
     phone_hash = _phone_hash(ctx, traits, warnings) or cmd.phone_sha256

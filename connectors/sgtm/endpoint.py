@@ -1,0 +1,164 @@
+"""`POST /sgtm/v1/collect` (sgtm.md SGTM-19..SGTM-34): authenticate, validate, map, append, answer.
+
+The blueprint only does edge work: key check, limits, :mod:`connectors.sgtm.normalize`, masking the IP into a
+fingerprint (FP-1/FP-2), and turning the connector commands into core commands for the command log. Everything
+else happens in the core processors, exactly as for the REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from connectors.sgtm.normalize import output_kind, outputs_for, validate
+from core.accounts import lookup_key
+from core.commands import (
+    Command,
+    CommandResult,
+    ConversionCommand,
+    EventCommand,
+    IdentifyCommand,
+    OrderAdjustmentCommand,
+    TouchCommand,
+)
+from core.ids import new_id
+from core.money import currency_exponent, parse_revenue
+from core.tenant import Tenant
+from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
+from gateway.api.views import json_response
+
+bp = Blueprint("sgtm_v1", __name__, url_prefix="/sgtm/v1")
+
+MAX_BODY = 32 * 1024
+TOKEN = re.compile(r"pk_sgtm_(live|test)_[0-9a-f]{32}|sk_(live|test)_[0-9a-f]{32}")
+_BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
+WAITED = ("conversion", "identify")  # SGTM-34: answered with their processing result
+
+
+def _unauthorized(code: str) -> Response:
+    return json_response({"error": code}, 401)
+
+
+def _tenant() -> Tenant | Response:
+    """SGTM-19: an active sGTM key (write-only) or secret key; the environment comes from the key."""
+    header = (request.headers.get("Authorization") or "").strip()
+    if not header:
+        return _unauthorized("missing_api_key")
+    match = _BEARER.fullmatch(header)
+    token = match.group(1) if match else ""
+    if TOKEN.fullmatch(token) is None:
+        return _unauthorized("invalid_api_key")
+    services = current_app.config["MBUZZ"]
+    with services.sessions.begin() as db:
+        found = lookup_key(db, token)
+    wanted_kind = "sgtm" if token.startswith("pk_sgtm_") else "secret"
+    if found.problem is not None or found.kind != wanted_kind or not found.account_id or not found.environment:
+        return _unauthorized("invalid_api_key")
+    return Tenant(found.account_id, found.environment)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _minor(amount: str | None, currency: str | None) -> int | None:
+    if amount is None:
+        return None
+    parsed = parse_revenue(amount, currency_exponent(currency) if currency else 2)
+    return parsed.minor
+
+
+def _core_command(cmd: dict[str, Any], received: datetime) -> Command:
+    """A connector command (SHP-1 envelope) as the core command the processors take."""
+    kind = cmd["kind"]
+    props = dict(cmd.get("properties") or {})
+    identifier = cmd.get("identifier") or {}
+    if kind == "session":
+        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
+                            occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
+                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"])
+    if kind == "event":
+        return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
+                            occurred_at=_at(cmd["occurred_at"]), received_at=received,
+                            visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
+                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            fingerprint=cmd.get("device_fingerprint"), properties=props,
+                            idempotency_key=cmd["idempotency_key"], sdk_name="sgtm")
+    if kind == "identify":
+        return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
+                               received_at=received, visitor_key=cmd.get("visitor_id"),
+                               traits=dict(cmd.get("traits") or {}), email_sha256=identifier.get("email_sha256"),
+                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"])
+    if kind == "conversion":
+        return ConversionCommand(id=new_id("conv", received), conversion_type=cmd["conversion_type"],
+                                 received_at=received, converted_at=_at(cmd["converted_at"]),
+                                 visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"),
+                                 email_sha256=identifier.get("email_sha256"),
+                                 revenue_minor=_minor(cmd.get("revenue"), cmd.get("currency")),
+                                 currency=cmd.get("currency"), is_acquisition=bool(cmd.get("is_acquisition")),
+                                 properties=props, idempotency_key=cmd["idempotency_key"],
+                                 fingerprint=cmd.get("device_fingerprint"))
+    if kind == "order_adjustment":
+        return OrderAdjustmentCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
+                                      conversion_key=cmd["conversion_key"], adjustment=cmd["adjustment"],
+                                      occurred_at=_at(cmd["occurred_at"]), received_at=received,
+                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props)
+    raise ValueError(f"no core command for {kind}")  # sgtm_order_link needs the Shopify connector (issue 5)
+
+
+def _output(cmd: dict[str, Any], result: CommandResult) -> dict[str, Any]:
+    """SGTM-34: conversions and identify report their processing result, sessions and events `accepted`."""
+    out: dict[str, Any] = {"kind": output_kind(cmd), "key": cmd["idempotency_key"]}
+    if cmd["kind"] not in WAITED:
+        out["status"] = "accepted"
+        return out
+    if result.status == "queued" and not result.body:  # the wait ran out
+        out["status"] = "pending"
+        return out
+    duplicate = result.status == "duplicate"
+    if cmd["kind"] == "conversion":
+        out["id"] = result.result_id
+        out["status"] = "duplicate" if duplicate else "created"
+        out["duplicate"] = duplicate
+    else:
+        out["status"] = "duplicate" if duplicate else "created"
+    return out
+
+
+@bp.route("/collect", methods=["POST"])
+def collect() -> Response:
+    tenant = _tenant()
+    if isinstance(tenant, Response):
+        return tenant
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY:
+        return json_response({"error": "payload_too_large"}, 413)
+    try:
+        body = json.loads(raw, parse_float=Decimal)
+    except ValueError:
+        return json_response({"error": "invalid_json"}, 400)
+    if not isinstance(body, dict):
+        return json_response({"error": "invalid_json"}, 400)
+    services = current_app.config["MBUZZ"]
+    now = services.now()
+    payload, errors = validate(body, now)
+    if payload is None:
+        return json_response({"success": False, "errors": errors}, 422)
+    masked = mask_ip(payload.get("ip"), [])  # FP-1: the raw address goes no further
+    device = fingerprint(masked, clean_user_agent(payload.get("user_agent")))
+    outputs = outputs_for(payload, tenant.account_id, tenant.environment, masked, device)
+    answer: dict[str, Any] = {"status": "accepted", "visitor_id": outputs.visitor_id, "consent": outputs.consent,
+                              "outputs": []}
+    if outputs.skipped_reason:
+        answer["skipped_reason"] = outputs.skipped_reason
+    if outputs.commands:
+        # Durable before the answer; in queued mode conversions and identify wait for their result (API-62).
+        appended = services.log.append(tenant, [_core_command(c, now) for c in outputs.commands])
+        answer["outputs"] = [_output(c, r) for c, r in zip(outputs.commands, appended.results, strict=True)]
+    return json_response(answer, 202)

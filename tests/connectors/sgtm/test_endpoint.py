@@ -1,0 +1,131 @@
+"""`POST /sgtm/v1/collect` through the Flask app (sgtm.md SGTM-19..SGTM-34), inline mode, both databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.accounts import create_api_key, key_digest
+from core.storage import models as m
+from tests.connectors.sgtm.test_normalize import FIXTURES, SEED
+
+NOW = datetime(2026, 5, 20, 3, 20, tzinfo=UTC)
+
+
+@pytest.fixture()
+def seeded(app: Flask) -> Iterator[FlaskClient]:
+    """The accounts and API keys of seed.json (exact ids and plaintexts), with the clock at the fixtures' now."""
+    services = app.config["MBUZZ"]
+    with services.sessions.begin() as db:
+        for account in SEED["accounts"]:
+            if db.get(m.Account, account["id"]) is None:
+                db.add(m.Account(id=account["id"], name=account["name"], status="active", created_at=NOW))
+                db.add(m.AccountSettings(account_id=account["id"], settings={}, config_versions={}, updated_at=NOW))
+        for key in SEED["api_keys"]:
+            if key["kind"] in ("secret", "sgtm") and db.scalar(sa.select(m.ApiKey.id).where(
+                    m.ApiKey.key_digest == key_digest(key["plaintext"]))) is None:
+                db.add(m.ApiKey(account_id=key["account_id"], id=f"key_{key['plaintext'][-12:]}",
+                                environment=key["environment"], kind=key["kind"],
+                                key_digest=key_digest(key["plaintext"]), key_prefix=key["plaintext"][:12],
+                                created_at=NOW))
+    services.clock = lambda: NOW
+    try:
+        yield app.test_client()
+    finally:
+        services.clock = lambda: datetime.now(UTC)
+
+
+def _template_body(case: str) -> tuple[dict[str, Any], str]:
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    request = expected["template"]["http_requests"][0]
+    return request["body"], request["headers"]["Authorization"]
+
+
+def _post(client: FlaskClient, body: object, auth: str | None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = auth
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return client.post("/sgtm/v1/collect", data=data, headers=headers)
+
+
+def _subset(expected: Any, got: Any) -> bool:
+    if expected == "<server_id:conv>":
+        return isinstance(got, str) and got.startswith("conv_")
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and all(_subset(v, got.get(k)) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(map(_subset, expected, got))
+    return bool(expected == got)
+
+
+def test_SGTM33_purchase_then_reload_is_one_conversion(app: Flask, seeded: FlaskClient) -> None:
+    """F14 then F14b: the template's purchase body creates the conversion; the thank-you reload is a duplicate."""
+    body, auth = _template_body("F14")
+    first = _post(seeded, body, auth)
+    assert first.status_code == 202, first.get_json()
+    f14 = json.loads((FIXTURES / "F14.expected.json").read_text())["gateway"]["body"]
+    assert _subset(f14, first.get_json()), first.get_json()
+    again = _post(seeded, body, auth)
+    f14b = json.loads((FIXTURES / "F14b.expected.json").read_text())["gateway"]["body"]
+    f14b["outputs"][1]["id"] = first.get_json()["outputs"][1]["id"]  # <same_as:F14.conversion>
+    assert _subset(f14b, again.get_json()), again.get_json()
+    with app.config["MBUZZ"].sessions() as db:
+        conversions = db.scalars(sa.select(m.Conversion).where(
+            m.Conversion.account_id == "acct_02",
+            m.Conversion.idempotency_key == "sgtm:acct_02:txn:ORD-20260520-0042")).all()
+        assert len(conversions) == 1
+        conv = conversions[0]
+        assert (conv.revenue_minor, conv.currency, conv.environment) == (24900, "AUD", "live")
+        user = db.get(m.User, (conv.account_id, conv.user_id)) if conv.user_id else None
+        assert user is not None and user.user_key == "crm_48213"
+        assert user.email_sha256 == "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d"
+
+
+def test_SGTM19_keys(app: Flask, seeded: FlaskClient) -> None:
+    body, auth = _template_body("F14")
+    assert _post(seeded, body, None).get_json() == {"error": "missing_api_key"}
+    for bad in ("Bearer pk_sgtm_live_" + "0" * 32, "Bearer nonsense", "Basic abc", "Bearer pk_px_" + "1" * 32):
+        resp = _post(seeded, body, bad)
+        assert (resp.status_code, resp.get_json()) == (401, {"error": "invalid_api_key"})
+    with app.config["MBUZZ"].sessions.begin() as db:
+        created = create_api_key(db, "acct_02", "test", kind="sgtm")
+    assert created.plaintext.startswith("pk_sgtm_test_") and len(created.plaintext) == len("pk_sgtm_test_") + 32
+    rest = seeded.post("/api/v1/events", json={"event_type": "x", "visitor_id": "v"},
+                       headers={"Authorization": f"Bearer {created.plaintext}"})
+    assert rest.status_code == 401  # write-only: accepted nowhere else
+
+
+def test_SGTM20_limits_and_SGTM21_validation(seeded: FlaskClient) -> None:
+    _, auth = _template_body("F14")
+    assert (_post(seeded, b"{" + b" " * 40_000 + b"}", auth).status_code) == 413
+    too_big = _post(seeded, b"{" + b" " * 40_000 + b"}", auth).get_json()
+    assert too_big == {"error": "payload_too_large"}
+    for raw in (b"not json", b"[1, 2]"):
+        resp = _post(seeded, raw, auth)
+        assert (resp.status_code, resp.get_json()) == (400, {"error": "invalid_json"})
+    resp = _post(seeded, {"v": 1, "event_name": "page_view", "timestamp_ms": 1}, auth)
+    assert resp.status_code == 422
+    assert resp.get_json() == {"success": False, "errors": [
+        "timestamp_ms: must be within 72 hours before and 5 minutes after the server time"]}
+
+
+def test_SGTM22_denied_page_view_stores_nothing(app: Flask, seeded: FlaskClient) -> None:
+    _, auth = _template_body("F14")
+    body = {"v": 1, "event_name": "page_view", "timestamp_ms": int(NOW.timestamp() * 1000),
+            "visitor_id": "c" * 64, "page_location": "https://shop.example.com/",
+            "consent": {"analytics_storage": "denied", "ad_storage": "denied"}}
+    resp = _post(seeded, body, auth)
+    assert resp.status_code == 202
+    assert resp.get_json() == {"status": "accepted", "visitor_id": None, "consent": "denied", "outputs": [],
+                               "skipped_reason": "consent_denied"}
+    with app.config["MBUZZ"].sessions() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(m.Visitor).where(
+            m.Visitor.visitor_key == "c" * 64)) == 0
