@@ -129,3 +129,28 @@ def test_SGTM22_denied_page_view_stores_nothing(app: Flask, seeded: FlaskClient)
     with app.config["MBUZZ"].sessions() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(m.Visitor).where(
             m.Visitor.visitor_key == "c" * 64)) == 0
+
+
+@pytest.mark.parametrize("case", ["F17a", "F17b", "F17c", "F17d", "F17e"])
+def test_SGTM35_published_v1_template_bodies_are_accepted(app: Flask, seeded: FlaskClient, case: str) -> None:
+    scenario = json.loads((FIXTURES / f"{case}.json").read_text())
+    expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
+    for step, want in zip(scenario["steps"], expected["steps"], strict=True):
+        request = step["request"]
+        resp = seeded.open(request["path"], method=request["method"], data=request["body_raw"].encode(),
+                           headers=request["headers"])
+        assert resp.status_code == want["response"]["status"], resp.get_json()
+        assert _subset(want["response"]["body"], resp.get_json()), resp.get_json()
+        for check in want.get("after_processing", []):
+            if check["table"] == "visitors":
+                with app.config["MBUZZ"].sessions() as db:
+                    count = db.scalar(sa.select(sa.func.count()).select_from(m.Visitor).where(
+                        m.Visitor.account_id == check["where"]["account_id"],
+                        m.Visitor.visitor_key == check["where"]["visitor_id"]))
+                assert count == check["expect"]["count"]
+            elif check["table"] == "conversions":
+                with app.config["MBUZZ"].sessions() as db:
+                    rows = db.scalars(sa.select(m.Conversion).where(
+                        m.Conversion.account_id == check["where"]["account_id"],
+                        m.Conversion.conversion_type == check["where"]["conversion_type"])).all()
+                assert len(rows) == check["expect"]["count"] and rows[0].revenue_minor is None
