@@ -15,8 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from connectors.sgtm.normalize import output_kind, outputs_for, validate
+from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, validate
 from core.accounts import lookup_key
+from core.aliases import visitor_for_ga_client
 from core.commands import (
     Command,
     CommandResult,
@@ -152,7 +153,11 @@ def collect() -> Response:
         return json_response({"success": False, "errors": errors}, 422)
     masked = mask_ip(payload.get("ip"), [])  # FP-1: the raw address goes no further
     device = fingerprint(masked, clean_user_agent(payload.get("user_agent")))
-    outputs = outputs_for(payload, tenant.account_id, tenant.environment, masked, device)
+    visitor = sent_visitor(payload)
+    if visitor is not None and payload.get("ga_client_id"):
+        with services.sessions.begin() as db:
+            visitor = visitor_for_ga_client(db, tenant, payload.get("ga_client_id"), visitor, now)
+    outputs = outputs_for(payload, tenant.account_id, tenant.environment, masked, device, visitor=visitor)
     answer: dict[str, Any] = {"status": "accepted", "visitor_id": outputs.visitor_id, "consent": outputs.consent,
                               "outputs": []}
     if outputs.skipped_reason:

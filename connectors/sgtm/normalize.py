@@ -20,7 +20,7 @@ from typing import Any
 
 from core.money import currency_exponent
 
-__all__ = ["Outputs", "Payload", "output_kind", "outputs_for", "validate"]
+__all__ = ["Outputs", "Payload", "output_kind", "outputs_for", "sent_visitor", "validate"]
 
 CALLS = ("auto", "session", "event", "conversion", "identify")
 CONSENT_VALUES = ("granted", "denied", "unknown")
@@ -405,18 +405,24 @@ def _revenue(p: Payload, conversion_type: str) -> str | None:
     return None
 
 
+def sent_visitor(p: Payload) -> str | None:
+    """SGTM-23 before aliases: the sent visitor id, else the one derived from the GA4 client id."""
+    if not p.analytics_allowed:
+        return None
+    return p.get("visitor_id") or (_sha("ga:" + p.get("ga_client_id")) if p.get("ga_client_id") else None)
+
+
 def outputs_for(p: Payload, account_id: str, environment: str, masked_ip: str | None,
-                device_fingerprint: str | None, shopify_active: bool = False) -> Outputs:
-    """SGTM-22..SGTM-29. ``masked_ip``/``device_fingerprint`` come from the edge (FP-1, FP-2)."""
+                device_fingerprint: str | None, shopify_active: bool = False, visitor: str | None = None) -> Outputs:
+    """SGTM-22..SGTM-29. ``masked_ip``/``device_fingerprint`` come from the edge (FP-1, FP-2); ``visitor`` is
+    the one the alias lookup resolved (default: :func:`sent_visitor`)."""
     del masked_ip  # only the fingerprint travels on (FP-1)
     denied = not p.analytics_allowed
     consent = p.consent["analytics_storage"]
     envelope = {"account_id": account_id, "environment": environment, "source": "sgtm", "origin": "sgtm"}
     if str(p.get("page_location") or "").startswith(MEASUREMENT_TEST):
         return Outputs(None, consent, [], "measurement_test")
-    visitor = None
-    if not denied:
-        visitor = p.get("visitor_id") or (_sha("ga:" + p.get("ga_client_id")) if p.get("ga_client_id") else None)
+    visitor = None if denied else (visitor or sent_visitor(p))
     user_id = None if denied else p.get("user_id")
     identifier = None if denied else p.get("identifier")
     agent = None if denied else p.get("user_agent")

@@ -272,6 +272,18 @@ class AttributionCredit(Base):
     created_at: Mapped[datetime]
 
 
+class VisitorAlias(Base):
+    """sgtm.md SGTM-23: another identifier of a visitor, e.g. a GA4 client id (namespace `ga_client`)."""
+
+    __tablename__ = "visitor_aliases"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    namespace: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    alias: Mapped[str] = mapped_column(KEY, primary_key=True)
+    visitor_key: Mapped[str] = mapped_column(KEY)
+    created_at: Mapped[datetime]
+
+
 class ConversionAdjustment(Base):
     """ATT-38: a refund or cancellation, unique per idempotency key; `pending` until its conversion exists."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -154,3 +155,22 @@ def test_SGTM35_published_v1_template_bodies_are_accepted(app: Flask, seeded: Fl
                         m.Conversion.account_id == check["where"]["account_id"],
                         m.Conversion.conversion_type == check["where"]["conversion_type"])).all()
                 assert len(rows) == check["expect"]["count"] and rows[0].revenue_minor is None
+
+
+def test_SGTM23_ga_client_alias_keeps_one_visitor(app: Flask, seeded: FlaskClient) -> None:
+    """With the cookie the client id is remembered; a later cookie-less request of that client is the same visitor."""
+    _, auth = _template_body("F14")
+    ts = int(NOW.timestamp() * 1000)
+    cookie, client_id = "d" * 64, "777.888"
+    base = {"v": 1, "event_name": "view_item", "timestamp_ms": ts, "ga_client_id": client_id}
+    first = _post(seeded, {**base, "visitor_id": cookie, "event_id": "a1"}, auth).get_json()
+    assert first["visitor_id"] == cookie
+    derived = hashlib.sha256(f"ga:{client_id}".encode()).hexdigest()
+    second = _post(seeded, {**base, "visitor_id": derived, "event_id": "a2"}, auth).get_json()
+    assert second["visitor_id"] == cookie  # the template had no cookie: the alias wins
+    other = "e" * 64
+    third = _post(seeded, {**base, "visitor_id": other, "event_id": "a3"}, auth).get_json()
+    assert third["visitor_id"] == other  # a real cookie is never replaced
+    with app.config["MBUZZ"].sessions() as db:
+        aliases = db.scalars(sa.select(m.VisitorAlias).where(m.VisitorAlias.alias == client_id)).all()
+    assert [(a.namespace, a.visitor_key) for a in aliases] == [("ga_client", cookie)]
