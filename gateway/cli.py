@@ -52,14 +52,16 @@ def create_account_command(name: str, email: str, password_stdin: bool) -> None:
 @click.option("--account", "account_id", required=True)
 @click.option("--environment", type=click.Choice(["test", "live"]), required=True)
 @click.option("--name", default=None)
-def create_api_key_command(account_id: str, environment: str, name: str | None) -> None:
-    """Create a secret key; it is printed once."""
+@click.option("--kind", type=click.Choice(["secret", "sgtm"]), default="secret", show_default=True,
+              help="sgtm: a write-only key for /sgtm/v1/collect (pk_sgtm_...)")
+def create_api_key_command(account_id: str, environment: str, name: str | None, kind: str) -> None:
+    """Create an API key; it is printed once."""
     from core.storage.models import Account
 
     with _services().sessions.begin() as db:
         if db.get(Account, account_id) is None:
             raise click.ClickException(f"no account {account_id}")
-        key = accounts.create_api_key(db, account_id, environment, name=name)
+        key = accounts.create_api_key(db, account_id, environment, name=name, kind=kind)
     click.echo(key.plaintext)
 
 

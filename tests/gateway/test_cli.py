@@ -28,3 +28,17 @@ def test_ATT66_check_vectors_prints_each_mismatch_and_fails(app: Flask, tmp_path
     assert lines[0].startswith(f"{path}:2 shapley-example-fit: rows: expected")
     assert lines[1] == f"{path}:3 broken: cannot evaluate: KeyError: 'currency'"
     assert lines[-1] == "1 of 3 vectors match"
+
+
+def test_SGTM19_create_an_sgtm_key(app: Flask) -> None:
+    from tests.conftest import new_account
+
+    keys = new_account(app)
+    result = app.test_cli_runner().invoke(args=["mbuzz", "create-api-key", "--account", keys.account_id,
+                                                "--environment", "live", "--kind", "sgtm"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert token.startswith("pk_sgtm_live_") and len(token) == len("pk_sgtm_live_") + 32
+    refused = app.test_client().post("/api/v1/events", json={"event_type": "x", "visitor_id": "v"},
+                                     headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401
