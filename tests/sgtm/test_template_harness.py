@@ -44,6 +44,8 @@ def _node_version() -> tuple[int, ...] | None:
 
 
 NODE_VERSION = _node_version()
+if os.environ.get("CI") and (NODE_VERSION is None or NODE_VERSION < (18,)):
+    raise RuntimeError("CI: Node.js >= 18 is required for the sGTM template tests (sgtm.md SGTM-44)")
 pytestmark = pytest.mark.skipif(
     NODE_VERSION is None or NODE_VERSION < (18,),
     reason="Node.js >= 18 is not on PATH: the sGTM template harness tests (SGTM-42) are skipped (SGTM-44)",
