@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from connectors.sgtm.distribution import join_sections, served_template, split_sections, substitute
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "connectors" / "sgtm" / "template.tpl"
 HARNESS = Path(__file__).resolve().parent / "template_harness.mjs"
@@ -51,41 +53,12 @@ pytestmark = pytest.mark.skipif(
     reason="Node.js >= 18 is not on PATH: the sGTM template harness tests (SGTM-42) are skipped (SGTM-44)",
 )
 
-_HEADER = re.compile(r"^___([A-Z_]+)___$", re.MULTILINE)
 
 
-def split_sections(text: str) -> list[tuple[str, str]]:
-    matches = list(_HEADER.finditer(text))
-    return [
-        (m.group(1), text[m.end() : matches[i + 1].start() if i + 1 < len(matches) else len(text)].strip("\n"))
-        for i, m in enumerate(matches)
-    ]
 
 
-def join_sections(sections: list[tuple[str, str]]) -> str:
-    return "".join(f"___{name}___\n\n{body}\n\n\n" for name, body in sections).rstrip("\n") + "\n"
 
 
-def served_template(base_url: str) -> str:
-    """The template as SGTM-40 serves it for a deployment at `base_url`: endpointUrl default and send_http urls."""
-    out = []
-    for name, body in split_sections(TEMPLATE.read_text(encoding="utf-8")):
-        if name == "TEMPLATE_PARAMETERS":
-            params = json.loads(body)
-            for param in params:
-                if param.get("name") == "endpointUrl":
-                    param["defaultValue"] = f"{base_url}/sgtm/v1/collect"
-            body = json.dumps(params, indent=2)
-        elif name == "SERVER_PERMISSIONS":
-            permissions = json.loads(body)
-            for entry in permissions:
-                if entry["instance"]["key"]["publicId"] == "send_http":
-                    for param in entry["instance"]["param"]:
-                        if param["key"] == "urls":
-                            param["value"]["listItem"].append({"type": 1, "string": f"{base_url}/*"})
-            body = json.dumps(permissions, indent=2)
-        out.append((name, body))
-    return join_sections(out)
 
 
 def run_harness(mode: str, payload: dict[str, Any], template: Path | None = None) -> dict[str, Any]:
@@ -108,14 +81,6 @@ def same(actual: Any, expected: Any) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
-def substitute(value: Any, base_url: str) -> Any:
-    if isinstance(value, str):
-        return value.replace("<gateway>", base_url)
-    if isinstance(value, list):
-        return [substitute(v, base_url) for v in value]
-    if isinstance(value, dict):
-        return {k: substitute(v, base_url) for k, v in value.items()}
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------------------

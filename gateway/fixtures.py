@@ -1,0 +1,331 @@
+"""The connector fixture runner (shared/fixtures/README.md): `flask --app gateway mbuzz run-fixtures PATH.json...`.
+
+Each scenario gets a fresh SQLite database loaded from `seed.json`, a real gateway on 127.0.0.1 (werkzeug in a
+thread, inline processing, the clock at each step's instant), its `requires` played first, then its own steps:
+HTTP requests sent as raw bytes, or a `template` block run through the real sGTM template under the Node
+harness. Answers, appended connector commands and stored state are compared by the fixture rules; every
+mismatch is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from werkzeug.serving import make_server
+
+from connectors.sgtm.distribution import served_template, substitute
+from core.accounts import key_digest
+from core.money import format_minor
+from core.storage import models as m
+from core.storage.db import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = ROOT / "tests" / "sgtm" / "template_harness.mjs"
+TEMPLATE = ROOT / "connectors" / "sgtm" / "template.tpl"
+RECORDER = "mbuzz.connector_commands"  # app.extensions key: connector commands appended, for fixture checks
+SEED_AT = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+UNSUPPORTED_KEY_KINDS = {"pixel"}  # the Shopify connector's keys (issue 5)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Live:
+    app: Flask
+    base_url: str
+    ids: dict[str, str] = field(default_factory=dict)  # "<scenario>.<output kind>" -> server id
+
+    def at(self, when: str) -> None:
+        moment = _at(when)
+        self.app.config["MBUZZ"].clock = lambda: moment
+
+    def recorded(self) -> list[dict[str, Any]]:
+        taken = list(self.app.extensions[RECORDER])
+        self.app.extensions[RECORDER].clear()
+        return taken
+
+
+def seed(app: Flask, data: dict[str, Any]) -> list[str]:
+    """Load `seed.json` with its exact ids; returns what could not be loaded yet (and why)."""
+    missing: list[str] = []
+    with app.config["MBUZZ"].sessions.begin() as db:
+        for account in data.get("accounts", []):
+            settings = {"lookback_days": account["lookback_days"]} if "lookback_days" in account else {}
+            db.add(m.Account(id=account["id"], name=account["name"], status="active", created_at=SEED_AT))
+            db.add(m.AccountSettings(account_id=account["id"], settings=settings, config_versions={},
+                                     updated_at=SEED_AT))
+        for key in data.get("api_keys", []):
+            if key["kind"] in UNSUPPORTED_KEY_KINDS:
+                missing.append(f"api key kind {key['kind']}")
+                continue
+            db.add(m.ApiKey(account_id=key["account_id"], id=f"key_{key_digest(key['plaintext'])[:26]}",
+                            environment=key["environment"], kind=key["kind"],
+                            key_digest=key_digest(key["plaintext"]), key_prefix=key["plaintext"][:12],
+                            created_at=SEED_AT))
+    if data.get("installations"):
+        missing.append("Shopify installations")
+    return missing
+
+
+@contextmanager
+def live_gateway(seed_data: dict[str, Any]) -> Iterator[Live]:
+    from gateway import create_app
+    from gateway.config import Settings
+
+    with tempfile.TemporaryDirectory(prefix="mbuzz-fixture-") as folder:
+        url = f"sqlite:///{folder}/fixture.db"
+        migrate(url)
+        config = seed_data.get("config", {})
+        app = create_app(Settings.from_env(database_url=url, redis_url=None,
+                                           sync_wait_ms=int(config.get("MBUZZ_SYNC_WAIT_MS", 3000))))
+        app.extensions[RECORDER] = []
+        seed(app, seed_data)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the report
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield Live(app, f"http://127.0.0.1:{server.server_port}")
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)
+            app.config["MBUZZ"].engine.dispose()
+
+
+# --- matching -----------------------------------------------------------------------------------------------
+
+def _same_number(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
+        return Decimal(str(a)) == Decimal(str(b))
+    return a == b
+
+
+def match(expected: Any, got: Any, path: str, live: Live, exact: frozenset[str] = frozenset()) -> list[str]:
+    """Subset match with the README's placeholders; `null` means absent or null."""
+    if isinstance(expected, str):
+        if expected == "<present>":
+            return [] if got is not None else [f"{path}: expected a value"]
+        if expected.startswith("<server_id:") and expected.endswith(">"):
+            prefix = expected[len("<server_id:"):-1] + "_"
+            return [] if isinstance(got, str) and got.startswith(prefix) else [f"{path}: expected a {prefix} id"]
+        if expected.startswith("<same_as:") and expected.endswith(">"):
+            want = live.ids.get(expected[len("<same_as:"):-1])
+            return [] if got == want else [f"{path}: expected {want!r} ({expected}), got {got!r}"]
+        expected = expected.replace("<gateway>", live.base_url)
+    if expected is None:
+        return [] if got is None else [f"{path}: expected absent, got {got!r}"]
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return [f"{path}: expected an object, got {got!r}"]
+        problems = []
+        if path.rsplit(".", 1)[-1] in exact and set(expected) != set(got):
+            problems.append(f"{path}: keys {sorted(got)} differ from {sorted(expected)}")
+        for key, value in expected.items():
+            problems += match(value, got.get(key), f"{path}.{key}", live, exact)
+        return problems
+    if isinstance(expected, list):
+        if not isinstance(got, list) or len(got) != len(expected):
+            return [f"{path}: expected {len(expected)} items, got {got!r}"]
+        return [p for i, (e, g) in enumerate(zip(expected, got, strict=True))
+                for p in match(e, g, f"{path}[{i}]", live, exact)]
+    return [] if _same_number(expected, got) else [f"{path}: expected {expected!r}, got {got!r}"]
+
+
+def _equal_json(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal_json(x, y) for x, y in zip(a, b, strict=True))
+    numbers = (int, float, Decimal)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return Decimal(str(a)) == Decimal(str(b))
+    return type(a) is type(b) and a == b
+
+
+def _absent(command: dict[str, Any], dotted: str) -> bool:
+    node: Any = command
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node is None
+
+
+def _fits(want: dict[str, Any], command: dict[str, Any], label: str, live: Live) -> list[str]:
+    exact = frozenset(k.removesuffix("_exact") for k in ("properties_exact", "traits_exact") if want.get(k))
+    spec = {k: v for k, v in want.items() if k not in ("properties_exact", "traits_exact", "absent")}
+    return match(spec, command, label, live, exact) + [
+        f"{label}.{p}: must be absent" for p in want.get("absent", []) if not _absent(command, p)]
+
+
+def match_commands(expected: dict[str, Any], got: list[dict[str, Any]], live: Live) -> list[str]:
+    """Equal number; each expected command matches a different appended one (in order if `commands_ordered`)."""
+    wanted = expected.get("commands")
+    if wanted is None:
+        return []
+    if len(got) != len(wanted):
+        return [f"commands: expected {len(wanted)}, got {len(got)}: {[c.get('kind') for c in got]}"]
+    problems: list[str] = []
+    free = list(range(len(got)))
+    for i, want in enumerate(wanted):
+        label = f"commands[{i}]"
+        candidates = [i] if expected.get("commands_ordered") else free
+        found = next((j for j in candidates if not _fits(want, got[j], label, live)), None)
+        if found is None:
+            problems += _fits(want, got[candidates[0]], label, live) if candidates else [f"{label}: unmatched"]
+        elif found in free:
+            free.remove(found)
+    return problems
+
+
+# --- state --------------------------------------------------------------------------------------------------
+
+def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
+    problems: list[str] = []
+    with live.app.config["MBUZZ"].sessions() as db:
+        for check in checks:
+            table, where, expect = check["table"], check["where"], check["expect"]
+            if table == "conversions":
+                query = sa.select(m.Conversion).where(*[getattr(m.Conversion, k) == v for k, v in where.items()])
+                rows = [_conversion_view(c) for c in db.scalars(query)]
+            elif table == "visitors":
+                rows = [{"visitor_id": v.visitor_key} for v in db.scalars(sa.select(m.Visitor).where(
+                    m.Visitor.account_id == where["account_id"], m.Visitor.visitor_key == where["visitor_id"]))]
+            else:
+                problems.append(f"{label} {table}: this table is not built yet")
+                continue
+            if "count" in expect and len(rows) != expect["count"]:
+                problems.append(f"{label} {table} {where}: expected {expect['count']} rows, got {len(rows)}")
+            for key, value in expect.items():
+                if key != "count" and rows and rows[0].get(key) != value:
+                    problems.append(f"{label} {table}.{key}: expected {value!r}, got {rows[0].get(key)!r}")
+    return problems
+
+
+def _conversion_view(conv: m.Conversion) -> dict[str, Any]:
+    """The logical `conversions` row of the specs: revenue as a decimal string, the key's quality."""
+    quality = (conv.properties or {}).get("key_quality") or ("none" if conv.idempotency_key is None else "strong")
+    revenue = None if conv.revenue_minor is None else format_minor(conv.revenue_minor, _exponent(conv.currency))
+    return {"revenue": revenue, "key_quality": quality, "status": conv.status, "currency": conv.currency}
+
+
+def _exponent(currency: str) -> int:
+    from core.money import currency_exponent
+
+    return currency_exponent(currency)
+
+
+# --- playing scenarios --------------------------------------------------------------------------------------
+
+def _remember_ids(live: Live, scenario_id: str, body: Any) -> None:
+    if isinstance(body, dict):
+        for output in body.get("outputs", []) or []:
+            if isinstance(output, dict) and output.get("id"):
+                live.ids[f"{scenario_id}.{output['kind']}"] = output["id"]
+
+
+def _check_answer(live: Live, want: dict[str, Any], status: int, body: Any, label: str) -> list[str]:
+    problems = []
+    if status != want.get("status", status):
+        problems.append(f"{label} status: expected {want['status']}, got {status}: {body}")
+    if "body" in want:
+        problems += match(want["body"], body, f"{label} body", live)
+    return problems
+
+
+def _run_template(live: Live, scenario: dict[str, Any], expected: dict[str, Any], folder: Path) -> list[str]:
+    live.at(scenario["now"])
+    template = folder / f"{scenario['id']}.tpl"
+    template.write_text(served_template(live.base_url), encoding="utf-8")
+    block = substitute(scenario["template"], live.base_url)
+    proc = subprocess.run(["node", str(HARNESS), "run", str(template)], capture_output=True, text=True,
+                          input=json.dumps({**block, "now_ms": scenario.get("now_ms")}), timeout=60)
+    if proc.returncode != 0:
+        return [f"{scenario['id']}: the template harness failed: {proc.stderr.strip()[-500:]}"]
+    result = json.loads(proc.stdout)
+    want = expected.get("template", {})
+    label = scenario["id"]
+    problems = []
+    if result.get("outcome") != want.get("outcome"):
+        problems.append(f"{label} template outcome: expected {want.get('outcome')}, got {result.get('outcome')}")
+    sent = [r.get("body") for r in result.get("http_requests", [])]
+    bodies = [r["body"] for r in want.get("http_requests", [])]
+    if not _equal_json(substitute(bodies, live.base_url), sent):  # exact equality, numbers by value
+        problems.append(f"{label} template body: expected {bodies}, got {sent}")
+    problems += match(want.get("cookies_set", []), result.get("cookies_set", []), f"{label} cookies", live)
+    responses = result.get("http_responses", [])
+    gateway = expected.get("gateway", {})
+    if responses:
+        body = json.loads(responses[0]["body"])
+        problems += _check_answer(live, gateway, responses[0]["status"], body, f"{label} gateway")
+        _remember_ids(live, label, body)
+    problems += [f"{label} {p}" for p in match_commands(gateway, live.recorded(), live)]
+    problems += _state(live, gateway.get("state", []) + gateway.get("after_processing", []), label)
+    problems += _state(live, expected.get("after_processing", []), label)
+    return problems
+
+
+def _run_steps(live: Live, scenario: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    wanted = {s.get("name"): s for s in expected.get("steps", [])}
+    for index, step in enumerate(scenario.get("steps", [])):
+        label = f"{scenario['id']} step {step.get('name', index)}"
+        want = wanted.get(step.get("name")) or (expected.get("steps") or [{}] * (index + 1))[index]
+        live.at(step["at"])
+        request = step.get("request")
+        if request is None:
+            problems.append(f"{label}: action {step.get('action')!r} is not supported yet")
+            continue
+        resp = requests.request(request["method"], live.base_url + request["path"],
+                                data=request.get("body_raw", "").encode(), headers=request.get("headers", {}),
+                                timeout=30, allow_redirects=False)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text
+        problems += _check_answer(live, want.get("response", {}), resp.status_code, body, label)
+        _remember_ids(live, scenario["id"], body)
+        problems += [f"{label} {p}" for p in match_commands(want, live.recorded(), live)]
+        problems += _state(live, want.get("state", []) + want.get("after_processing", []), label)
+    return problems
+
+
+def _play(live: Live, path: Path, folder: Path, done: set[Path]) -> list[str]:
+    scenario = json.loads(path.read_text(encoding="utf-8"))
+    problems: list[str] = []
+    for required in scenario.get("requires", []):
+        target = (path.parent.parent / f"{required}.json") if "/" in required else path.parent / f"{required}.json"
+        if target not in done:
+            problems += _play(live, target, folder, done)
+    expected_path = path.with_name(path.name.removesuffix(".json") + ".expected.json")
+    expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    if "template" in scenario:
+        problems += _run_template(live, scenario, expected, folder)
+    else:
+        problems += _run_steps(live, scenario, expected)
+    done.add(path)
+    return problems
+
+
+def run_fixture(path: Path) -> list[str]:
+    """Every mismatch of one scenario (after its `requires`), on a fresh seeded database."""
+    seed_path = path.parent.parent / "seed.json"
+    seed_data = json.loads(seed_path.read_text(encoding="utf-8"))
+    with live_gateway(seed_data) as live, tempfile.TemporaryDirectory() as folder:
+        return _play(live, path, Path(folder), set())
