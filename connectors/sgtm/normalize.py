@@ -51,9 +51,6 @@ EVENTS: dict[str, tuple[str, str]] = {
 CONVERSIONS = {"purchase": "purchase", "generate_lead": "lead", "qualify_lead": "qualified_lead",
                "close_convert_lead": "closed_won", "sign_up": "signup"}
 IGNORED = frozenset({"user_engagement", "session_start", "first_visit"})
-# SGTM-22: what a denied consent discards, even when sent.
-IDENTIFYING = ("visitor_id", "ga_client_id", "ga_session_id", "ga_session_number", "user_id", "page_referrer",
-               "page_title", "language", "ip", "user_agent", "user_data")
 _STRINGS = {"event_id": 100, "user_id": 255, "page_title": 300, "language": 35, "user_agent": 512,
             "transaction_id": 255, "coupon": 100, "search_term": 200, "method": 50}
 _ITEM_STRINGS = ("item_id", "item_name", "item_brand", "item_category", "item_variant")
