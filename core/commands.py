@@ -20,7 +20,7 @@ class TouchCommand:
     kind: ClassVar[str] = "touch"
     id: str
     visitor_key: str
-    client_session_id: str
+    client_session_id: str | None  # None: resolution is server-side only (sgtm.md SGTM-36)
     occurred_at: datetime
     received_at: datetime
     url: str | None = None

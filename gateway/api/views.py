@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
 from core.channels import is_bot, traffic_for
-from core.commands import Command, CommandResult
+from core.commands import Command, CommandResult, EventCommand, TouchCommand
 from core.ids import new_id
 from core.log import LogUnavailable
 from core.reads import pending_conversion_body, pending_identify_body
@@ -222,6 +223,17 @@ def validate() -> Response:
     )
 
 
+C = TypeVar("C", TouchCommand, EventCommand)
+
+
+def _server_side_sessions(command: C) -> C:
+    """sgtm.md SGTM-36: the published v1 sGTM template sends a fixed 30-minute bucket as `session_id`; for its
+    requests session resolution stays server-side, so the client id binds nothing (SES-9)."""
+    if request.headers.get("User-Agent", "").startswith("mbuzz-sgtm/1."):
+        return dataclasses.replace(command, client_session_id=None)
+    return command
+
+
 @bp.route("/events", methods=["POST"])
 @endpoint(EVENTS_LIMIT)
 def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
@@ -235,7 +247,7 @@ def events(principal: Principal, value: Any, warnings: list[str], header_key: st
     now = _services().now()
     sdk = _sdk()
     built = [normalize.build_event(item, i, now, header_key, sdk) for i, item in enumerate(items)]
-    commands = [b.command for b in built if b.command is not None]
+    commands = [_server_side_sessions(b.command) for b in built if b.command is not None]
     results = iter(_append(principal, commands))
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -295,7 +307,7 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
     built = normalize.build_touch(raw, now, header_key)
     if built.command is None:
         return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors)
-    _append(principal, [built.command])
+    _append(principal, [_server_side_sessions(built.command)])
     cmd = built.command
     channel = "bot" if cmd.user_agent and is_bot(cmd.user_agent) else traffic_for(
         cmd.url, cmd.referrer, cmd.explicit_utm

@@ -174,3 +174,25 @@ def test_SGTM23_ga_client_alias_keeps_one_visitor(app: Flask, seeded: FlaskClien
     with app.config["MBUZZ"].sessions() as db:
         aliases = db.scalars(sa.select(m.VisitorAlias).where(m.VisitorAlias.alias == client_id)).all()
     assert [(a.namespace, a.visitor_key) for a in aliases] == [("ga_client", cookie)]
+
+
+def test_SGTM36_v1_session_ids_do_not_drive_resolution(app: Flask, client: FlaskClient) -> None:
+    """The v1 template's session_id is a fixed 30-minute bucket: for its requests it binds nothing (SES-9)."""
+    from tests.conftest import new_account
+
+    keys = new_account(app)
+    for agent, visitor in (("mbuzz-sgtm/1.0.0", "v1-visitor"), ("mbuzz-python/0.11.1", "sdk-visitor")):
+        for i, url in enumerate(("https://site.example/?utm_source=a&utm_medium=email",
+                                 "https://site.example/?utm_source=b&utm_medium=cpc")):
+            resp = client.post("/api/v1/sessions", json={"session": {
+                "visitor_id": visitor, "session_id": "bucket-1", "url": url,
+                "started_at": f"2026-11-20T1{i}:00:00Z"}}, headers={**keys.headers("test"), "User-Agent": agent})
+            assert resp.status_code == 202, resp.get_json()
+    with app.config["MBUZZ"].sessions() as db:
+        def bindings(visitor_key: str) -> int:
+            visitor = db.scalar(sa.select(m.Visitor.id).where(m.Visitor.account_id == keys.account_id,
+                                                              m.Visitor.visitor_key == visitor_key))
+            return int(db.scalar(sa.select(sa.func.count()).select_from(m.SessionBinding).where(
+                m.SessionBinding.visitor_id == visitor)) or 0)
+
+        assert bindings("v1-visitor") == 0 and bindings("sdk-visitor") == 1
