@@ -33,6 +33,9 @@ class Settings:
     ratelimit_sgtm: str = "6000 per minute"
     trusted_proxies: int = 0
     spam_referrers_file: str | None = None
+    shopify_api_secret: str | None = None  # shopify.md SHP-6: webhooks are verified with it
+    shopify_api_secret_previous: str | None = None  # accepted too while the secret is rotated (SHP-33)
+    encryption_keys: tuple[str, ...] = ()  # MBUZZ_ENCRYPTION_KEYS: Fernet keys, newest first
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -51,6 +54,10 @@ class Settings:
             "ratelimit_sgtm": env.get("MBUZZ_RATE_SGTM") or "6000 per minute",
             "trusted_proxies": _int("MBUZZ_TRUSTED_PROXIES", 0, 0, 10),
             "spam_referrers_file": env.get("MBUZZ_SPAM_REFERRERS") or None,
+            "shopify_api_secret": env.get("SHOPIFY_API_SECRET") or None,
+            "shopify_api_secret_previous": env.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
+            "encryption_keys": tuple(k.strip() for k in (env.get("MBUZZ_ENCRYPTION_KEYS") or "").split(",")
+                                     if k.strip()),
         }
         values.update(overrides)
         return cls(**values)

@@ -29,6 +29,7 @@ from werkzeug.serving import make_server
 
 from connectors.sgtm.distribution import served_template, substitute
 from core.accounts import key_digest
+from core.crypto import cipher
 from core.money import format_minor
 from core.storage import models as m
 from core.storage.db import migrate
@@ -62,8 +63,10 @@ class Live:
 
 
 def seed(app: Flask, data: dict[str, Any]) -> None:
-    """Load `seed.json` with its exact ids. Shopify installations and pixel keys wait for the Shopify connector
-    (issue 5); scenarios that need them report mismatches."""
+    """Load `seed.json` with its exact ids (tokens encrypted as SHP-7 stores them). Pixel keys wait for the
+    Shopify pixel endpoint (issue 5)."""
+    settings = app.config["MBUZZ"].settings
+    secret_box = cipher(settings.encryption_keys, settings.secret_key)
     with app.config["MBUZZ"].sessions.begin() as db:
         for account in data.get("accounts", []):
             settings = {"lookback_days": account["lookback_days"]} if "lookback_days" in account else {}
@@ -77,19 +80,37 @@ def seed(app: Flask, data: dict[str, Any]) -> None:
                             environment=key["environment"], kind=key["kind"],
                             key_digest=key_digest(key["plaintext"]), key_prefix=key["plaintext"][:12],
                             created_at=SEED_AT))
+        for inst in data.get("installations", []):
+            token = inst.get("access_token")
+            db.add(m.Installation(
+                id=inst["id"], shop_domain=inst["shop_domain"], shop_gid=inst.get("shop_gid"),
+                shop_name=inst.get("shop_name"), primary_domain=inst.get("primary_domain"),
+                domains=inst.get("domains", []), currency=inst.get("currency"),
+                iana_timezone=inst.get("iana_timezone"),
+                plan_partner_development=bool(inst.get("plan_partner_development")),
+                account_id=inst.get("account_id"), environment=inst.get("environment", "test"),
+                mode=inst.get("mode", "app"), status=inst.get("status", "active"),
+                access_token_enc=secret_box.encrypt(token.encode()).decode() if token else None,
+                token_expires_at=_at(inst["token_expires_at"]) if inst.get("token_expires_at") else None,
+                scopes=inst.get("scopes"), pixel_id=inst.get("pixel_id"), settings=inst.get("settings", {}),
+                installed_at=_at(inst["installed_at"]) if inst.get("installed_at") else None,
+                created_at=SEED_AT, updated_at=SEED_AT))
 
 
 @contextmanager
-def live_gateway(seed_data: dict[str, Any]) -> Iterator[Live]:
+def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = None) -> Iterator[Live]:
     from gateway import create_app
     from gateway.config import Settings
 
     with tempfile.TemporaryDirectory(prefix="mbuzz-fixture-") as folder:
         url = f"sqlite:///{folder}/fixture.db"
         migrate(url)
-        config = seed_data.get("config", {})
-        app = create_app(Settings.from_env(database_url=url, redis_url=None,
-                                           sync_wait_ms=int(config.get("MBUZZ_SYNC_WAIT_MS", 3000))))
+        config = {**seed_data.get("config", {}), **(overrides or {})}
+        app = create_app(Settings.from_env(
+            database_url=url, redis_url=None, sync_wait_ms=int(config.get("MBUZZ_SYNC_WAIT_MS", 3000)),
+            shopify_api_secret=config.get("SHOPIFY_API_SECRET") or None,
+            shopify_api_secret_previous=config.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
+        ))
         app.extensions[RECORDER] = []
         seed(app, seed_data)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the report
@@ -198,8 +219,13 @@ def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
         for check in checks:
             table, where, expect = check["table"], check["where"], check["expect"]
             if table == "conversions":
-                query = sa.select(m.Conversion).where(*[getattr(m.Conversion, k) == v for k, v in where.items()])
-                rows = [_conversion_view(c) for c in db.scalars(query)]
+                conditions = [m.Conversion.idempotency_key.startswith(v) if k == "idempotency_key_prefix"
+                              else getattr(m.Conversion, k) == v for k, v in where.items()]
+                rows = [_conversion_view(c) for c in db.scalars(sa.select(m.Conversion).where(*conditions))]
+            elif table in ("shopify_webhook_deliveries", "installations"):
+                model = m.ShopifyWebhookDelivery if table == "shopify_webhook_deliveries" else m.Installation
+                found = db.scalars(sa.select(model).where(*[getattr(model, k) == v for k, v in where.items()]))
+                rows = [{c.key: getattr(r, c.key) for c in sa.inspect(model).column_attrs} for r in found]
             elif table == "visitors":
                 rows = [{"visitor_id": v.visitor_key} for v in db.scalars(sa.select(m.Visitor).where(
                     m.Visitor.account_id == where["account_id"], m.Visitor.visitor_key == where["visitor_id"]))]
@@ -323,5 +349,6 @@ def run_fixture(path: Path) -> list[str]:
     """Every mismatch of one scenario (after its `requires`), on a fresh seeded database."""
     seed_path = path.parent.parent / "seed.json"
     seed_data = json.loads(seed_path.read_text(encoding="utf-8"))
-    with live_gateway(seed_data) as live, tempfile.TemporaryDirectory() as folder:
+    overrides = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    with live_gateway(seed_data, overrides) as live, tempfile.TemporaryDirectory() as folder:
         return _play(live, path, Path(folder), set())

@@ -272,6 +272,67 @@ class AttributionCredit(Base):
     created_at: Mapped[datetime]
 
 
+class Installation(Base):
+    """shopify.md SHP-7: one row per shop (global). Tokens are stored only encrypted (`*_enc`)."""
+
+    __tablename__ = "installations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(KEY, unique=True)
+    shop_gid: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    shop_name: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    primary_domain: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    domains: Mapped[list[Any]] = mapped_column(default=list)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    iana_timezone: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    plan_partner_development: Mapped[bool] = mapped_column(default=False)
+    account_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    environment: Mapped[str] = mapped_column(ENV, default="test")
+    mode: Mapped[str] = mapped_column(sa.String(8), default="app")
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending_connect")
+    access_token_enc: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    refresh_token_enc: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    token_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    token_status: Mapped[str] = mapped_column(sa.String(8), default="valid")
+    scopes: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    pixel_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    pixel_last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    manual_signing_key_enc: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    connector_token_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    installed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    uninstalled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ShopifyWebhookDelivery(Base):
+    """shopify.md SHP-8: the webhook ledger (global); a delivery is answered 200 only once its row is stored."""
+
+    __tablename__ = "shopify_webhook_deliveries"
+    __table_args__ = (
+        sa.Index("ux_deliveries_event", "shop_domain", "topic", "event_id", unique=True,
+                 postgresql_where=sa.text("event_id IS NOT NULL"), sqlite_where=sa.text("event_id IS NOT NULL")),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(KEY, unique=True)
+    event_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    topic: Mapped[str] = mapped_column(sa.String(64))
+    shop_domain: Mapped[str] = mapped_column(KEY)
+    api_version: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    triggered_at: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    received_at: Mapped[datetime]
+    body_sha256: Mapped[str] = mapped_column(sa.String(64))
+    body_enc: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    order_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    redeliveries: Mapped[int] = mapped_column(default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class VisitorAlias(Base):
     """sgtm.md SGTM-23: another identifier of a visitor, e.g. a GA4 client id (namespace `ga_client`)."""
 

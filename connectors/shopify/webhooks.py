@@ -1,0 +1,145 @@
+"""`POST /shopify/webhooks` receipt (shopify.md SHP-32..SHP-36): verify, deduplicate, store, then answer.
+
+The raw body is verified with HMAC-SHA256 under the app secret (and the previous one while it rotates),
+compared in constant time, before anything is parsed or stored. A delivery is answered 200 only after its
+ledger row, holding the encrypted body, is committed; duplicates (same webhook id, or same shop, topic and
+event id) only count a redelivery. Topic processing runs after the commit (inline here; SHP-37).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from connectors.shopify.topics import COMPLIANCE, HANDLED, process_delivery
+from core.crypto import cipher
+from core.ids import new_id
+from core.storage.models import Installation, ShopifyWebhookDelivery
+from gateway.api.views import json_response
+
+log = logging.getLogger("mbuzz.shopify")
+
+bp = Blueprint("shopify_webhooks", __name__, url_prefix="/shopify")
+
+MAX_BODY = 5 * 1024 * 1024
+_SHOP = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
+
+
+def shop_domain(value: str | None) -> str | None:
+    """SHP-15: lower-cased, without a leading https:// or a path; None unless it is a myshopify domain."""
+    if not value:
+        return None
+    host = value.strip().lower().removeprefix("https://").split("/", 1)[0]
+    return host if _SHOP.fullmatch(host) else None
+
+
+def _signature_ok(raw: bytes, given: str, secrets: list[str]) -> bool:
+    matched = False
+    for secret in secrets:  # every candidate is compared, in constant time
+        digest = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
+        matched |= hmac.compare_digest(digest, given.strip())
+    return matched
+
+
+def _ids_of(topic: str, raw: bytes) -> tuple[str | None, str | None]:
+    """The customer and order ids a redaction may later look for (SHP-8), extracted at receipt."""
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    if topic.startswith("orders/"):
+        customer = body.get("customer") or {}
+        return (str(customer["id"]) if isinstance(customer, dict) and customer.get("id") else None,
+                str(body["id"]) if body.get("id") else None)
+    if topic.startswith("refunds/"):
+        return None, str(body["order_id"]) if body.get("order_id") else None
+    if topic.startswith("customers/"):
+        return (str(body["id"]) if body.get("id") else None), None
+    return None, None
+
+
+@bp.route("/webhooks", methods=["POST"])
+def receive() -> Response:
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        return json_response({"error": "payload_too_large"}, 413)
+    raw = request.get_data(cache=False)  # SHP-32: the raw bytes, never a parsed body first
+    if len(raw) > MAX_BODY:
+        return json_response({"error": "payload_too_large"}, 413)
+    services = current_app.config["MBUZZ"]
+    settings = services.settings
+    given = request.headers.get("X-Shopify-Hmac-Sha256")
+    if not given:
+        return json_response({"error": "missing_hmac"}, 401)
+    secrets = [s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s]
+    if not secrets or not _signature_ok(raw, given, secrets):
+        return json_response({"error": "invalid_hmac"}, 401)
+    shop = shop_domain(request.headers.get("X-Shopify-Shop-Domain"))
+    if shop is None:
+        return json_response({"error": "invalid_shop_domain"}, 401)
+    topic = (request.headers.get("X-Shopify-Topic") or "").strip()
+    if not topic:
+        return json_response({"error": "missing_topic"}, 400)
+    webhook_id = request.headers.get("X-Shopify-Webhook-Id") or f"none:{hashlib.sha256(raw).hexdigest()}"
+    event_id = request.headers.get("X-Shopify-Event-Id") or None
+    now = services.now()
+    try:
+        with services.sessions.begin() as db:
+            original = db.scalars(sa.select(ShopifyWebhookDelivery).where(sa.or_(
+                ShopifyWebhookDelivery.webhook_id == webhook_id,
+                sa.and_(ShopifyWebhookDelivery.shop_domain == shop, ShopifyWebhookDelivery.topic == topic,
+                        ShopifyWebhookDelivery.event_id == event_id) if event_id else sa.false(),
+            )).with_for_update()).first()
+            if original is not None:  # SHP-34
+                original.redeliveries += 1
+                return json_response({"status": "duplicate"})
+            installation = db.scalars(sa.select(Installation).where(Installation.shop_domain == shop)).first()
+            status, reason = _route(topic, installation)
+            customer_id, order_id = _ids_of(topic, raw)
+            delivery = ShopifyWebhookDelivery(
+                id=new_id("whd", now), webhook_id=webhook_id, event_id=event_id, topic=topic, shop_domain=shop,
+                api_version=request.headers.get("X-Shopify-API-Version"),
+                triggered_at=request.headers.get("X-Shopify-Triggered-At"), received_at=now,
+                body_sha256=hashlib.sha256(raw).hexdigest(),
+                body_enc=None if reason == "unknown_topic" else
+                cipher(settings.encryption_keys, settings.secret_key).encrypt(raw).decode(),
+                customer_id=customer_id, order_id=order_id, status=status, error=reason,
+            )
+            db.add(delivery)
+            delivery_id = delivery.id
+    except IntegrityError:  # a concurrent copy of the same delivery won the insert
+        return json_response({"status": "duplicate"})
+    except OperationalError:  # SHP-36: Shopify retries; nothing was acknowledged
+        log.warning("webhook ledger unavailable; answered 503 so that Shopify retries")
+        return json_response({"error": "storage_unavailable"}, 503)
+    if status == "ignored":
+        return json_response({"status": "ignored", "reason": reason})
+    if status == "stored":
+        process_delivery(services, delivery_id)  # inline mode: after the commit; a failure marks the row
+    return json_response({"status": "accepted"})
+
+
+def _route(topic: str, installation: Installation | None) -> tuple[str, str | None]:
+    """SHP-35: the ledger status and reason of a verified delivery."""
+    if topic not in HANDLED and topic not in COMPLIANCE:
+        return "ignored", "unknown_topic"
+    if topic in COMPLIANCE:
+        return "stored", None
+    if installation is None:
+        return "ignored", "unknown_shop"
+    if installation.status == "uninstalled" and topic != "app/uninstalled":
+        return "ignored", "uninstalled"
+    if installation.status == "pending_connect":
+        return "deferred", None
+    return "stored", None
