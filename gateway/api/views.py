@@ -334,6 +334,8 @@ def conversions(principal: Principal, value: Any, warnings: list[str], header_ke
         return _unprocessable(principal, "conversions", raw.get("conversion_type"), built.errors)
     (result,) = _append(principal, [built.command])
     if result.status == "rejected":
+        if g.get("processing") == "queued":  # the drain that rejected it has recorded it already (API-24)
+            return json_response({"success": False, "errors": result.errors}, 422)
         return _unprocessable(principal, "conversions", raw.get("conversion_type"), result.errors)
     if not result.body:  # API-62: still in the log when the wait ran out
         duplicate = result.status == "duplicate"

@@ -421,6 +421,9 @@ def test_API93_conversion_waits_for_an_event_still_in_flight(
 
         assert wait_until(lambda: rejected(lost.json()["id"]), 30)
         assert stored(lost.json()["id"]) is None
+        with app.config["MBUZZ"].sessions() as db:  # each rejected conversion is recorded once (API-24)
+            assert db.scalar(sa.select(sa.func.count()).select_from(m.Rejection).where(
+                m.Rejection.account_id == keys.account_id)) == 2
     finally:
         stop(worker)
     with app.config["MBUZZ"].sessions() as db:
