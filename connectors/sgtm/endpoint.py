@@ -142,7 +142,7 @@ def collect() -> Response:
         return json_response({"error": "payload_too_large"}, 413)
     try:
         body = json.loads(raw, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return json_response({"error": "invalid_json"}, 400)
     if not isinstance(body, dict):
         return json_response({"error": "invalid_json"}, 400)

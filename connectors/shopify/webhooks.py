@@ -54,7 +54,7 @@ def _ids_of(topic: str, raw: bytes) -> tuple[str | None, str | None]:
     """The customer and order ids a redaction may later look for (SHP-8), extracted at receipt."""
     try:
         body: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # stored as received; the topic's processor reports it
         return None, None
     if not isinstance(body, dict):
         return None, None

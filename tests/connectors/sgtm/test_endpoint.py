@@ -109,13 +109,16 @@ def test_SGTM20_limits_and_SGTM21_validation(seeded: FlaskClient) -> None:
     assert (_post(seeded, b"{" + b" " * 40_000 + b"}", auth).status_code) == 413
     too_big = _post(seeded, b"{" + b" " * 40_000 + b"}", auth).get_json()
     assert too_big == {"error": "payload_too_large"}
-    for raw in (b"not json", b"[1, 2]"):
+    for raw in (b"not json", b"[1, 2]", b"[" * 16_000 + b"]" * 16_000):  # the last nests beyond the parser
         resp = _post(seeded, raw, auth)
         assert (resp.status_code, resp.get_json()) == (400, {"error": "invalid_json"})
     resp = _post(seeded, {"v": 1, "event_name": "page_view", "timestamp_ms": 1}, auth)
     assert resp.status_code == 422
     assert resp.get_json() == {"success": False, "errors": [
         "timestamp_ms: must be within 72 hours before and 5 minutes after the server time"]}
+    huge = _post(seeded, {"v": 1, "event_name": "page_view", "timestamp_ms": 10**30}, auth)
+    assert huge.status_code == 422 and huge.get_json()["errors"] == [
+        "timestamp_ms: must be within 72 hours before and 5 minutes after the server time"]
 
 
 def test_SGTM22_denied_page_view_stores_nothing(app: Flask, seeded: FlaskClient) -> None:
