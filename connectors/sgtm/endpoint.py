@@ -16,7 +16,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, validate
-from core.accounts import lookup_key
 from core.aliases import visitor_for_ga_client
 from core.commands import (
     Command,
@@ -30,6 +29,7 @@ from core.commands import (
 from core.ids import new_id
 from core.money import currency_exponent, parse_revenue
 from core.tenant import Tenant
+from gateway.api.auth import cached_lookup
 from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
 from gateway.api.views import json_response
 
@@ -54,9 +54,7 @@ def _tenant() -> Tenant | Response:
     token = match.group(1) if match else ""
     if TOKEN.fullmatch(token) is None:
         return _unauthorized("invalid_api_key")
-    services = current_app.config["MBUZZ"]
-    with services.sessions.begin() as db:
-        found = lookup_key(db, token)
+    found = cached_lookup(current_app.config["MBUZZ"], token)  # the REST API's key cache (API-13)
     wanted_kind = "sgtm" if token.startswith("pk_sgtm_") else "secret"
     if found.problem is not None or found.kind != wanted_kind or not found.account_id or not found.environment:
         return _unauthorized("invalid_api_key")

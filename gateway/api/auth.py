@@ -102,7 +102,7 @@ class FailureLimiter:
         self._call("hit", ip)
 
 
-def _cached_lookup(services: Any, token: str) -> KeyLookup:
+def cached_lookup(services: Any, token: str) -> KeyLookup:
     """API-13: valid keys are cached in Redis (cleared by revocation); the database decides every refusal."""
     digest = key_digest(token)
     if services.redis is not None:
@@ -137,7 +137,7 @@ def authenticate() -> Principal:
     wait = services.auth_failures.blocked(ip)
     if wait is not None:
         raise AuthFailure("Rate limit exceeded", status=429, retry_after=wait)
-    found = _cached_lookup(services, token)
+    found = cached_lookup(services, token)
     if found.problem is not None:
         services.auth_failures.record(ip)
         raise AuthFailure(PROBLEMS[found.problem])
