@@ -155,7 +155,7 @@ def collect() -> Response:
     if visitor is not None and payload.get("ga_client_id"):
         with services.sessions.begin() as db:
             visitor = visitor_for_ga_client(db, tenant, payload.get("ga_client_id"), visitor, now)
-    outputs = outputs_for(payload, tenant.account_id, tenant.environment, masked, device, visitor=visitor)
+    outputs = outputs_for(payload, tenant.account_id, tenant.environment, device, visitor=visitor)
     answer: dict[str, Any] = {"status": "accepted", "visitor_id": outputs.visitor_id, "consent": outputs.consent,
                               "outputs": []}
     if outputs.skipped_reason:

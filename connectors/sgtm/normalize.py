@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from ipaddress import ip_address
 from typing import Any
 
+from core.aliases import derived_visitor
 from core.money import currency_exponent
 
 __all__ = ["Outputs", "Payload", "output_kind", "outputs_for", "sent_visitor", "validate"]
@@ -406,14 +407,13 @@ def sent_visitor(p: Payload) -> str | None:
     """SGTM-23 before aliases: the sent visitor id, else the one derived from the GA4 client id."""
     if not p.analytics_allowed:
         return None
-    return p.get("visitor_id") or (_sha("ga:" + p.get("ga_client_id")) if p.get("ga_client_id") else None)
+    return p.get("visitor_id") or (derived_visitor(p.get("ga_client_id")) if p.get("ga_client_id") else None)
 
 
-def outputs_for(p: Payload, account_id: str, environment: str, masked_ip: str | None,
-                device_fingerprint: str | None, shopify_active: bool = False, visitor: str | None = None) -> Outputs:
-    """SGTM-22..SGTM-29. ``masked_ip``/``device_fingerprint`` come from the edge (FP-1, FP-2); ``visitor`` is
-    the one the alias lookup resolved (default: :func:`sent_visitor`)."""
-    del masked_ip  # only the fingerprint travels on (FP-1)
+def outputs_for(p: Payload, account_id: str, environment: str, device_fingerprint: str | None,
+                shopify_active: bool = False, visitor: str | None = None) -> Outputs:
+    """SGTM-22..SGTM-29. ``device_fingerprint`` comes from the edge (FP-1, FP-2: only the fingerprint of the
+    masked IP travels on); ``visitor`` is the one the alias lookup resolved (default: :func:`sent_visitor`)."""
     denied = not p.analytics_allowed
     consent = p.consent["analytics_storage"]
     envelope = {"account_id": account_id, "environment": environment, "source": "sgtm", "origin": "sgtm"}

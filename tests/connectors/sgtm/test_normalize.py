@@ -98,7 +98,7 @@ def test_SGTM24_template_bodies_map_to_the_fixture_commands(case: str) -> None:
     assert errors == [] and payload is not None
     masked = mask_ip(payload.get("ip"), [])
     account_id, environment, shopify = _tenant_of(case)
-    outputs = outputs_for(payload, account_id, environment, masked,
+    outputs = outputs_for(payload, account_id, environment,
                           fingerprint(masked, clean_user_agent(payload.get("user_agent"))), shopify_active=shopify)
     gateway = expected["gateway"]
     assert outputs.visitor_id == gateway["body"]["visitor_id"]
@@ -151,13 +151,13 @@ def test_SGTM22_denied_consent_keeps_only_conversions_without_identifiers() -> N
     denied = {"analytics_storage": "denied", "ad_storage": "denied"}
     page, _ = validate(_decode(_body(consent=denied)), NOW)
     assert page is not None
-    skipped = outputs_for(page, "acct_02", "live", None, "f" * 32)
+    skipped = outputs_for(page, "acct_02", "live", "f" * 32)
     assert (skipped.commands, skipped.skipped_reason, skipped.visitor_id) == ([], "consent_denied", None)
     purchase, _ = validate(_decode(_body(event_name="purchase", consent=denied, transaction_id="T-1", value=12.5,
                                          currency="eur", user_id="u1", user_agent="UA", ip="203.0.113.9",
                                          user_data={"email_sha256": "b" * 64})), NOW)
     assert purchase is not None
-    out = outputs_for(purchase, "acct_02", "live", "203.0.113.0", "f" * 32)
+    out = outputs_for(purchase, "acct_02", "live", "f" * 32)
     (conversion,) = out.commands
     assert out.visitor_id is None and out.consent == "denied"
     assert conversion["visitor_id"] != "a" * 64 and len(conversion["visitor_id"]) == 64  # sha256("anon:" + key)
@@ -171,30 +171,30 @@ def test_SGTM22_denied_consent_keeps_only_conversions_without_identifiers() -> N
 def test_SGTM24_page_view_gives_a_session_and_an_event_and_ignored_events_nothing() -> None:
     page, _ = validate(_decode(_body(page_title="Home", event_id="e1")), NOW)
     assert page is not None
-    out = outputs_for(page, "acct_02", "live", None, None)
+    out = outputs_for(page, "acct_02", "live", None)
     assert [(c["kind"], c["idempotency_key"]) for c in out.commands] == [
         ("session", "sgtm:acct_02:session:e1"), ("event", "sgtm:acct_02:evt:page_view:e1")]
     assert out.commands[1]["properties"] == {"title": "Home", "event_id": "e1"}
     ignored, _ = validate(_decode(_body(event_name="user_engagement")), NOW)
-    assert ignored is not None and outputs_for(ignored, "acct_02", "live", None, None).skipped_reason == \
+    assert ignored is not None and outputs_for(ignored, "acct_02", "live", None).skipped_reason == \
         "ignored_event"
     test_ping, _ = validate(_decode(_body(page_location="https://gtm-msr.appspot.com/render")), NOW)
     assert test_ping is not None
-    assert outputs_for(test_ping, "acct_02", "live", None, None).skipped_reason == "measurement_test"
+    assert outputs_for(test_ping, "acct_02", "live", None).skipped_reason == "measurement_test"
 
 
 def test_SGTM29_refund_and_SGTM30_order_link_with_shopify() -> None:
     refund, _ = validate(_decode(_body(event_name="refund", transaction_id="T-9", value="5", currency="USD",
                                        event_id="r1")), NOW)
     assert refund is not None
-    (adjustment,) = outputs_for(refund, "acct_02", "live", None, None).commands
+    (adjustment,) = outputs_for(refund, "acct_02", "live", None).commands
     assert adjustment["kind"] == "order_adjustment" and adjustment["amount"] == "5.00"
     assert adjustment["conversion_key"] == "sgtm:acct_02:txn:T-9"
     assert adjustment["idempotency_key"] == "sgtm:acct_02:refund:T-9:r1"
-    assert outputs_for(refund, "acct_02", "live", None, None, shopify_active=True).skipped_reason == \
+    assert outputs_for(refund, "acct_02", "live", None, shopify_active=True).skipped_reason == \
         "shopify_refunds"
     purchase, _ = validate(_decode(_body(event_name="purchase", transaction_id="T-9", value="5", currency="USD")),
                            NOW)
     assert purchase is not None
-    (link,) = outputs_for(purchase, "acct_02", "live", None, None, shopify_active=True).commands
+    (link,) = outputs_for(purchase, "acct_02", "live", None, shopify_active=True).commands
     assert link["kind"] == "sgtm_order_link" and link["hold_until"] == "2026-05-20T09:20:00Z"
