@@ -47,42 +47,53 @@ def _at(text: str) -> datetime:
 
 
 @dataclass
-class Live:
-    app: Flask
-    base_url: str
+class Placeholders:
+    """What the README's placeholders resolve to: `<gateway>` and `<same_as:scenario.kind>`."""
+
+    base_url: str = ""
     ids: dict[str, str] = field(default_factory=dict)  # "<scenario>.<output kind>" -> server id
+
+
+@dataclass
+class Live(Placeholders):
+    app: Flask | None = None
+
+    @property
+    def flask(self) -> Flask:
+        assert self.app is not None
+        return self.app
 
     def at(self, when: str) -> None:
         moment = _at(when)
-        self.app.config["MBUZZ"].clock = lambda: moment
+        self.flask.config["MBUZZ"].clock = lambda: moment
 
     def recorded(self) -> list[dict[str, Any]]:
-        taken = list(self.app.extensions[RECORDER])
-        self.app.extensions[RECORDER].clear()
+        taken = list(self.flask.extensions[RECORDER])
+        self.flask.extensions[RECORDER].clear()
         return taken
 
 
 def seed(app: Flask, data: dict[str, Any]) -> None:
-    """Load `seed.json` with its exact ids (tokens encrypted as SHP-7 stores them). Pixel keys wait for the
-    Shopify pixel endpoint (issue 5)."""
+    """Load `seed.json` with its exact ids (tokens encrypted as SHP-7 stores them); loading it again changes
+    nothing. Pixel keys wait for the Shopify pixel endpoint (issue 5)."""
     settings = app.config["MBUZZ"].settings
     secret_box = cipher(settings.encryption_keys, settings.secret_key)
     with app.config["MBUZZ"].sessions.begin() as db:
         for account in data.get("accounts", []):
             settings = {"lookback_days": account["lookback_days"]} if "lookback_days" in account else {}
-            db.add(m.Account(id=account["id"], name=account["name"], status="active", created_at=SEED_AT))
-            db.add(m.AccountSettings(account_id=account["id"], settings=settings, config_versions={},
+            db.merge(m.Account(id=account["id"], name=account["name"], status="active", created_at=SEED_AT))
+            db.merge(m.AccountSettings(account_id=account["id"], settings=settings, config_versions={},
                                      updated_at=SEED_AT))
         for key in data.get("api_keys", []):
             if key["kind"] in UNSUPPORTED_KEY_KINDS:
                 continue
-            db.add(m.ApiKey(account_id=key["account_id"], id=f"key_{key_digest(key['plaintext'])[:26]}",
+            db.merge(m.ApiKey(account_id=key["account_id"], id=f"key_{key_digest(key['plaintext'])[:26]}",
                             environment=key["environment"], kind=key["kind"],
                             key_digest=key_digest(key["plaintext"]), key_prefix=key["plaintext"][:12],
                             created_at=SEED_AT))
         for inst in data.get("installations", []):
             token = inst.get("access_token")
-            db.add(m.Installation(
+            db.merge(m.Installation(
                 id=inst["id"], shop_domain=inst["shop_domain"], shop_gid=inst.get("shop_gid"),
                 shop_name=inst.get("shop_name"), primary_domain=inst.get("primary_domain"),
                 domains=inst.get("domains", []), currency=inst.get("currency"),
@@ -118,7 +129,7 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield Live(app, f"http://127.0.0.1:{server.server_port}")
+            yield Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app)
         finally:
             server.shutdown()
             thread.join(timeout=5)
@@ -135,7 +146,7 @@ def _same_number(a: object, b: object) -> bool:
     return a == b
 
 
-def match(expected: Any, got: Any, path: str, live: Live, exact: frozenset[str] = frozenset()) -> list[str]:
+def match(expected: Any, got: Any, path: str, live: Placeholders, exact: frozenset[str] = frozenset()) -> list[str]:
     """Subset match with the README's placeholders; `null` means absent or null."""
     if isinstance(expected, str):
         if expected == "<present>":
@@ -184,14 +195,14 @@ def _absent(command: dict[str, Any], dotted: str) -> bool:
     return node is None
 
 
-def _fits(want: dict[str, Any], command: dict[str, Any], label: str, live: Live) -> list[str]:
+def _fits(want: dict[str, Any], command: dict[str, Any], label: str, live: Placeholders) -> list[str]:
     exact = frozenset(k.removesuffix("_exact") for k in ("properties_exact", "traits_exact") if want.get(k))
     spec = {k: v for k, v in want.items() if k not in ("properties_exact", "traits_exact", "absent")}
     return match(spec, command, label, live, exact) + [
         f"{label}.{p}: must be absent" for p in want.get("absent", []) if not _absent(command, p)]
 
 
-def match_commands(expected: dict[str, Any], got: list[dict[str, Any]], live: Live) -> list[str]:
+def match_commands(expected: dict[str, Any], got: list[dict[str, Any]], live: Placeholders) -> list[str]:
     """Equal number; each expected command matches a different appended one (in order if `commands_ordered`)."""
     wanted = expected.get("commands")
     if wanted is None:
@@ -215,7 +226,7 @@ def match_commands(expected: dict[str, Any], got: list[dict[str, Any]], live: Li
 
 def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
     problems: list[str] = []
-    with live.app.config["MBUZZ"].sessions() as db:
+    with live.flask.config["MBUZZ"].sessions() as db:
         for check in checks:
             table, where, expect = check["table"], check["where"], check["expect"]
             if table == "conversions":
