@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 from connectors.sgtm.distribution import served_template, substitute
 from core.accounts import key_digest
 from core.crypto import cipher
-from core.money import format_minor
+from core.money import currency_exponent, format_minor
 from core.storage import models as m
 from core.storage.db import migrate
 
@@ -254,14 +254,9 @@ def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
 def _conversion_view(conv: m.Conversion) -> dict[str, Any]:
     """The logical `conversions` row of the specs: revenue as a decimal string, the key's quality."""
     quality = (conv.properties or {}).get("key_quality") or ("none" if conv.idempotency_key is None else "strong")
-    revenue = None if conv.revenue_minor is None else format_minor(conv.revenue_minor, _exponent(conv.currency))
+    revenue = None if conv.revenue_minor is None else format_minor(conv.revenue_minor,
+                                                                   currency_exponent(conv.currency))
     return {"revenue": revenue, "key_quality": quality, "status": conv.status, "currency": conv.currency}
-
-
-def _exponent(currency: str) -> int:
-    from core.money import currency_exponent
-
-    return currency_exponent(currency)
 
 
 # --- playing scenarios --------------------------------------------------------------------------------------

@@ -124,15 +124,16 @@ def _reset_point(conversions: list[Conversion], c: Conversion, settings: Attribu
 
 # --- SQL builder (PostgreSQL) ----------------------------------------------------------------------------
 
+_EARLIER = (  # ATT-7's R: the latest other conversion of the same user (else visitor) before this one
+    "(SELECT max(o.converted_at) FROM conversions o WHERE o.account_id = :a AND o.environment = :e "
+    "AND o.id <> c.id AND o.converted_at < c.converted_at "
+    "AND CASE WHEN c.user_id IS NOT NULL THEN o.user_id = c.user_id ELSE o.visitor_id = c.visitor_id END{same})"
+)
 _RESET = {
     "none": "NULL::timestamptz",
-    "any_conversion": (
-        "(SELECT max(o.converted_at) FROM conversions o WHERE o.account_id = :a AND o.environment = :e "
-        "AND o.id <> c.id AND o.converted_at < c.converted_at "
-        "AND CASE WHEN c.user_id IS NOT NULL THEN o.user_id = c.user_id ELSE o.visitor_id = c.visitor_id END)"
-    ),
+    "any_conversion": _EARLIER.format(same=""),
+    "same_type": _EARLIER.format(same=" AND o.conversion_type = c.conversion_type"),
 }
-_RESET["same_type"] = _RESET["any_conversion"][:-1] + " AND o.conversion_type = c.conversion_type)"
 
 _MEMBERS = """
 CREATE TEMPORARY TABLE fit_members ON COMMIT DROP AS

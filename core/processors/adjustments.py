@@ -9,6 +9,7 @@ created.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -21,6 +22,8 @@ from core.processors.context import Ctx, insert_ignore
 from core.storage.models import AttributionCredit, Conversion, ConversionAdjustment
 
 __all__ = ["apply_pending_adjustments", "process_adjustment"]
+
+log = logging.getLogger("mbuzz.adjustments")
 
 ADJUSTMENTS = ("refund", "cancel")
 
@@ -70,8 +73,9 @@ def _apply(ctx: Ctx, conv: Conversion, row: ConversionAdjustment) -> None:
         conv.status = "cancelled"
         row.status = "applied"
         return
-    if row.currency is not None and row.currency != conv.currency:
+    if row.currency is not None and row.currency != conv.currency:  # ATT-38: rejected and logged
         row.status, row.error = "rejected", f"currency {row.currency} differs from the conversion's {conv.currency}"
+        log.warning("adjustment %s of conversion %s rejected: %s", row.id, conv.id, row.error)
         return
     parsed = parse_revenue(row.amount, currency_exponent(conv.currency))
     if parsed.error is not None or parsed.minor is None:
