@@ -444,6 +444,8 @@ def outputs_for(p: Payload, account_id: str, environment: str, device_fingerprin
         commands.append(_compact(cmd))
 
     def session() -> None:
+        if visitor is None:
+            return  # sessions belong to a visitor; a user-only request still records its event (SGTM-24-D2)
         key = f"sgtm:{account_id}:session:{p.get('event_id') or key_hash}"
         commands.append(_compact({"kind": "session", **envelope, "idempotency_key": key, "visitor_id": visitor,
                                   "url": url, "referrer": referrer, "occurred_at": at, "user_agent": agent,

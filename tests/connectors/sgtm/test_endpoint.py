@@ -184,3 +184,14 @@ def test_SGTM36_v1_session_ids_do_not_drive_resolution(app: Flask, client: Flask
                 m.SessionBinding.visitor_id == visitor)) or 0)
 
         assert bindings("v1-visitor") == 0 and bindings("sdk-visitor") == 1
+
+
+def test_SGTM24_user_only_page_view_records_the_event_without_a_session(app: Flask, seeded: FlaskClient) -> None:
+    _, auth = _template_body("F14")
+    body = {"v": 1, "event_name": "page_view", "timestamp_ms": int(NOW.timestamp() * 1000), "user_id": "u-only",
+            "page_location": "https://shop.example.com/", "event_id": "uo-1"}
+    resp = _post(seeded, body, auth)
+    assert resp.status_code == 202, resp.get_json()
+    assert [o["kind"] for o in resp.get_json()["outputs"]] == ["identify", "event"]
+    explicit = _post(seeded, {**body, "call": "session", "event_id": "uo-2"}, auth)
+    assert explicit.status_code == 202 and [o["kind"] for o in explicit.get_json()["outputs"]] == ["identify"]
