@@ -139,7 +139,19 @@ def _properties(v: object, errors: list[str], name: str = "properties") -> dict[
 
     if not check(v, 1):
         errors.append(f"{name}: keys at most 100 characters, depth at most 5, strings at most 1024 characters")
-    return dict(v)
+    return _plain(v)  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    """Custom properties as JSON stores them: the body is parsed with decimal floats (for money), but a
+    property number is a plain number, as on the REST API."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    return value
 
 
 def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:

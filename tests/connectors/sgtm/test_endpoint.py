@@ -195,3 +195,18 @@ def test_SGTM24_user_only_page_view_records_the_event_without_a_session(app: Fla
     assert [o["kind"] for o in resp.get_json()["outputs"]] == ["identify", "event"]
     explicit = _post(seeded, {**body, "call": "session", "event_id": "uo-2"}, auth)
     assert explicit.status_code == 202 and [o["kind"] for o in explicit.get_json()["outputs"]] == ["identify"]
+
+
+def test_SGTM21_numeric_custom_properties_are_stored(app: Flask, seeded: FlaskClient) -> None:
+    """The body is parsed with decimal floats; custom property numbers still store as JSON numbers."""
+    _, auth = _template_body("F14")
+    body = {"v": 1, "event_name": "purchase", "timestamp_ms": int(NOW.timestamp() * 1000), "visitor_id": "b" * 64,
+            "transaction_id": "T-props", "value": 3.5, "currency": "USD",
+            "properties": {"score": 1.5, "count": 2, "nested": {"x": 2.25}}}
+    resp = _post(seeded, body, auth)
+    assert resp.status_code == 202, resp.get_json()
+    with app.config["MBUZZ"].sessions() as db:
+        conv = db.scalars(sa.select(m.Conversion).where(m.Conversion.idempotency_key == "sgtm:acct_02:txn:T-props")
+                          ).one()
+    assert conv.revenue_minor == 350
+    assert (conv.properties["score"], conv.properties["count"], conv.properties["nested"]) == (1.5, 2, {"x": 2.25})
