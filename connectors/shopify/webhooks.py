@@ -60,13 +60,18 @@ def _ids_of(topic: str, raw: bytes) -> tuple[str | None, str | None]:
         return None, None
     if topic.startswith("orders/"):
         customer = body.get("customer") or {}
-        return (str(customer["id"]) if isinstance(customer, dict) and customer.get("id") else None,
-                str(body["id"]) if body.get("id") else None)
+        return (_id(customer.get("id")) if isinstance(customer, dict) else None), _id(body.get("id"))
     if topic.startswith("refunds/"):
-        return None, str(body["order_id"]) if body.get("order_id") else None
+        return None, _id(body.get("order_id"))
     if topic.startswith("customers/"):
-        return (str(body["id"]) if body.get("id") else None), None
+        return _id(body.get("id")), None
     return None, None
+
+
+def _id(value: object) -> str | None:
+    """A Shopify numeric id as a string; anything else (or longer than the column) is not an id."""
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return text if text and len(text) <= 32 else None
 
 
 @bp.route("/webhooks", methods=["POST"])
@@ -91,8 +96,10 @@ def receive() -> Response:
     topic = (request.headers.get("X-Shopify-Topic") or "").strip()
     if not topic:
         return json_response({"error": "missing_topic"}, 400)
-    webhook_id = request.headers.get("X-Shopify-Webhook-Id") or f"none:{hashlib.sha256(raw).hexdigest()}"
-    event_id = request.headers.get("X-Shopify-Event-Id") or None
+    # Header values are cut to their columns: a verified delivery is never refused for a long header (SHP-32).
+    topic = topic[:64]
+    webhook_id = (request.headers.get("X-Shopify-Webhook-Id") or f"none:{hashlib.sha256(raw).hexdigest()}")[:255]
+    event_id = (request.headers.get("X-Shopify-Event-Id") or "")[:255] or None
     now = services.now()
     try:
         with services.sessions.begin() as db:
@@ -109,8 +116,8 @@ def receive() -> Response:
             customer_id, order_id = _ids_of(topic, raw)
             delivery = ShopifyWebhookDelivery(
                 id=new_id("whd", now), webhook_id=webhook_id, event_id=event_id, topic=topic, shop_domain=shop,
-                api_version=request.headers.get("X-Shopify-API-Version"),
-                triggered_at=request.headers.get("X-Shopify-Triggered-At"), received_at=now,
+                api_version=(request.headers.get("X-Shopify-API-Version") or "")[:16] or None,
+                triggered_at=(request.headers.get("X-Shopify-Triggered-At") or "")[:40] or None, received_at=now,
                 body_sha256=hashlib.sha256(raw).hexdigest(),
                 body_enc=None if reason == "unknown_topic" else
                 cipher(settings.encryption_keys, settings.secret_key).encrypt(raw).decode(),

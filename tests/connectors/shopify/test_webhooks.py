@@ -85,3 +85,12 @@ def test_SHP35_pending_connect_is_deferred(shop: tuple[Flask, FlaskClient]) -> N
     assert _deliver(client, b'{"id": 2}', "w-5", event_id="e-5") == (200, {"status": "accepted"})
     with app.config["MBUZZ"].sessions() as db:
         assert db.scalar(sa.select(m.ShopifyWebhookDelivery.status)) == "deferred"
+
+
+def test_SHP32_long_headers_and_odd_ids_are_stored_not_refused(shop: tuple[Flask, FlaskClient]) -> None:
+    app, client = shop
+    body = json.dumps({"id": "9" * 40, "customer": {"id": True}}).encode()
+    assert _deliver(client, body, "w" * 400, event_id="e" * 400) == (200, {"status": "accepted"})
+    with app.config["MBUZZ"].sessions() as db:
+        row = db.scalars(sa.select(m.ShopifyWebhookDelivery)).one()
+    assert (len(row.webhook_id), len(row.event_id or ""), row.order_id, row.customer_id) == (255, 255, None, None)
