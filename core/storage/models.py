@@ -454,3 +454,155 @@ class UsageCounter(Base):
     account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     month: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # YYYY-MM
     events: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class ShopifyOrder(Base):
+    """shopify.md SHP-9: one Shopify order, in the environment of the order (SHP-5); drives SHP-58's states."""
+
+    __tablename__ = "shopify_orders"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "installation_id", "order_id"),
+        sa.Index("ix_shopify_orders_due", "status", "next_attempt_at"),
+        sa.Index("ix_shopify_orders_customer", "account_id", "installation_id", "customer_id"),
+        sa.Index("ix_shopify_orders_name", "account_id", "environment", "name"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    installation_id: Mapped[str] = mapped_column(ID)
+    order_id: Mapped[str] = mapped_column(sa.String(32))
+    order_gid: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    name: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    order_number: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    confirmation_number: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    checkout_token: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    source_name: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    app_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    test: Mapped[bool] = mapped_column(default=False)
+    customer_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    email_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    shop_currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    presentment_currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    shop_total: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)  # decimal strings (SHP-2)
+    shop_subtotal: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    presentment_total: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    fx_ratio: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="seen")
+    attribution_method: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    visitor_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    conversion_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    early_link: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # SHP-59: orders/create's result
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ShopifyCheckoutLink(Base):
+    """shopify.md SHP-10: a checkout token seen by the pixel, with its visitor; the installation's environment."""
+
+    __tablename__ = "shopify_checkout_links"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "installation_id", "checkout_token"),
+        sa.Index("ix_checkout_links_order", "installation_id", "order_id"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    installation_id: Mapped[str] = mapped_column(ID)
+    checkout_token: Mapped[str] = mapped_column(KEY)
+    order_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    visitor_id: Mapped[str] = mapped_column(KEY)
+    shopify_client_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    is_first_order: Mapped[bool | None] = mapped_column(nullable=True)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class ShopifyCustomer(Base):
+    """shopify.md SHP-12/SHP-38: the newest customer payload time seen, so stale updates emit nothing."""
+
+    __tablename__ = "shopify_customers"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    installation_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    updated_at_source: Mapped[datetime]
+
+
+class ShopifyOAuthState(Base):
+    """shopify.md SHP-22: an OAuth state nonce, stored only as its SHA-256; single use, 600 s."""
+
+    __tablename__ = "shopify_oauth_states"
+    nonce_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(KEY)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+
+
+class ShopifyConnectCode(Base):
+    """shopify.md SHP-28: a one-time `MBZ-XXXX-XXXX` code binding an installation to an account, hashed."""
+
+    __tablename__ = "shopify_connect_codes"
+    code_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ID)
+    environment: Mapped[str] = mapped_column(ENV)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+
+
+class ShopifyDataRequest(Base):
+    """shopify.md SHP-87: a customer data request and its encrypted export, kept 30 days."""
+
+    __tablename__ = "shopify_data_requests"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(KEY, index=True)
+    data_request_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(8))  # queued | ready | expired
+    export_enc: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_at: Mapped[datetime]
+    ready_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ShopifySettingsAudit(Base):
+    """shopify.md SHP-82: one row per changed installation setting, with the staff user of the session token."""
+
+    __tablename__ = "shopify_settings_audit"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    installation_id: Mapped[str] = mapped_column(ID, index=True)
+    staff_user_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    field: Mapped[str] = mapped_column(sa.String(32))
+    old: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    new: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    at: Mapped[datetime]
+
+
+class SgtmOrderLink(Base):
+    """sgtm.md SGTM-31: an sGTM purchase held to be merged with the Shopify order of the same transaction."""
+
+    __tablename__ = "sgtm_order_links"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "environment", "transaction_id"),
+        sa.Index("ix_sgtm_links_hold", "status", "hold_until"),
+    )
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV)
+    transaction_id: Mapped[str] = mapped_column(KEY)
+    idempotency_key: Mapped[str] = mapped_column(KEY)
+    visitor_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    ga_client_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    occurred_at: Mapped[datetime]
+    hold_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | merged | converted | superseded
+    merged_into: Mapped[str | None] = mapped_column(KEY, nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the conversion command it would emit
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
