@@ -115,6 +115,7 @@ def worker_command(burst: bool) -> None:
 
     from rq import Queue, SimpleWorker
 
+    from connectors.shopify.queue import SHOPIFY_QUEUE
     from core import jobs
     from core.fitting.tasks import FITS_QUEUE
     from core.reattribution.tasks import ATTRIBUTION_QUEUE
@@ -126,8 +127,8 @@ def worker_command(burst: bool) -> None:
     jobs.sweep(client)
     if not burst:
         jobs.start_sweeper()
-    queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE)]  # in order
-    # The scheduler runs delayed work: attribution retries (ATT-45).
+    queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, SHOPIFY_QUEUE)]
+    # The scheduler runs delayed work: attribution retries (ATT-45), Shopify order retries (SHP-54).
     SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=not burst)
 
 

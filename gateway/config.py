@@ -36,6 +36,16 @@ class Settings:
     shopify_api_secret: str | None = None  # shopify.md SHP-6: webhooks are verified with it
     shopify_api_secret_previous: str | None = None  # accepted too while the secret is rotated (SHP-33)
     encryption_keys: tuple[str, ...] = ()  # MBUZZ_ENCRYPTION_KEYS: Fernet keys, newest first
+    shopify_api_key: str | None = None  # the app's client id (SHP-6)
+    shopify_api_version: str = "2025-10"
+    shopify_scopes: str = "read_orders,read_customers,write_pixels,read_customer_events"
+    public_url: str = "http://127.0.0.1:5000"  # MBUZZ_PUBLIC_URL: the https base URL Shopify calls back
+    shopify_auto_connect_account: str | None = None  # SHP-28 (c)
+    # Where outbound Shopify calls go: `https://{shop}` in production; tests point it at a local fake Shopify
+    # server (`{base}/{shop}`), so nothing reaches the network.
+    shopify_outbound_base: str | None = None
+    ratelimit_pixel_key: str = "3000 per minute"  # SHP-71
+    ratelimit_pixel_ip: str = "120 per minute"
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -56,6 +66,14 @@ class Settings:
             "spam_referrers_file": env.get("MBUZZ_SPAM_REFERRERS") or None,
             "shopify_api_secret": env.get("SHOPIFY_API_SECRET") or None,
             "shopify_api_secret_previous": env.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
+            "shopify_api_key": env.get("SHOPIFY_API_KEY") or None,
+            "shopify_api_version": env.get("SHOPIFY_API_VERSION") or "2025-10",
+            "shopify_scopes": env.get("SHOPIFY_SCOPES") or cls.shopify_scopes,
+            "public_url": (env.get("MBUZZ_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/"),
+            "shopify_auto_connect_account": env.get("MBUZZ_SHOPIFY_AUTO_CONNECT_ACCOUNT") or None,
+            "shopify_outbound_base": env.get("MBUZZ_SHOPIFY_OUTBOUND_BASE") or None,
+            "ratelimit_pixel_key": env.get("MBUZZ_RATE_PIXEL_KEY") or "3000 per minute",
+            "ratelimit_pixel_ip": env.get("MBUZZ_RATE_PIXEL_IP") or "120 per minute",
             "encryption_keys": tuple(k.strip() for k in (env.get("MBUZZ_ENCRYPTION_KEYS") or "").split(",")
                                      if k.strip()),
         }

@@ -121,6 +121,10 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
             database_url=url, redis_url=None, sync_wait_ms=int(config.get("MBUZZ_SYNC_WAIT_MS", 3000)),
             shopify_api_secret=config.get("SHOPIFY_API_SECRET") or None,
             shopify_api_secret_previous=config.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
+            shopify_api_key=config.get("SHOPIFY_API_KEY") or None,
+            shopify_api_version=config.get("SHOPIFY_API_VERSION") or "2025-10",
+            shopify_scopes=config.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
+            public_url=config.get("MBUZZ_PUBLIC_URL") or Settings.public_url,
         ))
         app.extensions[RECORDER] = []
         seed(app, seed_data)

@@ -1,0 +1,50 @@
+"""The connector's background work (shopify.md SHP-27, SHP-37, SHP-54): RQ jobs on `<prefix>-shopify`.
+
+With Redis configured, work is an RQ job (delayed work through RQ's scheduler, which the worker runs);
+without Redis, or when Redis is down, the caller runs the work inline or leaves it to the sweep, so nothing
+depends on the queue being reachable. Jobs receive ids only and read the source of truth from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+import redis
+
+from core.queue import PREFIX
+
+__all__ = ["SHOPIFY_QUEUE", "enqueue", "worker_services"]
+
+log = logging.getLogger("mbuzz.shopify")
+
+SHOPIFY_QUEUE = f"{PREFIX}-shopify"
+
+
+def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = None) -> bool:
+    """Queue `function` (a dotted path) with `args`; False when there is no reachable Redis."""
+    if services.redis is None:
+        return False
+    from rq import Queue
+
+    queue = Queue(SHOPIFY_QUEUE, connection=services.redis)
+    try:
+        if delay is None:
+            queue.enqueue(function, *args, job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
+        else:
+            queue.enqueue_in(delay, function, *args, job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
+    except redis.RedisError:
+        log.warning("Redis unavailable: %s runs from the sweep instead", function)
+        return False
+    return True
+
+
+@cache
+def worker_services() -> Any:
+    """The services of the worker process, built once from its environment (like the gateway's)."""
+    from gateway.config import Settings
+    from gateway.services import Services
+
+    return Services.build(Settings.from_env())
