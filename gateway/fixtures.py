@@ -39,7 +39,6 @@ HARNESS = ROOT / "tests" / "sgtm" / "template_harness.mjs"
 TEMPLATE = ROOT / "connectors" / "sgtm" / "template.tpl"
 RECORDER = "mbuzz.connector_commands"  # app.extensions key: connector commands appended, for fixture checks
 SEED_AT = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
-UNSUPPORTED_KEY_KINDS = {"pixel"}  # the Shopify connector's keys (issue 5)
 
 
 def _at(text: str) -> datetime:
@@ -75,7 +74,7 @@ class Live(Placeholders):
 
 def seed(app: Flask, data: dict[str, Any]) -> None:
     """Load `seed.json` with its exact ids (tokens encrypted as SHP-7 stores them); loading it again changes
-    nothing. Pixel keys wait for the Shopify pixel endpoint (issue 5)."""
+    nothing."""
     settings = app.config["MBUZZ"].settings
     secret_box = cipher(settings.encryption_keys, settings.secret_key)
     with app.config["MBUZZ"].sessions.begin() as db:
@@ -85,12 +84,10 @@ def seed(app: Flask, data: dict[str, Any]) -> None:
             db.merge(m.AccountSettings(account_id=account["id"], settings=settings, config_versions={},
                                      updated_at=SEED_AT))
         for key in data.get("api_keys", []):
-            if key["kind"] in UNSUPPORTED_KEY_KINDS:
-                continue
             db.merge(m.ApiKey(account_id=key["account_id"], id=f"key_{key_digest(key['plaintext'])[:26]}",
                             environment=key["environment"], kind=key["kind"],
                             key_digest=key_digest(key["plaintext"]), key_prefix=key["plaintext"][:12],
-                            created_at=SEED_AT))
+                            installation_id=key.get("installation_id"), created_at=SEED_AT))
         for inst in data.get("installations", []):
             token = inst.get("access_token")
             db.merge(m.Installation(
