@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,17 +16,8 @@ from flask import Blueprint, Response, current_app, request
 
 from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, validate
 from core.aliases import visitor_for_ga_client
-from core.commands import (
-    Command,
-    CommandResult,
-    ConversionCommand,
-    EventCommand,
-    IdentifyCommand,
-    OrderAdjustmentCommand,
-    TouchCommand,
-)
-from core.ids import new_id
-from core.money import currency_exponent, parse_revenue
+from core.commands import CommandResult
+from core.envelope import command_from_envelope
 from core.tenant import Tenant
 from gateway.api.auth import cached_lookup
 from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
@@ -59,56 +49,6 @@ def _tenant() -> Tenant | Response:
     if found.problem is not None or found.kind != wanted_kind or not found.account_id or not found.environment:
         return _unauthorized("invalid_api_key")
     return Tenant(found.account_id, found.environment)
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _minor(amount: str | None, currency: str | None) -> int | None:
-    if amount is None:
-        return None
-    parsed = parse_revenue(amount, currency_exponent(currency) if currency else 2)
-    return parsed.minor
-
-
-def _core_command(cmd: dict[str, Any], received: datetime) -> Command:
-    """A connector command (SHP-1 envelope) as the core command the processors take."""
-    kind = cmd["kind"]
-    props = dict(cmd.get("properties") or {})
-    identifier = cmd.get("identifier") or {}
-    if kind == "session":
-        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
-                            occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
-                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
-                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"])
-    if kind == "event":
-        return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
-                            occurred_at=_at(cmd["occurred_at"]), received_at=received,
-                            visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
-                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
-                            fingerprint=cmd.get("device_fingerprint"), properties=props,
-                            idempotency_key=cmd["idempotency_key"], sdk_name="sgtm")
-    if kind == "identify":
-        return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
-                               received_at=received, visitor_key=cmd.get("visitor_id"),
-                               traits=dict(cmd.get("traits") or {}), email_sha256=identifier.get("email_sha256"),
-                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"])
-    if kind == "conversion":
-        return ConversionCommand(id=new_id("conv", received), conversion_type=cmd["conversion_type"],
-                                 received_at=received, converted_at=_at(cmd["converted_at"]),
-                                 visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"),
-                                 email_sha256=identifier.get("email_sha256"),
-                                 revenue_minor=_minor(cmd.get("revenue"), cmd.get("currency")),
-                                 currency=cmd.get("currency"), is_acquisition=bool(cmd.get("is_acquisition")),
-                                 properties=props, idempotency_key=cmd["idempotency_key"],
-                                 fingerprint=cmd.get("device_fingerprint"))
-    if kind == "order_adjustment":
-        return OrderAdjustmentCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
-                                      conversion_key=cmd["conversion_key"], adjustment=cmd["adjustment"],
-                                      occurred_at=_at(cmd["occurred_at"]), received_at=received,
-                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props)
-    raise ValueError(f"no core command for {kind}")  # sgtm_order_link needs the Shopify connector (issue 5)
 
 
 def _output(cmd: dict[str, Any], result: CommandResult) -> dict[str, Any]:
@@ -165,6 +105,6 @@ def collect() -> Response:
         recorder.extend(outputs.commands)
     if outputs.commands:
         # Durable before the answer; in queued mode conversions and identify wait for their result (API-62).
-        appended = services.log.append(tenant, [_core_command(c, now) for c in outputs.commands])
+        appended = services.log.append(tenant, [command_from_envelope(c, now) for c in outputs.commands])
         answer["outputs"] = [_output(c, r) for c, r in zip(outputs.commands, appended.results, strict=True)]
     return json_response(answer, 202)

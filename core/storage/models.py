@@ -339,7 +339,7 @@ class VisitorAlias(Base):
     __tablename__ = "visitor_aliases"
     account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     environment: Mapped[str] = mapped_column(ENV, primary_key=True)
-    namespace: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    namespace: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # e.g. shopify_client:{inst}
     alias: Mapped[str] = mapped_column(KEY, primary_key=True)
     visitor_key: Mapped[str] = mapped_column(KEY)
     created_at: Mapped[datetime]
@@ -496,7 +496,8 @@ class ShopifyOrder(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    early_link: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)  # SHP-59: orders/create's result
+    # SHP-59: what orders/create found, and the id of the delivery holding the paid payload (for retries)
+    linking: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -126,7 +126,7 @@ def upgrade() -> None:
     sa.Column('first_attempt_at', core.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('next_attempt_at', core.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('cancelled_at', core.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('early_link', core.storage.types.JSONType, nullable=True),
+    sa.Column('linking', core.storage.types.JSONType, nullable=False),
     sa.Column('created_at', core.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', core.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('account_id', 'id'),
@@ -149,11 +149,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('shopify_settings_audit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_shopify_settings_audit_installation_id'), ['installation_id'], unique=False)
-
-
+    with op.batch_alter_table('visitor_aliases', schema=None) as batch_op:
+        batch_op.alter_column('namespace', existing_type=sa.String(length=16), type_=sa.String(length=64))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('visitor_aliases', schema=None) as batch_op:
+        batch_op.alter_column('namespace', existing_type=sa.String(length=64), type_=sa.String(length=16))
 
     with op.batch_alter_table('shopify_settings_audit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_shopify_settings_audit_installation_id'))

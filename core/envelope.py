@@ -1,0 +1,74 @@
+"""Connector commands (shopify.md SHP-1 envelope) turned into the core commands the processors take.
+
+Connectors (Shopify, sGTM) describe what they append as plain envelopes with business keys and RFC 3339
+times, which fixtures compare directly; this is the one place that maps them onto core commands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.commands import (
+    Command,
+    ConversionCommand,
+    EventCommand,
+    IdentifyCommand,
+    OrderAdjustmentCommand,
+    TouchCommand,
+)
+from core.ids import new_id
+from core.money import currency_exponent, parse_revenue
+
+__all__ = ["command_from_envelope"]
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _minor(amount: str | None, currency: str | None) -> int | None:
+    if amount is None:
+        return None
+    parsed = parse_revenue(amount, currency_exponent(currency) if currency else 2)
+    return parsed.minor
+
+
+def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
+    """A connector command (SHP-1 envelope) as the core command the processors take."""
+    kind = cmd["kind"]
+    props = dict(cmd.get("properties") or {})
+    identifier = cmd.get("identifier") or {}
+    if kind == "session":
+        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
+                            occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
+                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"])
+    if kind == "event":
+        return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
+                            occurred_at=_at(cmd["occurred_at"]), received_at=received,
+                            visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
+                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            fingerprint=cmd.get("device_fingerprint"), properties=props,
+                            idempotency_key=cmd["idempotency_key"], sdk_name="sgtm")
+    if kind == "identify":
+        return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
+                               received_at=received, visitor_key=cmd.get("visitor_id"),
+                               traits=dict(cmd.get("traits") or {}), email_sha256=identifier.get("email_sha256"),
+                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"])
+    if kind == "conversion":
+        return ConversionCommand(id=new_id("conv", received), conversion_type=cmd["conversion_type"],
+                                 received_at=received, converted_at=_at(cmd["converted_at"]),
+                                 visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"),
+                                 email_sha256=identifier.get("email_sha256"),
+                                 revenue_minor=_minor(cmd.get("revenue"), cmd.get("currency")),
+                                 currency=cmd.get("currency"), is_acquisition=bool(cmd.get("is_acquisition")),
+                                 inherit_acquisition=bool(cmd.get("inherit_acquisition")),
+                                 properties=props, idempotency_key=cmd["idempotency_key"],
+                                 fingerprint=cmd.get("device_fingerprint"))
+    if kind == "order_adjustment":
+        return OrderAdjustmentCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
+                                      conversion_key=cmd["conversion_key"], adjustment=cmd["adjustment"],
+                                      occurred_at=_at(cmd["occurred_at"]), received_at=received,
+                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props)
+    raise ValueError(f"no core command for {kind}")
