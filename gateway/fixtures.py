@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,17 @@ def match_commands(expected: dict[str, Any], got: list[dict[str, Any]], live: Pl
 
 # --- state --------------------------------------------------------------------------------------------------
 
+def _model_of(table: str) -> Any:
+    return next((mapper.class_ for mapper in m.Base.registry.mappers if mapper.class_.__tablename__ == table), None)
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as fixtures write it: instants as RFC 3339 UTC with `Z`."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
 def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
     problems: list[str] = []
     with live.flask.config["MBUZZ"].sessions() as db:
@@ -234,30 +245,34 @@ def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
                 conditions = [m.Conversion.idempotency_key.startswith(v) if k == "idempotency_key_prefix"
                               else getattr(m.Conversion, k) == v for k, v in where.items()]
                 rows = [_conversion_view(c) for c in db.scalars(sa.select(m.Conversion).where(*conditions))]
-            elif table in ("shopify_webhook_deliveries", "installations"):
-                model = m.ShopifyWebhookDelivery if table == "shopify_webhook_deliveries" else m.Installation
-                found = db.scalars(sa.select(model).where(*[getattr(model, k) == v for k, v in where.items()]))
-                rows = [{c.key: getattr(r, c.key) for c in sa.inspect(model).column_attrs} for r in found]
             elif table == "visitors":
                 rows = [{"visitor_id": v.visitor_key} for v in db.scalars(sa.select(m.Visitor).where(
                     m.Visitor.account_id == where["account_id"], m.Visitor.visitor_key == where["visitor_id"]))]
+            elif (model := _model_of(table)) is not None:
+                found = db.scalars(sa.select(model).where(*[getattr(model, k) == v for k, v in where.items()]))
+                rows = [{c.key: _plain(getattr(r, c.key)) for c in sa.inspect(model).column_attrs} for r in found]
             else:
-                problems.append(f"{label} {table}: this table is not built yet")
+                problems.append(f"{label} {table}: no such table")
                 continue
             if "count" in expect and len(rows) != expect["count"]:
                 problems.append(f"{label} {table} {where}: expected {expect['count']} rows, got {len(rows)}")
             for key, value in expect.items():
-                if key != "count" and rows and rows[0].get(key) != value:
+                if key != "count" and rows and not _same_number(value, rows[0].get(key)):
                     problems.append(f"{label} {table}.{key}: expected {value!r}, got {rows[0].get(key)!r}")
     return problems
 
 
 def _conversion_view(conv: m.Conversion) -> dict[str, Any]:
-    """The logical `conversions` row of the specs: revenue as a decimal string, the key's quality."""
+    """The logical `conversions` row of the specs: money as decimal strings, the key's quality."""
     quality = (conv.properties or {}).get("key_quality") or ("none" if conv.idempotency_key is None else "strong")
-    revenue = None if conv.revenue_minor is None else format_minor(conv.revenue_minor,
-                                                                   currency_exponent(conv.currency))
-    return {"revenue": revenue, "key_quality": quality, "status": conv.status, "currency": conv.currency}
+    exponent = currency_exponent(conv.currency)
+
+    def money(minor: int | None) -> str | None:
+        return None if minor is None else format_minor(minor, exponent)
+
+    return {"revenue": money(conv.revenue_minor), "key_quality": quality, "status": conv.status,
+            "currency": conv.currency, "refunded_amount": money(conv.refunded_minor),
+            "net_revenue": money(conv.net_revenue_minor), "environment": conv.environment, "idempotency_key": conv.idempotency_key}
 
 
 # --- playing scenarios --------------------------------------------------------------------------------------

@@ -1,32 +1,73 @@
 """Processing stored webhook deliveries by topic (shopify.md SHP-37, SHP-39).
 
-Built so far: `shop/update` (installation metadata). The order, refund, customer, lifecycle and compliance
-topics are stored durably and stay `stored` until their processors exist (issue 5); nothing is dropped.
+A delivery is processed from its stored, encrypted body: in an RQ job when Redis is configured (retried at
++10 s, +60 s, +600 s), in the request after the ledger commit otherwise. Each topic's handler returns an
+`Outcome`; its commands are appended to the core log first and the row changes that depend on them are
+committed after, so nothing a merchant's shop sent is lost between the two.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 
+from connectors.shopify.customers import customer_delivery
+from connectors.shopify.money import OrderError
+from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
+from connectors.shopify.pixel_keys import revoke_pixel_keys
+from connectors.shopify.queue import enqueue, worker_services
 from core.crypto import cipher
-from core.storage.models import Installation, ShopifyWebhookDelivery
+from core.envelope import command_from_envelope
+from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
+from core.tenant import Tenant
 
-__all__ = ["COMPLIANCE", "HANDLED", "process_delivery"]
+__all__ = ["COMPLIANCE", "HANDLED", "after_outcome", "append_commands", "delivery_job", "enqueue_delivery",
+           "process_delivery", "read_body"]
 
 log = logging.getLogger("mbuzz.shopify")
 
 HANDLED = frozenset({"orders/paid", "orders/create", "orders/cancelled", "refunds/create", "customers/create",
                      "customers/update", "shop/update", "app/uninstalled"})
 COMPLIANCE = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+ORDER_TOPICS = frozenset({"orders/paid", "orders/create", "orders/cancelled"})
+RECORDER = "mbuzz.connector_commands"  # app.extensions: what connectors appended, for the fixture runner
+JOB_RETRIES = (10, 60, 600)  # SHP-37
+# SHP-62: a refund whose order is unknown is tried again this long after receipt, then ignored.
+REFUND_WAITS = (timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=60), timedelta(hours=6),
+                timedelta(hours=24))
+
+
+def read_body(services: Any, delivery: ShopifyWebhookDelivery) -> Any:
+    settings = services.settings
+    raw = cipher(settings.encryption_keys, settings.secret_key).decrypt(str(delivery.body_enc).encode())
+    return json.loads(raw, parse_float=Decimal)
+
+
+def append_commands(services: Any, commands: list[dict[str, Any]], now: datetime) -> None:
+    """Append in order, one log call per run of commands of the same tenant; a rejection fails the delivery."""
+    if has_app_context() and (recorder := current_app.extensions.get(RECORDER)) is not None:
+        recorder.extend(commands)
+    start = 0
+    while start < len(commands):
+        tenant = (commands[start]["account_id"], commands[start]["environment"])
+        end = start
+        while end < len(commands) and (commands[end]["account_id"], commands[end]["environment"]) == tenant:
+            end += 1
+        appended = services.log.append(Tenant(*tenant), [command_from_envelope(c, now) for c in commands[start:end]])
+        refused = [r for r in appended.results if r.status in ("rejected", "failed")]
+        if refused:
+            raise OrderError(f"core refused a command: {'; '.join(refused[0].errors)[:150]}")
+        start = end
 
 
 def _shop_update(installation: Installation, body: dict[str, Any], now: datetime) -> None:
-    """Installation metadata from the shop payload; no command (SHP-39)."""
+    """Installation metadata from the shop payload; no command (SHP-86)."""
     for column, key in (("shop_name", "name"), ("primary_domain", "domain"), ("currency", "currency"),
                         ("iana_timezone", "iana_timezone")):
         if body.get(key):
@@ -36,24 +77,68 @@ def _shop_update(installation: Installation, body: dict[str, Any], now: datetime
     installation.updated_at = now
 
 
-def process_delivery(services: Any, delivery_id: str) -> None:
-    """Run the topic's processing after the ledger commit; a failure marks the row `failed`, never raises."""
-    settings = services.settings
+def _uninstalled(db: Any, installation: Installation, now: datetime) -> list[tuple[str, str]]:
+    """SHP-84: tokens deleted, pixel key revoked at once, data kept; the parked orders to finish (SHP-55)."""
+    if installation.status != "uninstalled":
+        installation.status, installation.uninstalled_at = "uninstalled", now
+        revoke_pixel_keys(db, installation.id, now)
+    installation.access_token_enc = installation.refresh_token_enc = None
+    installation.token_expires_at = installation.refresh_expires_at = None
+    installation.updated_at = now
+    return [(r.account_id, r.id) for r in db.scalars(sa.select(ShopifyOrder).where(
+        ShopifyOrder.installation_id == installation.id, ShopifyOrder.status == "parked"))]
+
+
+def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installation: Installation | None,
+            body: Any, now: datetime) -> tuple[Outcome, list[tuple[str, str]]]:
+    if not isinstance(body, dict):
+        raise OrderError("body: not a JSON object")
+    topic = delivery.topic
+    if topic in COMPLIANCE:
+        return Outcome(status="stored"), []  # processed by the compliance handlers (SHP-87..SHP-89)
+    if installation is None or installation.account_id is None:
+        return Outcome(status="ignored", error="unknown_shop"), []
+    if topic == "shop/update":
+        _shop_update(installation, body, now)
+        return Outcome(), []
+    if topic == "app/uninstalled":
+        return Outcome(), _uninstalled(db, installation, now)
+    if topic in ORDER_TOPICS:
+        return order_delivery(db, installation, topic, body, delivery.api_version, delivery.id, now), []
+    if topic == "refunds/create":
+        return refund_delivery(db, installation, body, now), []
+    if topic in ("customers/create", "customers/update"):
+        return customer_delivery(db, installation, body), []
+    return Outcome(status="ignored", error="unknown_topic"), []
+
+
+def process_delivery(services: Any, delivery_id: str, raise_errors: bool = False) -> None:
+    """Run the topic's processing after the ledger commit; a failure marks the row `failed` (and re-raises for
+    the RQ job, so that its retries run)."""
     now = services.now()
     try:
         with services.sessions.begin() as db:
             delivery = db.get(ShopifyWebhookDelivery, delivery_id)
-            if delivery is None or delivery.status != "stored" or delivery.body_enc is None:
+            if delivery is None or delivery.status not in ("stored", "failed", "waiting_order") \
+                    or delivery.body_enc is None:
                 return
-            if delivery.topic != "shop/update":
-                return  # not built yet: the row stays `stored` for its processor (issue 5)
-            raw = cipher(settings.encryption_keys, settings.secret_key).decrypt(delivery.body_enc.encode())
-            body = json.loads(raw)
             installation = db.scalars(sa.select(Installation).where(
                 Installation.shop_domain == delivery.shop_domain)).first()
-            if installation is not None and isinstance(body, dict):
-                _shop_update(installation, body, now)
-            delivery.status, delivery.processed_at, delivery.attempts = "processed", now, delivery.attempts + 1
+            outcome, parked = _handle(services, db, delivery, installation, read_body(services, delivery), now)
+            if outcome.status == "stored":
+                return
+            if not outcome.commands:
+                for step in outcome.finish:
+                    step(db)
+                _finish(db, delivery, outcome, now)
+        if outcome.commands:
+            append_commands(services, outcome.commands, now)
+            with services.sessions.begin() as db:
+                delivery = db.get(ShopifyWebhookDelivery, delivery_id)
+                for step in outcome.finish:
+                    step(db)
+                if delivery is not None:
+                    _finish(db, delivery, outcome, now)
     except Exception as exc:  # SHP-36: the delivery was accepted; the row records the failure
         log.exception("webhook delivery %s failed", delivery_id)
         with services.sessions.begin() as db:
@@ -61,3 +146,53 @@ def process_delivery(services: Any, delivery_id: str) -> None:
             if delivery is not None:
                 delivery.status, delivery.error = "failed", f"{type(exc).__name__}: {exc}"[:200]
                 delivery.attempts += 1
+        if raise_errors:
+            raise
+        return
+    after_outcome(services, outcome, parked)
+
+
+def _finish(db: Any, delivery: ShopifyWebhookDelivery, outcome: Outcome, now: datetime) -> None:
+    delivery.attempts += 1
+    if outcome.status == "waiting_order" and delivery.attempts > len(REFUND_WAITS):
+        delivery.status, delivery.error = "ignored", "order_unknown"
+        return
+    delivery.status, delivery.error = outcome.status, outcome.error
+    delivery.processed_at = now if outcome.status == "processed" else delivery.processed_at
+
+
+def after_outcome(services: Any, outcome: Outcome, parked: list[tuple[str, str]] | None = None) -> None:
+    """Follow-up work once the delivery's changes are committed: retries, waiting refunds, parked orders."""
+    from connectors.shopify import sweep
+
+    if outcome.retry_order is not None:
+        account_id, row_id, attempts, when = outcome.retry_order
+        enqueue(services, "connectors.shopify.sweep.order_retry_job", account_id, row_id, attempts,
+                delay=max(when - services.now(), timedelta(0)))
+    if outcome.order_created is not None:
+        sweep.run_waiting_refunds(services, *outcome.order_created)
+    for account_id, row_id in parked or []:
+        sweep.rerun_order(services, account_id, row_id, final=True)
+
+
+def delivery_job(delivery_id: str) -> None:
+    """RQ job: process one stored delivery in the worker (SHP-37)."""
+    process_delivery(worker_services(), delivery_id, raise_errors=True)
+
+
+def enqueue_delivery(services: Any, delivery_id: str) -> bool:
+    """Queue mode: the delivery is processed by a worker, with SHP-37's retries; False without Redis."""
+    if services.redis is None:
+        return False
+    from rq import Queue, Retry
+
+    from connectors.shopify.queue import SHOPIFY_QUEUE
+
+    try:
+        Queue(SHOPIFY_QUEUE, connection=services.redis).enqueue(
+            "connectors.shopify.topics.delivery_job", delivery_id, retry=Retry(max=3, interval=list(JOB_RETRIES)),
+            job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
+    except Exception:  # Redis down: process in the request instead; the row is committed either way
+        log.warning("Redis unavailable: delivery %s processed in the request", delivery_id)
+        return False
+    return True

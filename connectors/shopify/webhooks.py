@@ -3,7 +3,8 @@
 The raw body is verified with HMAC-SHA256 under the app secret (and the previous one while it rotates),
 compared in constant time, before anything is parsed or stored. A delivery is answered 200 only after its
 ledger row, holding the encrypted body, is committed; duplicates (same webhook id, or same shop, topic and
-event id) only count a redelivery. Topic processing runs after the commit (inline here; SHP-37).
+event id) only count a redelivery. Topic processing runs after the commit: in an RQ job when Redis is
+configured, in the request otherwise (SHP-36, SHP-37).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from connectors.shopify.topics import COMPLIANCE, HANDLED, process_delivery
+from connectors.shopify.sweep import sweep_due
+from connectors.shopify.topics import COMPLIANCE, HANDLED, enqueue_delivery, process_delivery
 from core.crypto import cipher
 from core.ids import new_id
 from core.storage.models import Installation, ShopifyWebhookDelivery
@@ -72,6 +74,20 @@ def _id(value: object) -> str | None:
     """A Shopify numeric id as a string; anything else (or longer than the column) is not an id."""
     text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
     return text if text and len(text) <= 32 else None
+
+
+INLINE_SWEEP = 10  # SHP-54: due retries run per /shopify/* request when there is no worker
+
+
+@bp.before_app_request
+def _inline_sweep() -> None:
+    """Without Redis there is no scheduler: each `/shopify/*` request first runs a few due retries."""
+    services = current_app.config["MBUZZ"]
+    if services.redis is None and request.path.startswith("/shopify/"):
+        try:
+            sweep_due(services, limit=INLINE_SWEEP)
+        except Exception:  # a retry's failure is recorded on its row; it never fails this request
+            log.exception("inline Shopify sweep failed")
 
 
 @bp.route("/webhooks", methods=["POST"])
@@ -132,7 +148,7 @@ def receive() -> Response:
         return json_response({"error": "storage_unavailable"}, 503)
     if status == "ignored":
         return json_response({"status": "ignored", "reason": reason})
-    if status == "stored":
+    if status == "stored" and not enqueue_delivery(services, delivery_id):
         process_delivery(services, delivery_id)  # inline mode: after the commit; a failure marks the row
     return json_response({"status": "accepted"})
 
