@@ -61,7 +61,9 @@ def test_SHP34_duplicates_count_redeliveries_and_store_once(shop: tuple[Flask, F
     assert _deliver(client, body, "w-2") == (200, {"status": "duplicate"})  # same shop, topic and event id
     with app.config["MBUZZ"].sessions() as db:
         (row,) = db.scalars(sa.select(m.ShopifyWebhookDelivery)).all()
-    assert (row.webhook_id, row.redeliveries, row.status) == ("w-1", 2, "stored")
+    # Processed once: the order has no currency, so the row fails with the field named (SHP-2), kept for retry.
+    assert (row.webhook_id, row.redeliveries, row.status, row.attempts) == ("w-1", 2, "failed", 1)
+    assert row.error is not None and "currency: missing" in row.error
     assert (row.order_id, row.customer_id) == ("5396439498987", "7001")
     assert row.body_enc is not None and b"jane@example.com" not in row.body_enc.encode()  # encrypted at rest
     settings = app.config["MBUZZ"].settings
