@@ -9,7 +9,7 @@ PORT ?= 5000
 
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run run-redis test lint test-postgres test-sqlite bench clean
+.PHONY: install run run-redis test lint test-postgres test-sqlite bench clean shopify-config
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -55,6 +55,16 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ingest.py --queued --batch 100
 	$(BIN)/python bench/drain.py --events 50000
+
+# shopify.md SHP-97: `make shopify-config HOST=mbuzz.example.com CLIENT_ID=<client id>` writes the git-ignored
+# connectors/shopify/app/shopify.app.local.toml (HOST is a host name, optionally with a port; no scheme, no path).
+shopify-config:
+	@test -n "$$HOST" || { echo "shopify-config: HOST is missing; usage: make shopify-config HOST=mbuzz.example.com CLIENT_ID=<client id>" >&2; exit 2; }
+	@test -n "$$CLIENT_ID" || { echo "shopify-config: CLIENT_ID is missing; usage: make shopify-config HOST=mbuzz.example.com CLIENT_ID=<client id>" >&2; exit 2; }
+	@printf '%s' "$$HOST" | grep -Eqx '[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?' || { echo "shopify-config: HOST must be a host name such as mbuzz.example.com (no https://, no path)" >&2; exit 2; }
+	@printf '%s' "$$CLIENT_ID" | grep -Eqx '[A-Za-z0-9_-]+' || { echo "shopify-config: CLIENT_ID must be the app's client id (letters, digits, - and _)" >&2; exit 2; }
+	sed -e 's|REPLACE_WITH_CLIENT_ID|$(CLIENT_ID)|g' -e 's|REPLACE_WITH_HOST|$(HOST)|g' \
+		connectors/shopify/app/shopify.app.toml > $(or $(SHOPIFY_CONFIG_OUT),connectors/shopify/app/shopify.app.local.toml)
 
 clean:
 	rm -rf $(VENV) mbuzz.db* test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -34,6 +34,8 @@ class TouchCommand:
     fbp: str | None = None
     fbc: str | None = None
     idempotency_key: str | None = None
+    source: str | None = None  # connectors: shopify_webhook | shopify_pixel | sgtm (shopify.md SHP-1)
+    origin: str | None = None  # connectors: e.g. shopify:{installation}; stored on the rows it creates
 
 
 @dataclass(slots=True)
@@ -57,6 +59,8 @@ class EventCommand:
     idempotency_key: str | None = None
     sdk_name: str | None = None
     sdk_version: str | None = None
+    source: str | None = None
+    origin: str | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +83,8 @@ class ConversionCommand:
     idempotency_key: str | None = None
     fingerprint: str | None = None
     warnings: list[str] = field(default_factory=list)
+    source: str | None = None
+    origin: str | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +121,7 @@ class OrderAdjustmentCommand:
     currency: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     visitor_key: None = None  # adjustments name no visitor (the batch locks visitors by this field)
+    origin: str | None = None
 
 
 Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand

@@ -39,18 +39,26 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
     kind = cmd["kind"]
     props = dict(cmd.get("properties") or {})
     identifier = cmd.get("identifier") or {}
+    source, origin = cmd.get("source"), cmd.get("origin")
     if kind == "session":
-        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
+        # A browser pixel has no session id of its own: its sessions are resolved server-side (SES-7).
+        client_session = None if cmd.get("source") == "shopify_pixel" else cmd["idempotency_key"]
+        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=client_session,
                             occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
                             referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
-                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"])
+                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"],
+                            source=source, origin=origin)
     if kind == "event":
+        # A pixel event's referrer is its page's, already counted by that page view's session: a later event
+        # on the same page must not look like new traffic (SES-7).
+        page_only = source == "shopify_pixel" and cmd["event_type"] != "page_view"
         return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
                             occurred_at=_at(cmd["occurred_at"]), received_at=received,
                             visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
-                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            referrer=None if page_only else cmd.get("referrer"), user_agent=cmd.get("user_agent"),
                             fingerprint=cmd.get("device_fingerprint"), properties=props,
-                            idempotency_key=cmd["idempotency_key"], sdk_name="sgtm")
+                            idempotency_key=cmd["idempotency_key"],
+                            sdk_name=source, source=source, origin=origin)
     if kind == "identify":
         return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
                                received_at=received, visitor_key=cmd.get("visitor_id"),
@@ -65,10 +73,11 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
                                  currency=cmd.get("currency"), is_acquisition=bool(cmd.get("is_acquisition")),
                                  inherit_acquisition=bool(cmd.get("inherit_acquisition")),
                                  properties=props, idempotency_key=cmd["idempotency_key"],
-                                 fingerprint=cmd.get("device_fingerprint"))
+                                 fingerprint=cmd.get("device_fingerprint"), source=source, origin=origin)
     if kind == "order_adjustment":
         return OrderAdjustmentCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
                                       conversion_key=cmd["conversion_key"], adjustment=cmd["adjustment"],
                                       occurred_at=_at(cmd["occurred_at"]), received_at=received,
-                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props)
+                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props,
+                                      origin=origin)
     raise ValueError(f"no core command for {kind}")

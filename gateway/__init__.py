@@ -11,6 +11,7 @@ from gateway.config import Settings
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from connectors.sgtm.endpoint import bp as sgtm_bp
+    from connectors.shopify.pixel import bp as shopify_pixel_bp
     from connectors.shopify.webhooks import bp as shopify_webhooks_bp
     from gateway import errors, ratelimit
     from gateway.api.openapi import bp as openapi_bp
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(openapi_bp)
     app.register_blueprint(sgtm_bp)
     app.register_blueprint(shopify_webhooks_bp)
+    app.register_blueprint(shopify_pixel_bp)
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)

@@ -23,8 +23,10 @@ def init_app(app: Flask) -> None:
         retry = 1
         if current is not None:
             retry = max(1, math.ceil(current.reset_at - time.time()))
-        if request.path.startswith("/sgtm/"):  # sgtm.md SGTM-20
+        if request.path.startswith(("/sgtm/", "/shopify/")):  # sgtm.md SGTM-20, shopify.md SHP-71
             resp = json_response({"error": "rate_limited"}, 429)
+            if request.path.startswith("/shopify/pixel/"):
+                resp.headers["Access-Control-Allow-Origin"] = "*"  # SHP-68: errors too
         else:
             resp = json_response({"error": "Rate limit exceeded", "retry_after": retry}, 429)
         resp.headers["Retry-After"] = str(retry)

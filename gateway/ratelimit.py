@@ -7,10 +7,11 @@ Each app gets its own Limiter, so two apps in one process (tests, benchmarks) ne
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 from flask_limiter import Limiter
 
-from gateway.api.auth import token_digest
+from connectors.shopify.pixel import pixel_key_for_limits
+from gateway.api.auth import client_ip, token_digest
 from gateway.config import Settings
 
 
@@ -36,6 +37,12 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         ("sgtm_v1.collect", limiter.limit(lambda: settings.ratelimit_sgtm)),  # sgtm.md SGTM-20
     ):
         views[name] = decorator(views[name])
+    # shopify.md SHP-71: per pixel key and per shopper IP (the pixel is called by browsers).
+    pixel = views["shopify_pixel.events"]
+    pixel = limiter.limit(lambda: settings.ratelimit_pixel_key, key_func=pixel_key_for_limits)(pixel)
+    by_ip = limiter.limit(lambda: settings.ratelimit_pixel_ip, key_func=lambda: "ip:" + client_ip(),
+                          exempt_when=lambda: request.method == "OPTIONS")
+    views["shopify_pixel.events"] = by_ip(pixel)
     limiter.exempt(views["api_v1.health"])
     limiter.exempt(views["api_v1_openapi.openapi"])
     app.extensions["mbuzz_limiter"] = limiter

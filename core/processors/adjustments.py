@@ -38,6 +38,7 @@ def process_adjustment(ctx: Ctx, cmd: OrderAdjustmentCommand) -> CommandResult:
         "idempotency_key": cmd.idempotency_key, "conversion_key": cmd.conversion_key, "adjustment": cmd.adjustment,
         "amount": cmd.amount, "currency": cmd.currency.upper() if cmd.currency else None, "status": "pending",
         "properties": cmd.properties, "occurred_at": cmd.occurred_at, "received_at": cmd.received_at,
+        "origin": cmd.origin,
     })
     if not stored:  # ATT-38: a replayed key is a no-op
         original = ctx.db.scalar(sa.select(ConversionAdjustment.id).where(

@@ -143,6 +143,8 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         attribution_status="pending",
         fallbacks={},
         warnings=warnings,
+        source=cmd.source,
+        origin=cmd.origin,
     )
     conv.session_id = event.session_id if event is not None else _session_for(ctx, visitor.id, conv)
     ctx.db.add(conv)

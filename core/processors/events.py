@@ -38,6 +38,7 @@ def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
             postal_code=cmd.postal_code,
             fbp=cmd.fbp,
             fbc=cmd.fbc,
+            origin=cmd.origin,
         ),
     )
     return CommandResult(command_id=cmd.id, result_id=session.id if session else None)
@@ -75,6 +76,7 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
             user_agent=cmd.user_agent,
             fingerprint=cmd.fingerprint,
             client_session_id=cmd.client_session_id,
+            origin=cmd.origin,
         ),
     )
     # Events never change once written: they go out as one multi-row INSERT (write_pending_events).
@@ -97,6 +99,8 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
             "idempotency_key": cmd.idempotency_key,
             "sdk_name": cmd.sdk_name,
             "sdk_version": cmd.sdk_version,
+            "source": cmd.source,
+            "origin": cmd.origin,
         }
     )
     return CommandResult(command_id=cmd.id, result_id=cmd.id)
@@ -105,7 +109,7 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
 EVENT_COLUMNS = (
     "account_id", "environment", "id", "event_type", "funnel", "visitor_id", "session_id", "user_id",
     "client_session_id", "occurred_at", "received_at", "url", "referrer", "properties", "idempotency_key",
-    "sdk_name", "sdk_version",
+    "sdk_name", "sdk_version", "source", "origin",
 )
 
 

@@ -37,6 +37,7 @@ class Item:
     postal_code: str | None = None
     fbp: str | None = None
     fbc: str | None = None
+    origin: str | None = None  # the connector origin stored on a session it creates (shopify.md SHP-1)
 
     @property
     def bot(self) -> bool | None:
@@ -248,6 +249,7 @@ def _create(ctx: Ctx, item: Item) -> Session:
         touches=1 if item.kind == "touch" else 0,
         events=0 if item.kind == "touch" else 1,
         created_at=item.t,
+        origin=item.origin,
     )
     ctx.db.add(s)
     _sessions_of(ctx, item.visitor.id).append(s)

@@ -160,6 +160,7 @@ class Session(Base):
     touches: Mapped[int] = mapped_column(default=0)
     events: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
+    origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # shopify.md SHP-1
 
 
 class SessionBinding(Base):
@@ -197,6 +198,8 @@ class Event(Base):
     idempotency_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
     sdk_name: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     sdk_version: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    source: Mapped[str | None] = mapped_column(sa.String(24), nullable=True)
+    origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class Conversion(Base):
@@ -239,6 +242,8 @@ class Conversion(Base):
     idempotency_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
     fallbacks: Mapped[dict[str, Any]] = mapped_column(default=dict)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[str | None] = mapped_column(sa.String(24), nullable=True)
+    origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class AttributionCredit(Base):
@@ -369,6 +374,7 @@ class ConversionAdjustment(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
     applied_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class AttributionFit(Base):
