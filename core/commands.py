@@ -124,10 +124,34 @@ class OrderAdjustmentCommand:
     origin: str | None = None
 
 
-Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand
+@dataclass(slots=True)
+class RedactCommand:
+    """A privacy erasure (shopify.md SHP-88, SHP-89), applied once per key.
+
+    ``scope = identity``: the identity ``user_key`` is tombstoned as ``tombstone`` (computed at the edge, which
+    holds the server secret), loses its traits and e-mail hash and its visitors; the named conversions lose
+    what identifies a person. ``scope = origin``: every row a connector origin created is deleted.
+    """
+
+    kind: ClassVar[str] = "redact"
+    id: str
+    idempotency_key: str
+    scope: str  # identity | origin
+    occurred_at: datetime
+    received_at: datetime
+    user_key: str | None = None
+    email_sha256: str | None = None
+    conversion_keys: list[str] = field(default_factory=list)
+    tombstone: str | None = None
+    origin: str | None = None
+    visitor_key: None = None
+
+
+Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand
 
 COMMAND_TYPES: dict[str, type[Command]] = {
-    c.kind: c for c in (TouchCommand, EventCommand, ConversionCommand, IdentifyCommand, OrderAdjustmentCommand)
+    c.kind: c for c in (TouchCommand, EventCommand, ConversionCommand, IdentifyCommand, OrderAdjustmentCommand,
+                        RedactCommand)
 }
 
 

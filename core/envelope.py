@@ -15,6 +15,7 @@ from core.commands import (
     EventCommand,
     IdentifyCommand,
     OrderAdjustmentCommand,
+    RedactCommand,
     TouchCommand,
 )
 from core.ids import new_id
@@ -80,4 +81,10 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
                                       occurred_at=_at(cmd["occurred_at"]), received_at=received,
                                       amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props,
                                       origin=origin)
+    if kind == "redact":
+        return RedactCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"], scope=cmd["scope"],
+                             occurred_at=received, received_at=received, user_key=cmd.get("user_id"),
+                             email_sha256=cmd.get("email_sha256"),
+                             conversion_keys=list(cmd.get("conversion_keys") or []),
+                             tombstone=cmd.get("tombstone"), origin=origin)
     raise ValueError(f"no core command for {kind}")

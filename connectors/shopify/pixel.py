@@ -177,10 +177,10 @@ def _link_checkouts(db: Session, installation: Installation, events: list[dict[s
             ShopifyCheckoutLink.account_id == account_id, ShopifyCheckoutLink.installation_id == installation.id,
             ShopifyCheckoutLink.checkout_token == token[:255]).with_for_update()).first()
         if link is None:
-            link = ShopifyCheckoutLink(account_id=account_id, id=new_id("chk", at),
-                                       environment=installation.environment, installation_id=installation.id, checkout_token=token[:255],
-                                       visitor_id=visitor, shopify_client_id=client_id, first_seen_at=at,
-                                       last_seen_at=at)
+            link = ShopifyCheckoutLink(
+                account_id=account_id, id=new_id("chk", at), environment=installation.environment,
+                installation_id=installation.id, checkout_token=token[:255], visitor_id=visitor,
+                shopify_client_id=client_id, first_seen_at=at, last_seen_at=at)
             db.add(link)
         link.first_seen_at, link.last_seen_at = min(link.first_seen_at, at), max(link.last_seen_at, at)
         if event["name"] == "checkout_completed":

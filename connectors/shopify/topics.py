@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 
+from connectors.shopify.compliance import compliance_delivery
 from connectors.shopify.customers import customer_delivery
 from connectors.shopify.money import OrderError
 from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
@@ -94,8 +95,8 @@ def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installati
     if not isinstance(body, dict):
         raise OrderError("body: not a JSON object")
     topic = delivery.topic
-    if topic in COMPLIANCE:
-        return Outcome(status="stored"), []  # processed by the compliance handlers (SHP-87..SHP-89)
+    if topic in COMPLIANCE:  # with or without an installation (SHP-35)
+        return compliance_delivery(services, db, delivery, installation, body, now), []
     if installation is None or installation.account_id is None:
         return Outcome(status="ignored", error="unknown_shop"), []
     if topic == "shop/update":
@@ -125,8 +126,6 @@ def process_delivery(services: Any, delivery_id: str, raise_errors: bool = False
             installation = db.scalars(sa.select(Installation).where(
                 Installation.shop_domain == delivery.shop_domain)).first()
             outcome, parked = _handle(services, db, delivery, installation, read_body(services, delivery), now)
-            if outcome.status == "stored":
-                return
             if not outcome.commands:
                 for step in outcome.finish:
                     step(db)

@@ -15,6 +15,7 @@ from core.commands import (
     EventCommand,
     IdentifyCommand,
     OrderAdjustmentCommand,
+    RedactCommand,
     TouchCommand,
 )
 from core.followups import followups_of
@@ -25,6 +26,7 @@ from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
 from core.processors.identity import process_identify
 from core.processors.preload import preload
+from core.processors.redaction import process_redact
 from core.reads import conversion_body
 from core.reattribution.service import create_batch
 from core.settings import load_config
@@ -64,6 +66,9 @@ def process_batch(
         elif isinstance(command, OrderAdjustmentCommand):
             write_pending_events(ctx)
             results.append(process_adjustment(ctx, command))
+        elif isinstance(command, RedactCommand):
+            write_pending_events(ctx)
+            results.append(process_redact(ctx, command))
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
     write_pending_events(ctx)

@@ -19,6 +19,7 @@ from core.commands import (
     EventCommand,
     IdentifyCommand,
     OrderAdjustmentCommand,
+    RedactCommand,
     TouchCommand,
 )
 from core.processors.context import Ctx
@@ -28,7 +29,7 @@ WINDOW = timedelta(minutes=30)
 
 
 def item_time(command: Command) -> datetime:
-    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand | OrderAdjustmentCommand):
+    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand):
         return command.occurred_at
     return command.converted_at or command.received_at
 
