@@ -11,6 +11,8 @@ from gateway.config import Settings
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from connectors.sgtm.endpoint import bp as sgtm_bp
+    from connectors.shopify.embedded import bp as shopify_embedded_bp
+    from connectors.shopify.oauth import bp as shopify_oauth_bp
     from connectors.shopify.pixel import bp as shopify_pixel_bp
     from connectors.shopify.webhooks import bp as shopify_webhooks_bp
     from gateway import errors, ratelimit
@@ -29,6 +31,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(sgtm_bp)
     app.register_blueprint(shopify_webhooks_bp)
     app.register_blueprint(shopify_pixel_bp)
+    app.register_blueprint(shopify_oauth_bp)
+    app.register_blueprint(shopify_embedded_bp)
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sys
 
@@ -127,9 +128,29 @@ def worker_command(burst: bool) -> None:
     jobs.sweep(client)
     if not burst:
         jobs.start_sweeper()
+        _start_shopify_sweeper()
     queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, SHOPIFY_QUEUE)]
     # The scheduler runs delayed work: attribution retries (ATT-45), Shopify order retries (SHP-54).
     SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=not burst)
+
+
+def _start_shopify_sweeper() -> None:
+    """SHP-54: every 60 s the worker runs due Shopify retries, so a lost delayed job only delays a retry."""
+    import threading
+    import time
+
+    from connectors.shopify.queue import worker_services
+    from connectors.shopify.sweep import sweep_due
+
+    def loop() -> None:
+        while True:
+            time.sleep(60)
+            try:
+                sweep_due(worker_services())
+            except Exception:  # logged; the next round tries again
+                logging.getLogger("mbuzz.shopify").exception("Shopify sweep failed")
+
+    threading.Thread(target=loop, name="mbuzz-shopify-sweeper", daemon=True).start()
 
 
 @cli.group("dead-letters")
@@ -262,6 +283,14 @@ def batches_command(account_id: str, environment: str) -> None:
         click.echo(f"{p.id}  {p.trigger}  {p.status}  {p.processed}/{p.total if p.total is not None else '?'}"
                    f"  failed {p.failed_count}")
     click.echo(f"{len(active)} active batch(es)")
+
+
+@cli.command("shopify-sweep")
+def shopify_sweep_command() -> None:
+    """Run every due Shopify retry now: parked orders and refunds waiting for their order (SHP-54)."""
+    from connectors.shopify.sweep import sweep_due
+
+    click.echo(f"{sweep_due(_services())} due retries run")
 
 
 @cli.command("run-fixtures")

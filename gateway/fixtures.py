@@ -122,6 +122,8 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
             shopify_api_version=config.get("SHOPIFY_API_VERSION") or "2025-10",
             shopify_scopes=config.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
             public_url=config.get("MBUZZ_PUBLIC_URL") or Settings.public_url,
+            shopify_outbound_base=config.get("MBUZZ_SHOPIFY_OUTBOUND_BASE") or None,
+            shopify_auto_connect_account=config.get("MBUZZ_SHOPIFY_AUTO_CONNECT_ACCOUNT") or None,
         ))
         app.extensions[RECORDER] = []
         seed(app, seed_data)
@@ -139,7 +141,19 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
 
 # --- matching -----------------------------------------------------------------------------------------------
 
+def _instant(text: str) -> datetime | None:
+    if len(text) < 20 or text[10:11] != "T":
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def _same_number(a: object, b: object) -> bool:
+    if isinstance(a, str) and isinstance(b, str) and a != b:  # RFC 3339 times compare as instants
+        left, right = _instant(a), _instant(b)
+        return left is not None and right is not None and left == right
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
@@ -229,6 +243,35 @@ def _model_of(table: str) -> Any:
     return next((mapper.class_ for mapper in m.Base.registry.mappers if mapper.class_.__tablename__ == table), None)
 
 
+LOGICAL_TABLES = {"identities": "users"}  # the specs' names for core tables
+
+
+def _condition(model: Any, table: str, column: str, value: Any) -> Any:
+    """A `where` entry; fixtures name visitors by their public id and identities by their external id."""
+    if table == "identities" and column == "external_id":
+        return model.user_key == value
+    if table == "identities" and column == "external_id_prefix":
+        return model.user_key.startswith(value)
+    if column == "visitor_id" and hasattr(model, "visitor_key"):
+        return model.visitor_key == value
+    if column == "visitor_id":
+        return model.visitor_id.in_(sa.select(m.Visitor.id).where(m.Visitor.visitor_key == value))
+    return getattr(model, column) == value
+
+
+def _logical(column: str) -> str:
+    return "visitor_id" if column == "visitor_key" else column
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """Instants as fixtures write them, and JSON columns also reachable as `column.key`."""
+    out = {key: _plain(value) for key, value in row.items()}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{inner}": _plain(v) for inner, v in value.items()})
+    return out
+
+
 def _plain(value: Any) -> Any:
     """A stored value as fixtures write it: instants as RFC 3339 UTC with `Z`."""
     if isinstance(value, datetime):
@@ -244,35 +287,54 @@ def _state(live: Live, checks: list[dict[str, Any]], label: str) -> list[str]:
             if table == "conversions":
                 conditions = [m.Conversion.idempotency_key.startswith(v) if k == "idempotency_key_prefix"
                               else getattr(m.Conversion, k) == v for k, v in where.items()]
-                rows = [_conversion_view(c) for c in db.scalars(sa.select(m.Conversion).where(*conditions))]
-            elif table == "visitors":
-                rows = [{"visitor_id": v.visitor_key} for v in db.scalars(sa.select(m.Visitor).where(
-                    m.Visitor.account_id == where["account_id"], m.Visitor.visitor_key == where["visitor_id"]))]
-            elif (model := _model_of(table)) is not None:
-                found = db.scalars(sa.select(model).where(*[getattr(model, k) == v for k, v in where.items()]))
-                rows = [{c.key: _plain(getattr(r, c.key)) for c in sa.inspect(model).column_attrs} for r in found]
+                rows = [_conversion_view(db, c) for c in db.scalars(sa.select(m.Conversion).where(*conditions))]
+            elif table == "visitors":  # `identity_id`: the identity the visitor is linked to now, if any
+                rows = [{"visitor_id": v.visitor_key, "identity_id": db.scalar(sa.select(m.VisitorLink.user_id).where(
+                    m.VisitorLink.account_id == v.account_id, m.VisitorLink.environment == v.environment,
+                    m.VisitorLink.visitor_id == v.id, m.VisitorLink.valid_to.is_(None)).limit(1))}
+                    for v in db.scalars(sa.select(m.Visitor).where(
+                        m.Visitor.account_id == where["account_id"], m.Visitor.visitor_key == where["visitor_id"]))]
+            elif (model := _model_of(LOGICAL_TABLES.get(table, table))) is not None:
+                found = db.scalars(sa.select(model).where(*[_condition(model, table, k, v) for k, v in where.items()]))
+                rows = [_flat({_logical(c.key): getattr(r, c.key) for c in sa.inspect(model).column_attrs})
+                        for r in found]
             else:
                 problems.append(f"{label} {table}: no such table")
                 continue
             if "count" in expect and len(rows) != expect["count"]:
                 problems.append(f"{label} {table} {where}: expected {expect['count']} rows, got {len(rows)}")
             for key, value in expect.items():
-                if key != "count" and rows and not _same_number(value, rows[0].get(key)):
+                if key != "count" and rows and not _state_value_ok(live, db, key, value, rows[0]):
                     problems.append(f"{label} {table}.{key}: expected {value!r}, got {rows[0].get(key)!r}")
     return problems
 
 
-def _conversion_view(conv: m.Conversion) -> dict[str, Any]:
+def _export(live: Live, wanted: dict[str, Any], label: str) -> list[str]:
+    """SHP-87: the newest data-request export, decrypted, holds at least what the fixture lists."""
+    settings = live.flask.config["MBUZZ"].settings
+    with live.flask.config["MBUZZ"].sessions() as db:
+        row = db.scalars(sa.select(m.ShopifyDataRequest).order_by(m.ShopifyDataRequest.created_at.desc())).first()
+    if row is None or row.export_enc is None:
+        return [f"{label} export: no data request export stored"]
+    export = json.loads(cipher(settings.encryption_keys, settings.secret_key).decrypt(row.export_enc.encode()))
+    return match(wanted, export, f"{label} export", live)
+
+
+def _conversion_view(db: Any, conv: m.Conversion) -> dict[str, Any]:
     """The logical `conversions` row of the specs: money as decimal strings, the key's quality."""
     quality = (conv.properties or {}).get("key_quality") or ("none" if conv.idempotency_key is None else "strong")
     exponent = currency_exponent(conv.currency)
+    external = None if conv.user_id is None else db.scalar(sa.select(m.User.user_key).where(
+        m.User.account_id == conv.account_id, m.User.id == conv.user_id))
 
     def money(minor: int | None) -> str | None:
         return None if minor is None else format_minor(minor, exponent)
 
     return {"revenue": money(conv.revenue_minor), "key_quality": quality, "status": conv.status,
             "currency": conv.currency, "refunded_amount": money(conv.refunded_minor),
-            "net_revenue": money(conv.net_revenue_minor), "environment": conv.environment, "idempotency_key": conv.idempotency_key}
+            "net_revenue": money(conv.net_revenue_minor), "environment": conv.environment,
+            "idempotency_key": conv.idempotency_key, "identifier": (conv.properties or {}).get("identifier"),
+            "identity_external_id": external, "identity_external_id_prefix": (external or "")[:9] or None}
 
 
 # --- playing scenarios --------------------------------------------------------------------------------------
@@ -333,20 +395,30 @@ def _run_steps(live: Live, scenario: dict[str, Any], expected: dict[str, Any]) -
         want = wanted.get(step.get("name")) or (expected.get("steps") or [{}] * (index + 1))[index]
         live.at(step["at"])
         request = step.get("request")
+        if request is None and step.get("action") == "shopify_sweep":  # the due-retry sweep (SHP-54)
+            from connectors.shopify.sweep import sweep_due
+
+            sweep_due(live.flask.config["MBUZZ"])
+            problems += [f"{label} {p}" for p in match_commands(want, live.recorded(), live)]
+            problems += _state(live, want.get("state", []) + want.get("after_processing", []), label)
+            continue
         if request is None:
-            problems.append(f"{label}: action {step.get('action')!r} is not supported yet")
+            problems.append(f"{label}: action {step.get('action')!r} is not supported")
             continue
         resp = requests.request(request["method"], live.base_url + request["path"],
-                                data=request.get("body_raw", "").encode(), headers=request.get("headers", {}),
+                                data=request.get("body_raw", "").encode(), headers=_step_headers(live, request),
                                 timeout=30, allow_redirects=False)
         try:
             body = resp.json()
         except ValueError:
             body = resp.text
         problems += _check_answer(live, want.get("response", {}), resp.status_code, body, label)
+        problems += _check_shopify_step(live, step, want, resp, label)
         _remember_ids(live, scenario["id"], body)
         problems += [f"{label} {p}" for p in match_commands(want, live.recorded(), live)]
         problems += _state(live, want.get("state", []) + want.get("after_processing", []), label)
+        if "export_contains" in want:
+            problems += _export(live, want["export_contains"], label)
     return problems
 
 
@@ -361,6 +433,8 @@ def _play(live: Live, path: Path, folder: Path, done: set[Path]) -> list[str]:
     expected = json.loads(expected_path.read_text(encoding="utf-8"))
     if "template" in scenario:
         problems += _run_template(live, scenario, expected, folder)
+    elif "cases" in scenario:
+        problems += _run_cases(live, path, scenario, expected)
     else:
         problems += _run_steps(live, scenario, expected)
     done.add(path)
@@ -371,6 +445,228 @@ def run_fixture(path: Path) -> list[str]:
     """Every mismatch of one scenario (after its `requires`), on a fresh seeded database."""
     seed_path = path.parent.parent / "seed.json"
     seed_data = json.loads(seed_path.read_text(encoding="utf-8"))
-    overrides = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-    with live_gateway(seed_data, overrides) as live, tempfile.TemporaryDirectory() as folder:
+    scenario = json.loads(path.read_text(encoding="utf-8"))
+    overrides = scenario.get("config", {})
+    with _fake_shopify(scenario) as fake, live_gateway(seed_data, {**overrides, **_fake_config(fake)}) as live, \
+            tempfile.TemporaryDirectory() as folder:
+        _shopify_hooks(live, overrides, fake)
         return _play(live, path, Path(folder), set())
+
+
+# --- Shopify install fixtures (F13a–F13f): the fake Shopify, cookies, redirects and case lists ------------------
+
+SHOPIFY_RUN = "mbuzz.fixture_shopify"  # app.extensions key: the fake Shopify and the answers of earlier steps
+
+
+@contextmanager
+def _fake_shopify(scenario: dict[str, Any]) -> Iterator[Any]:
+    """A local fake Shopify serving the scenario's `http_mocks`, or None when it has none (README rule 5)."""
+    mocks = scenario.get("http_mocks")
+    if not mocks:
+        yield None
+        return
+    from urllib.parse import urlsplit
+
+    from connectors.shopify.fake_admin import FakeShopify
+
+    fake = FakeShopify()
+    for name, mock in mocks.items():
+        wanted = mock.get("request")
+        target = urlsplit((wanted or {}).get("url") or mock.get("url") or "")
+        shop = target.hostname or ""
+        if wanted and target.path == "/admin/oauth/access_token":
+            answer = mock.get("response", {})
+            fake.on_token(name, shop, wanted.get("json_subset", {}), answer.get("status", 200), answer.get("json"))
+        elif target.path.endswith("/graphql.json"):
+            fake.add_shop(shop, **(_note_shop(mock.get("note", "")) or {}))
+    with fake:
+        yield fake
+
+
+def _note_shop(note: str) -> dict[str, Any] | None:
+    """The shop object of an `admin_graphql` note ("Answer the shop query with {shop:{id:'…', …}}")."""
+    import re
+
+    start = note.find("{", max(note.find("shop query"), 0))
+    if start < 0:
+        return None
+    depth, end = 0, -1
+    for index in range(start, len(note)):
+        depth += {"{": 1, "}": -1}.get(note[index], 0)
+        if depth == 0:
+            end = index
+            break
+    literal = re.sub(r"'([^'\\]*)'", lambda found: json.dumps(found.group(1)), note[start:end + 1])
+    literal = re.sub(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:", r'\1"\2":', literal)
+    try:
+        parsed = json.loads(literal)
+    except ValueError:
+        return None
+    shop = parsed.get("shop") if isinstance(parsed, dict) else None
+    return shop if isinstance(shop, dict) else None
+
+
+def _fake_config(fake: Any) -> dict[str, Any]:
+    return {"MBUZZ_SHOPIFY_OUTBOUND_BASE": fake.base_url} if fake is not None else {}
+
+
+def _shopify_hooks(live: Live, config: dict[str, Any], fake: Any) -> None:
+    """The scenario's injectable generators (SHP-4: `nonce_generator` is the fixed OAuth nonce)."""
+    from connectors.shopify.install import Generators, use_generators
+
+    live.flask.extensions[SHOPIFY_RUN] = {"fake": fake, "responses": {}}
+    chosen = Generators()
+    if config.get("nonce_generator"):
+        nonce = str(config["nonce_generator"])
+        chosen.nonce = lambda: nonce
+    use_generators(live.flask.config["MBUZZ"], chosen)
+
+
+def _set_cookies(resp: requests.Response) -> list[tuple[str, str, str]]:
+    """(name, value, attributes) of every Set-Cookie header, read raw (requests' jar drops Secure cookies)."""
+    found = []
+    for header in resp.raw.headers.getlist("Set-Cookie") if resp.raw is not None else []:
+        pair, _, attributes = header.partition(";")
+        name, _, value = pair.partition("=")
+        found.append((name.strip(), value.strip(), attributes.lower()))
+    return found
+
+
+def _step_headers(live: Live, request: dict[str, Any]) -> dict[str, str]:
+    """The step's headers, plus a Cookie header with the cookies an earlier step set (`send_cookies_from`)."""
+    headers = dict(request.get("headers", {}))
+    run = live.flask.extensions.get(SHOPIFY_RUN) or {}
+    if run.get("fake") is not None:
+        run["fake"].clear()  # http_mocks_called is about this step only
+    source = request.get("send_cookies_from")
+    if source:
+        earlier = run.get("responses", {}).get(source)
+        cookies = [f"{n}={v}" for n, v, attrs in (_set_cookies(earlier) if earlier is not None else [])
+                   if "max-age=0" not in attrs]
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
+    return headers
+
+
+def _same_location(expected: str, got: str | None) -> bool:
+    from urllib.parse import parse_qs, urlsplit
+
+    if got is None:
+        return False
+    left, right = urlsplit(expected), urlsplit(got)
+    return (left.scheme, left.netloc, left.path) == (right.scheme, right.netloc, right.path) and \
+        parse_qs(left.query, keep_blank_values=True) == parse_qs(right.query, keep_blank_values=True)
+
+
+def _check_shopify_step(live: Live, step: dict[str, Any], want: dict[str, Any], resp: requests.Response,
+                        label: str) -> list[str]:
+    """`location` (equal after parsing the query), `set_cookie_name`, `headers` (subset) and
+    `http_mocks_called` (exactly the scripted mocks, those with a `request`, that this step reached)."""
+    problems: list[str] = []
+    run = live.flask.extensions.get(SHOPIFY_RUN) or {}
+    run.setdefault("responses", {})[step.get("name")] = resp
+    answer = want.get("response", {})
+    if "location" in answer:
+        expected = answer["location"].replace("<gateway>", live.base_url)
+        if not _same_location(expected, resp.headers.get("Location")):
+            problems.append(f"{label} location: expected {expected}, got {resp.headers.get('Location')}")
+    if "set_cookie_name" in answer and answer["set_cookie_name"] not in [n for n, _, _ in _set_cookies(resp)]:
+        problems.append(f"{label} set_cookie_name: no Set-Cookie named {answer['set_cookie_name']}")
+    if "headers" in answer:
+        got = {k.lower(): v for k, v in resp.headers.items()}
+        problems += match({k.lower(): v for k, v in answer["headers"].items()}, got, f"{label} headers", live)
+    if "http_mocks_called" in want:
+        fake = run.get("fake")
+        called = sorted(set(fake.called_mocks())) if fake is not None else []
+        if called != sorted(set(want["http_mocks_called"])):
+            problems.append(f"{label} http_mocks_called: expected {sorted(want['http_mocks_called'])}, got {called}")
+    return problems
+
+
+def _state_value_ok(live: Live, db: Any, key: str, value: Any, row: dict[str, Any]) -> bool:
+    """A state `expect` entry: `<present>`, the pseudo-column `access_token_plaintext_in_db`, or equality."""
+    if key == "access_token_plaintext_in_db":
+        return bool(value) == _plaintext_in_db(live, db, row.get("access_token_enc"))
+    if value == "<present>":
+        return row.get(key) is not None
+    return _same_number(value, row.get(key))
+
+
+def _plaintext_in_db(live: Live, db: Any, token_enc: str | None) -> bool:
+    """Whether the decrypted access token appears in any column of any row of the database (SHP-7)."""
+    if not token_enc:
+        return False
+    settings = live.flask.config["MBUZZ"].settings
+    plaintext = cipher(settings.encryption_keys, settings.secret_key).decrypt(token_enc.encode()).decode()
+    for table in m.Base.metadata.sorted_tables:
+        for row in db.execute(sa.select(table)):
+            if any(plaintext in (v if isinstance(v, str) else json.dumps(v, default=str)) for v in row):
+                return True
+    return False
+
+
+def _run_cases(live: Live, path: Path, scenario: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """F13e (query and body HMAC known answers, pure) and F13f (session tokens against the live gateway)."""
+    label = scenario["id"]
+    if "signing" not in scenario:
+        from connectors.shopify.querysign import body_hmac_valid, query_hmac_valid
+
+        problems = []
+        results = [query_hmac_valid(c["query"], [c["secret"]]) for c in scenario["cases"]]
+        if "results" in expected and results != expected["results"]:
+            problems.append(f"{label} results: expected {expected['results']}, got {results}")
+        hooks = [body_hmac_valid(c["body_raw"].encode(), c["header"], [c["secret"]])
+                 for c in scenario.get("webhook_cases", [])]
+        if "webhook_results" in expected and hooks != expected["webhook_results"]:
+            problems.append(f"{label} webhook_results: expected {expected['webhook_results']}, got {hooks}")
+        return problems
+    seed_data = json.loads((path.parent.parent / "seed.json").read_text(encoding="utf-8"))
+    problems = []
+    for case in scenario["cases"]:
+        if case.get("config"):
+            with live_gateway(seed_data, {**scenario.get("config", {}), **case["config"]}) as other:
+                problems += _token_case(other, scenario, expected, case, label)
+        else:
+            problems += _token_case(live, scenario, expected, case, label)
+    return problems
+
+
+def _token_case(live: Live, scenario: dict[str, Any], expected: dict[str, Any], case: dict[str, Any],
+                label: str) -> list[str]:
+    live.at(scenario["now"])
+    request = scenario["request"]
+    headers = {} if case.get("no_token") else {"Authorization": f"Bearer {_session_token(scenario, case)}"}
+    resp = requests.request(request["method"], live.base_url + request["path"], headers=headers, timeout=30)
+    want = expected.get("statuses", {}).get(case["name"], case.get("expect_status"))
+    problems = []
+    if resp.status_code != want:
+        problems.append(f"{label} case {case['name']}: expected {want}, got {resp.status_code}: {resp.text[:200]}")
+    if case["name"] == "valid" and "valid_body_subset" in expected:
+        problems += match(expected["valid_body_subset"], resp.json(), f"{label} case valid body", live)
+    return problems
+
+
+def _session_token(scenario: dict[str, Any], case: dict[str, Any]) -> str:
+    """F13f's recipe: base claims, overrides, removals, times relative to `now`; signed with the case's alg."""
+    import base64
+    import warnings
+
+    import jwt
+    import jwt.warnings
+
+    signing = scenario.get("signing", {})
+    now = int(_at(scenario["now"]).timestamp())
+    claims: dict[str, Any] = {**scenario.get("base_claims", {}), **case.get("overrides", {})}
+    for name, offset in {**scenario.get("base_relative", {}), **case.get("relative", {})}.items():
+        claims[name] = now + int(offset)
+    for name in case.get("remove", []):
+        claims.pop(name, None)
+    alg = case.get("alg", signing.get("default_alg", "HS256"))
+    if alg == "none":  # an unsigned token: empty signature segment
+        def part(data: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+    with warnings.catch_warnings():  # the fixtures' secrets are short on purpose; production ones are not
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        return jwt.encode(claims, case.get("secret", signing.get("secret", "")), algorithm=alg)
