@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.shopify.envelopes import envelope, gid_tail, source_time
+from connectors.shopify.envelopes import envelope, gid_tail, rfc3339, source_time
 from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
@@ -110,7 +110,7 @@ def _properties(name: str, data: dict[str, Any], currency: str | None) -> dict[s
     return props
 
 
-def _rejection(index: int, event: Any, now: datetime) -> str | None:
+def _rejection(event: Any, now: datetime) -> str | None:
     """SHP-74: why one event is refused, or None."""
     if not isinstance(event, dict) or event.get("name") not in EVENT_TYPES:
         return "unknown_event"
@@ -240,7 +240,7 @@ def events() -> Response:
             return _answer({"accepted": 0, "rejected": [{"index": i, "reason": "consent"}
                                                         for i in range(len(batch))]}, 202)
         rejected = [{"index": i, "reason": reason} for i, e in enumerate(batch)
-                    if (reason := _rejection(i, e, now)) is not None]
+                    if (reason := _rejection(e, now)) is not None]
         refused = {r["index"] for r in rejected}
         accepted = [e for i, e in enumerate(batch) if i not in refused]
         visitor = _visitor(db, installation, body, now)
@@ -265,7 +265,10 @@ def _commands(installation: Installation, accepted: list[dict[str, Any]], visito
     out: list[dict[str, Any]] = []
     for event in accepted:
         name, key = event["name"], f"shopify_pixel:{installation.id}:{event['id']}"
-        common = {"visitor_id": visitor, "occurred_at": event["timestamp"], "url": event["url"],
+        at = source_time(event["timestamp"])
+        assert at is not None, "accepted events have a valid timestamp"
+        # Normalized to UTC: a timestamp sent without an offset is read as UTC, never as a naive time.
+        common = {"visitor_id": visitor, "occurred_at": rfc3339(at), "url": event["url"],
                   "referrer": event.get("referrer") or None, "user_agent": user_agent, "device_fingerprint": device}
         if name == "page_viewed":
             out.append(envelope("session", account_id, environment, installation.id, f"{key}:session",

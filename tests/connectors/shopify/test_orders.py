@@ -177,3 +177,19 @@ def test_SHP58_a_converted_order_never_converts_twice(shop) -> None:  # type: ig
         rows = db.scalars(sa.select(m.Conversion).where(
             m.Conversion.idempotency_key == f"shopify:inst_01:order:{order['id']}")).all()
     assert [c.revenue_minor for c in rows] == [12950]
+
+
+def test_SHP74_pixel_timestamp_without_offset_is_read_as_utc(shop) -> None:  # type: ignore[no-untyped-def]
+    """A browser clock string without an offset is an instant in UTC, not a naive time that breaks storage."""
+    app, client = shop
+    _at(app, PROCESSED)
+    batch = {"v": 1, "ingest_key": "pk_px_3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e", "account_id": "acct_01",
+             "shop_domain": "aurora-lamps.myshopify.com", "consent": {"analytics": True}, "visitor_id": "cd" * 32,
+             "events": [{"id": f"sh-{next(_ids)}", "name": "page_viewed", "timestamp": "2026-05-20T03:13:00",
+                         "url": "https://aurora-lamps.com/", "data": {}}]}
+    resp = client.post("/shopify/pixel/v1/events", data=json.dumps(batch), content_type="text/plain")
+    assert resp.status_code == 202 and resp.get_json()["accepted"] == 1
+    with app.config["MBUZZ"].sessions() as db:
+        event = db.scalars(sa.select(m.Event).where(m.Event.idempotency_key.like(
+            f"shopify_pixel:inst_01:{batch['events'][0]['id']}"))).one()  # type: ignore[index]
+    assert event.occurred_at == datetime.fromisoformat("2026-05-20T03:13:00+00:00")
