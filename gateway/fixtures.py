@@ -150,7 +150,7 @@ def _instant(text: str) -> datetime | None:
         return None
 
 
-def _same_number(a: object, b: object) -> bool:
+def _same_value(a: object, b: object) -> bool:
     if isinstance(a, str) and isinstance(b, str) and a != b:  # RFC 3339 times compare as instants
         left, right = _instant(a), _instant(b)
         return left is not None and right is not None and left == right
@@ -189,7 +189,7 @@ def match(expected: Any, got: Any, path: str, live: Placeholders, exact: frozens
             return [f"{path}: expected {len(expected)} items, got {got!r}"]
         return [p for i, (e, g) in enumerate(zip(expected, got, strict=True))
                 for p in match(e, g, f"{path}[{i}]", live, exact)]
-    return [] if _same_number(expected, got) else [f"{path}: expected {expected!r}, got {got!r}"]
+    return [] if _same_value(expected, got) else [f"{path}: expected {expected!r}, got {got!r}"]
 
 
 def _equal_json(a: Any, b: Any) -> bool:
@@ -589,7 +589,7 @@ def _state_value_ok(live: Live, db: Any, key: str, value: Any, row: dict[str, An
         return bool(value) == _plaintext_in_db(live, db, row.get("access_token_enc"))
     if value == "<present>":
         return row.get(key) is not None
-    return _same_number(value, row.get(key))
+    return _same_value(value, row.get(key))
 
 
 def _plaintext_in_db(live: Live, db: Any, token_enc: str | None) -> bool:

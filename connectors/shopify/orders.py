@@ -149,6 +149,7 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
     converted_at = source_time(body.get("processed_at")) or source_time(body.get("created_at")) or now
     link: Link | None = None
     identify = user_id is not None
+    row.attempts += 1  # every run counts, whatever it decides (SHP-51)
     if kind == "offline":
         mode = settings["offline_orders"]
         if mode == "exclude":
@@ -160,7 +161,6 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
     elif kind == "subscription":
         method = "subscription_renewal"
     else:
-        row.attempts += 1
         link = chain_steps(db, installation, row, body, converted_at) or _stored_link(row)
         if link is None:
             decision, next_at = _park_or_final(row, body, now, final)
@@ -171,8 +171,6 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
                 out.retry_order = (row.account_id, row.id, row.attempts, next_at) if next_at else None
                 return False
         method = link.method if link is not None else "none"  # step 7 (journey summary) is not built yet
-    if kind != "web":
-        row.attempts += 1
     visitor = link.visitor_id if link is not None else None
     conversion_visitor = visitor if visitor is not None else (None if user_id else synthetic_visitor(key))
     if identify and customer_id:

@@ -8,6 +8,7 @@ depends on the queue being reachable. Jobs receive ids only and read the source 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -23,18 +24,23 @@ log = logging.getLogger("mbuzz.shopify")
 SHOPIFY_QUEUE = f"{PREFIX}-shopify"
 
 
-def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = None) -> bool:
-    """Queue `function` (a dotted path) with `args`; False when there is no reachable Redis."""
+def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = None,
+            retries: Sequence[int] = ()) -> bool:
+    """Queue `function` (a dotted path) with `args`, retried after `retries` seconds when it raises; False when
+    there is no reachable Redis."""
     if services.redis is None:
         return False
-    from rq import Queue
+    from rq import Queue, Retry
 
     queue = Queue(SHOPIFY_QUEUE, connection=services.redis)
+    options: dict[str, Any] = {"job_timeout": 600, "result_ttl": 0, "failure_ttl": 7 * 86400}
+    if retries:
+        options["retry"] = Retry(max=len(retries), interval=list(retries))
     try:
         if delay is None:
-            queue.enqueue(function, *args, job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
+            queue.enqueue(function, *args, **options)
         else:
-            queue.enqueue_in(delay, function, *args, job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
+            queue.enqueue_in(delay, function, *args, **options)
     except redis.RedisError:
         log.warning("Redis unavailable: %s runs from the sweep instead", function)
         return False

@@ -24,10 +24,10 @@ log = logging.getLogger("mbuzz.shopify")
 def rerun_order(services: Any, account_id: str, row_id: str, final: bool = False,
                 attempts: int | None = None) -> bool:
     """Run the linking chain again for a parked order (from its stored paid payload); False if not parked."""
-    from connectors.shopify.topics import after_outcome, append_commands, read_body
+    from connectors.shopify.topics import after_outcome, read_body, settle
 
     now = services.now()
-    with services.sessions.begin() as db:
+    with services.sessions() as db:
         row = db.get(ShopifyOrder, (account_id, row_id), with_for_update=True)
         if row is None or row.status != "parked" or (attempts is not None and row.attempts != attempts):
             return False
@@ -38,14 +38,8 @@ def rerun_order(services: Any, account_id: str, row_id: str, final: bool = False
             return False
         outcome = order_delivery(db, installation, "orders/paid", read_body(services, delivery),
                                  delivery.api_version, delivery.id, now, retry=True, final=final)
-        if not outcome.commands:
-            for step in outcome.finish:
-                step(db)
-    if outcome.commands:
-        append_commands(services, outcome.commands, now)
-        with services.sessions.begin() as db:
-            for step in outcome.finish:
-                step(db)
+        settle(services, db, outcome, now)
+        db.commit()
     after_outcome(services, outcome)
     return True
 

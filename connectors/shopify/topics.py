@@ -113,12 +113,26 @@ def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installati
     return Outcome(status="ignored", error="unknown_topic"), []
 
 
+def settle(services: Any, db: Any, outcome: Outcome, now: datetime) -> None:
+    """Commit an outcome: its row changes in the open transaction when it appends nothing; otherwise the
+    commands are appended first and the row changes committed after, in a new transaction (SHP-36-D1)."""
+    if not outcome.commands:
+        for step in outcome.finish:
+            step(db)
+        return
+    db.commit()  # the reads and upserts made while computing the outcome
+    append_commands(services, outcome.commands, now)
+    with services.sessions.begin() as after:
+        for step in outcome.finish:
+            step(after)
+
+
 def process_delivery(services: Any, delivery_id: str, raise_errors: bool = False) -> None:
     """Run the topic's processing after the ledger commit; a failure marks the row `failed` (and re-raises for
     the RQ job, so that its retries run)."""
     now = services.now()
     try:
-        with services.sessions.begin() as db:
+        with services.sessions() as db:
             delivery = db.get(ShopifyWebhookDelivery, delivery_id)
             if delivery is None or delivery.status not in ("stored", "failed", "waiting_order") \
                     or delivery.body_enc is None:
@@ -126,38 +140,33 @@ def process_delivery(services: Any, delivery_id: str, raise_errors: bool = False
             installation = db.scalars(sa.select(Installation).where(
                 Installation.shop_domain == delivery.shop_domain)).first()
             outcome, parked = _handle(services, db, delivery, installation, read_body(services, delivery), now)
-            if not outcome.commands:
-                for step in outcome.finish:
-                    step(db)
-                _finish(db, delivery, outcome, now)
-        if outcome.commands:
-            append_commands(services, outcome.commands, now)
-            with services.sessions.begin() as db:
-                delivery = db.get(ShopifyWebhookDelivery, delivery_id)
-                for step in outcome.finish:
-                    step(db)
-                if delivery is not None:
-                    _finish(db, delivery, outcome, now)
+            outcome.finish.append(lambda db: _finish(db, delivery_id, outcome, now))
+            settle(services, db, outcome, now)
+            db.commit()
     except Exception as exc:  # SHP-36: the delivery was accepted; the row records the failure
         log.exception("webhook delivery %s failed", delivery_id)
         with services.sessions.begin() as db:
-            delivery = db.get(ShopifyWebhookDelivery, delivery_id)
-            if delivery is not None:
-                delivery.status, delivery.error = "failed", f"{type(exc).__name__}: {exc}"[:200]
-                delivery.attempts += 1
+            failed = db.get(ShopifyWebhookDelivery, delivery_id)
+            if failed is not None:
+                failed.status, failed.error = "failed", f"{type(exc).__name__}: {exc}"[:200]
+                failed.attempts += 1
         if raise_errors:
             raise
         return
     after_outcome(services, outcome, parked)
 
 
-def _finish(db: Any, delivery: ShopifyWebhookDelivery, outcome: Outcome, now: datetime) -> None:
+def _finish(db: Any, delivery_id: str, outcome: Outcome, now: datetime) -> None:
+    delivery = db.get(ShopifyWebhookDelivery, delivery_id)
+    if delivery is None:
+        return
     delivery.attempts += 1
     if outcome.status == "waiting_order" and delivery.attempts > len(REFUND_WAITS):
         delivery.status, delivery.error = "ignored", "order_unknown"
         return
     delivery.status, delivery.error = outcome.status, outcome.error
-    delivery.processed_at = now if outcome.status == "processed" else delivery.processed_at
+    if outcome.status == "processed":
+        delivery.processed_at = now
 
 
 def after_outcome(services: Any, outcome: Outcome, parked: list[tuple[str, str]] | None = None) -> None:
@@ -181,17 +190,4 @@ def delivery_job(delivery_id: str) -> None:
 
 def enqueue_delivery(services: Any, delivery_id: str) -> bool:
     """Queue mode: the delivery is processed by a worker, with SHP-37's retries; False without Redis."""
-    if services.redis is None:
-        return False
-    from rq import Queue, Retry
-
-    from connectors.shopify.queue import SHOPIFY_QUEUE
-
-    try:
-        Queue(SHOPIFY_QUEUE, connection=services.redis).enqueue(
-            "connectors.shopify.topics.delivery_job", delivery_id, retry=Retry(max=3, interval=list(JOB_RETRIES)),
-            job_timeout=600, result_ttl=0, failure_ttl=7 * 86400)
-    except Exception:  # Redis down: process in the request instead; the row is committed either way
-        log.warning("Redis unavailable: delivery %s processed in the request", delivery_id)
-        return False
-    return True
+    return enqueue(services, "connectors.shopify.topics.delivery_job", delivery_id, retries=JOB_RETRIES)
