@@ -147,11 +147,35 @@ class RedactCommand:
     visitor_key: None = None
 
 
-Command = TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand
+@dataclass(slots=True)
+class OrderLinkCommand:
+    """An sGTM purchase on an account that also uses Shopify (sgtm.md SGTM-30..SGTM-32).
+
+    Shopify is the revenue source there, so the purchase does not become a conversion of its own: it is held
+    as a link to the Shopify order with the same transaction id, which gives that order its visitor. Only if no
+    order arrives by ``hold_until`` is ``conversion`` (the connector envelope of the conversion the purchase
+    would have been) emitted as a normal conversion.
+    """
+
+    kind: ClassVar[str] = "sgtm_order_link"
+    id: str
+    idempotency_key: str  # the conversion key the purchase would have (SGTM-26)
+    transaction_id: str
+    occurred_at: datetime
+    received_at: datetime
+    hold_until: datetime
+    visitor_key: str | None = None
+    ga_client_id: str | None = None
+    conversion: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None
+
+
+Command = (TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand
+           | OrderLinkCommand)
 
 COMMAND_TYPES: dict[str, type[Command]] = {
     c.kind: c for c in (TouchCommand, EventCommand, ConversionCommand, IdentifyCommand, OrderAdjustmentCommand,
-                        RedactCommand)
+                        RedactCommand, OrderLinkCommand)
 }
 
 

@@ -15,6 +15,7 @@ from core.commands import (
     EventCommand,
     IdentifyCommand,
     OrderAdjustmentCommand,
+    OrderLinkCommand,
     RedactCommand,
     TouchCommand,
 )
@@ -87,4 +88,12 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
                              email_sha256=cmd.get("email_sha256"),
                              conversion_keys=list(cmd.get("conversion_keys") or []),
                              tombstone=cmd.get("tombstone"), origin=origin)
+    if kind == "sgtm_order_link":
+        held = {k: v for k, v in cmd.items() if k not in ("transaction_id", "ga_client_id", "hold_until")}
+        held.update(kind="conversion", converted_at=held.pop("occurred_at"))
+        return OrderLinkCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
+                                transaction_id=str(cmd["transaction_id"]), occurred_at=_at(cmd["occurred_at"]),
+                                received_at=received, hold_until=_at(cmd["hold_until"]),
+                                visitor_key=cmd.get("visitor_id"), ga_client_id=cmd.get("ga_client_id"),
+                                conversion=held, origin=origin)
     raise ValueError(f"no core command for {kind}")

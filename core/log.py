@@ -18,7 +18,7 @@ import redis
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand
+from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand, OrderLinkCommand
 from core.fitting.tasks import run_fit_now
 from core.followups import run_followups
 from core.processors.batch import process_batch
@@ -109,8 +109,8 @@ class InlineLog:
 class QueuedLog:
     """The Redis log with read-your-writes waits (API-62) and the degraded fallback (API-65).
 
-    Events and touches are answered once appended. Conversions and identify wait, bounded, for their result;
-    on timeout they are answered pending. When Redis cannot be reached the same commands are processed inline
+    Events and touches are answered once appended. Conversions, identify and order links wait, bounded, for
+    their result; on timeout they are answered pending. When Redis cannot be reached the same commands are processed inline
     (``degraded``): nothing is lost and nothing answers 5xx. After a failure Redis is left alone for a second,
     so an outage costs one connect timeout per second, not one per request.
     """
@@ -149,10 +149,10 @@ class QueuedLog:
 
     def _settle(self, tenant: Tenant, command: Command, result: CommandResult) -> CommandResult:
         """Fill in the answer of a conversion or identify from its processed result, if it comes in time."""
-        if not isinstance(command, ConversionCommand | IdentifyCommand):
+        if not isinstance(command, ConversionCommand | IdentifyCommand | OrderLinkCommand):
             return result
         wanted = result.result_id if result.status == "duplicate" else command.id
-        if result.status == "duplicate" and wanted is not None:
+        if result.status == "duplicate" and wanted is not None and isinstance(command, ConversionCommand):
             with self._sessions() as db:
                 body = conversion_by_id(db, tenant, wanted)
             if body is not None:

@@ -10,10 +10,12 @@ from gateway.config import Settings
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from connectors.sgtm.endpoint import ORDER_LINKED
     from connectors.sgtm.endpoint import bp as sgtm_bp
     from connectors.shopify.embedded import bp as shopify_embedded_bp
     from connectors.shopify.oauth import bp as shopify_oauth_bp
     from connectors.shopify.pixel import bp as shopify_pixel_bp
+    from connectors.shopify.sweep import rerun_order
     from connectors.shopify.webhooks import bp as shopify_webhooks_bp
     from gateway import errors, ratelimit
     from gateway.api.openapi import bp as openapi_bp
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(shopify_pixel_bp)
     app.register_blueprint(shopify_oauth_bp)
     app.register_blueprint(shopify_embedded_bp)
+    app.extensions[ORDER_LINKED] = rerun_order  # SHP-52: an sGTM link lets a parked Shopify order link at once
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)

@@ -8,16 +8,19 @@ else happens in the core processors, exactly as for the REST API.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 
 from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, validate
 from core.aliases import visitor_for_ga_client
 from core.commands import CommandResult
 from core.envelope import command_from_envelope
+from core.storage.models import Installation
 from core.tenant import Tenant
 from gateway.api.auth import cached_lookup
 from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
@@ -28,7 +31,11 @@ bp = Blueprint("sgtm_v1", __name__, url_prefix="/sgtm/v1")
 MAX_BODY = 32 * 1024
 TOKEN = re.compile(r"pk_sgtm_(live|test)_[0-9a-f]{32}|sk_(live|test)_[0-9a-f]{32}")
 _BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
-WAITED = ("conversion", "identify")  # SGTM-34: answered with their processing result
+WAITED = ("conversion", "identify", "sgtm_order_link")  # SGTM-34: answered with their processing result
+# SHP-52: set by the Shopify connector; runs a parked order's linking chain at once when a link names it
+ORDER_LINKED = "mbuzz.order_linked"
+
+log = logging.getLogger("mbuzz.sgtm")
 
 
 def _unauthorized(code: str) -> Response:
@@ -57,10 +64,15 @@ def _output(cmd: dict[str, Any], result: CommandResult) -> dict[str, Any]:
     if cmd["kind"] not in WAITED:
         out["status"] = "accepted"
         return out
-    if result.status == "queued" and not result.body:  # the wait ran out
+    if result.status in ("queued", "pending") and not result.body:  # the wait ran out
         out["status"] = "pending"
         return out
     duplicate = result.status == "duplicate"
+    if cmd["kind"] == "sgtm_order_link":  # SGTM-31: merged into the Shopify order, or held for it
+        out.update({k: v for k, v in result.body.items() if k in ("status", "merged_into", "duplicate")})
+        if out["status"] == "converted":  # held, then emitted as a conversion: this is a reload of it
+            out.update(status="duplicate", duplicate=True)
+        return out
     if cmd["kind"] == "conversion":
         out["id"] = result.result_id
         out["status"] = "duplicate" if duplicate else "created"
@@ -92,10 +104,12 @@ def collect() -> Response:
     masked = mask_ip(payload.get("ip"), [])  # FP-1: the raw address goes no further
     device = fingerprint(masked, clean_user_agent(payload.get("user_agent")))
     visitor = sent_visitor(payload)
-    if visitor is not None and payload.get("ga_client_id"):
-        with services.sessions.begin() as db:
+    with services.sessions.begin() as db:
+        if visitor is not None and payload.get("ga_client_id"):
             visitor = visitor_for_ga_client(db, tenant, payload.get("ga_client_id"), visitor, now)
-    outputs = outputs_for(payload, tenant.account_id, tenant.environment, device, visitor=visitor)
+        shopify_active = _has_active_shopify(db, tenant)
+    outputs = outputs_for(payload, tenant.account_id, tenant.environment, device, shopify_active=shopify_active,
+                          visitor=visitor)
     answer: dict[str, Any] = {"status": "accepted", "visitor_id": outputs.visitor_id, "consent": outputs.consent,
                               "outputs": []}
     if outputs.skipped_reason:
@@ -107,4 +121,25 @@ def collect() -> Response:
         # Durable before the answer; in queued mode conversions and identify wait for their result (API-62).
         appended = services.log.append(tenant, [command_from_envelope(c, now) for c in outputs.commands])
         answer["outputs"] = [_output(c, r) for c, r in zip(outputs.commands, appended.results, strict=True)]
+        _run_linked_orders(services, tenant, appended.results)
     return json_response(answer, 202)
+
+
+def _has_active_shopify(db: Any, tenant: Tenant) -> bool:
+    """SGTM-29/SGTM-30: Shopify is the revenue source of an account and environment with an active shop."""
+    return db.scalar(sa.select(sa.literal(True)).where(
+        Installation.account_id == tenant.account_id, Installation.environment == tenant.environment,
+        Installation.status == "active").limit(1)) is not None
+
+
+def _run_linked_orders(services: Any, tenant: Tenant, results: list[CommandResult]) -> None:
+    """SHP-52: a link that names a parked order lets its chain run now; if that fails, the order is already
+    due for the Shopify sweep, so nothing waits longer than one sweep."""
+    rerun = current_app.extensions.get(ORDER_LINKED)
+    for result in results:
+        parked = result.body.get("parked_order")
+        if rerun is not None and parked:
+            try:
+                rerun(services, tenant.account_id, parked)
+            except Exception:
+                log.exception("parked order %s: linking rerun failed; the sweep retries it", parked)

@@ -27,7 +27,7 @@ from core.storage.models import (
 )
 from core.storage.models import Session as VisitSession
 
-__all__ = ["Link", "chain_steps", "sgtm_candidates"]
+__all__ = ["Link", "chain_steps", "sgtm_links"]
 
 VISITOR_ID = re.compile(r"[0-9a-f]{64}")
 SGTM_WINDOW = timedelta(hours=24)
@@ -38,7 +38,6 @@ class Link:
     method: str
     visitor_id: str | None
     is_first_order: bool | None = None
-    sgtm_link_id: str | None = None
 
 
 def _cart_attribute(body: dict[str, Any]) -> str | None:
@@ -50,10 +49,18 @@ def _cart_attribute(body: dict[str, Any]) -> str | None:
     return None
 
 
-def sgtm_candidates(order: ShopifyOrder) -> list[str]:
-    """SGTM-31/SHP-50 step 4: the transaction ids an sGTM purchase may carry for this order."""
+def sgtm_links(db: Session, order: ShopifyOrder) -> list[SgtmOrderLink]:
+    """SGTM-31/SHP-50 step 4: the sGTM purchases of this order — transaction id = the order's id, name (with or
+    without `#`) or confirmation number, within 24 h of `processed_at` — locked, oldest first."""
+    if order.processed_at is None:
+        return []
     names = [order.order_id, order.name, (order.name or "").removeprefix("#"), order.confirmation_number]
-    return list(dict.fromkeys(n for n in names if n))
+    return list(db.scalars(sa.select(SgtmOrderLink).where(
+        SgtmOrderLink.account_id == order.account_id, SgtmOrderLink.environment == order.environment,
+        SgtmOrderLink.transaction_id.in_(list(dict.fromkeys(n for n in names if n))),
+        SgtmOrderLink.occurred_at >= order.processed_at - SGTM_WINDOW,
+        SgtmOrderLink.occurred_at <= order.processed_at + SGTM_WINDOW,
+    ).order_by(SgtmOrderLink.occurred_at, SgtmOrderLink.id).with_for_update()))
 
 
 def _identity_visitor(db: Session, account_id: str, environment: str, users: sa.Select[Any], at: datetime,
@@ -91,15 +98,9 @@ def chain_steps(db: Session, installation: Installation, order: ShopifyOrder, bo
         ShopifyCheckoutLink.order_id == order.order_id).order_by(ShopifyCheckoutLink.first_seen_at)).first()
     if link is not None:
         return Link("pixel_order_id", link.visitor_id, link.is_first_order)
-    if order.processed_at is not None:
-        held = db.scalars(sa.select(SgtmOrderLink).where(
-            SgtmOrderLink.account_id == account_id, SgtmOrderLink.environment == order.environment,
-            SgtmOrderLink.transaction_id.in_(sgtm_candidates(order)),
-            SgtmOrderLink.occurred_at >= order.processed_at - SGTM_WINDOW,
-            SgtmOrderLink.occurred_at <= order.processed_at + SGTM_WINDOW,
-            SgtmOrderLink.visitor_id.is_not(None))).first()
-        if held is not None:
-            return Link("sgtm_transaction", held.visitor_id, sgtm_link_id=held.id)
+    held = next((h for h in sgtm_links(db, order) if h.visitor_id is not None), None)
+    if held is not None:
+        return Link("sgtm_transaction", held.visitor_id)
     lookback = load_config(db, account_id).attribution.lookback_days
     if order.customer_id:
         users = sa.select(User.id).where(User.account_id == account_id, User.environment == order.environment,

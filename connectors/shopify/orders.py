@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors.shopify.envelopes import envelope, rfc3339, shopify_id, source_time, synthetic_visitor
-from connectors.shopify.linking import Link, chain_steps
+from connectors.shopify.linking import Link, chain_steps, sgtm_links
 from connectors.shopify.money import OrderAmounts, OrderError, order_amounts, quantize
 from connectors.shopify.order_fields import (
     cancel_adjustment,
@@ -75,7 +75,8 @@ def _upsert_order(db: Session, installation: Installation, environment: str, bod
     if row is None:
         row = ShopifyOrder(account_id=installation.account_id, id=new_id("sho", now), environment=environment,
                            installation_id=installation.id, order_id=order_id, status="seen", attempts=0,
-                           linking={}, created_at=now, updated_at=now)
+                           conversion_key=conversion_key(installation.id, order_id), linking={}, created_at=now,
+                           updated_at=now)
         db.add(row)
     customer = body.get("customer") if isinstance(body.get("customer"), dict) else {}
     identifier = order_identifier(body)
@@ -189,21 +190,33 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
         "properties": conversion_properties(body, amounts, basis, str(row.shop_currency),
                                             str(row.presentment_currency), method, installation.primary_domain,
                                             api_version)}))
-    account_id, row_id, link_id = row.account_id, row.id, link.sgtm_link_id if link else None
-    stored_visitor = conversion_visitor
+    held_links = sgtm_links(db, row)
+    for held in held_links:
+        if held.status == "converted":  # SGTM-32: Shopify is the revenue source; the held purchase steps aside
+            out.commands.append(_command(installation, row.environment, _superseded(held, key, now)))
+    account_id, row_id, stored_visitor = row.account_id, row.id, conversion_visitor
+    link_ids = [(h.id, "superseded" if h.status in ("converted", "superseded") else "merged") for h in held_links]
 
     def converted(db: Session) -> None:
         order = db.get(ShopifyOrder, (account_id, row_id))
         if order is not None:
             order.status, order.attribution_method, order.visitor_id = "converted", method, stored_visitor
             order.conversion_key, order.next_attempt_at, order.updated_at = key, None, now
-        if link_id is not None:  # SGTM-31: the sGTM purchase is this order's conversion now
+        for link_id, status in link_ids:  # SGTM-31/32: the sGTM purchase is this order's conversion now
             held = db.get(SgtmOrderLink, (account_id, link_id))
             if held is not None:
-                held.status, held.merged_into, held.updated_at = "merged", key, now
+                held.status, held.merged_into, held.updated_at = status, key, now
 
     out.finish.append(converted)
     return True
+
+
+def _superseded(held: SgtmOrderLink, order_key: str, now: datetime) -> dict[str, Any]:
+    """SGTM-32: the cancel of an sGTM conversion that was emitted before its Shopify order arrived."""
+    return {"kind": "order_adjustment", "idempotency_key": f"{held.idempotency_key}:superseded",
+            "conversion_key": held.idempotency_key, "adjustment": "cancel",
+            "currency": (held.data or {}).get("currency"), "occurred_at": rfc3339(now),
+            "properties": {"cancel_reason": "superseded_by_shopify", "superseded_by": order_key}}
 
 
 def order_delivery(db: Session, installation: Installation, topic: str, body: dict[str, Any],

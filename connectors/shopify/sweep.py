@@ -1,4 +1,5 @@
-"""Retries of parked orders and waiting refunds (shopify.md SHP-51, SHP-52, SHP-54, SHP-55, SHP-62).
+"""Retries of parked orders and waiting refunds (shopify.md SHP-51, SHP-52, SHP-54, SHP-55, SHP-62), and the
+release of held sGTM purchases (sgtm.md SGTM-31), which only exist on accounts with a Shopify installation.
 
 The order row is the source of truth: a delayed RQ job only names the row and the attempt it was scheduled
 for, and does nothing if the row moved on. The sweep runs whatever is due, so retries also happen without
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from connectors.shopify.orders import order_delivery
 from connectors.shopify.queue import worker_services
+from core.order_holds import release_due_holds
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
 
 __all__ = ["order_retry_job", "rerun_order", "run_waiting_refunds", "sweep_due"]
@@ -62,7 +64,7 @@ def run_waiting_refunds(services: Any, shop_domain: str, order_id: str) -> None:
 
 
 def sweep_due(services: Any, limit: int = 500) -> int:
-    """Every parked order and waiting refund whose retry is due; returns how many were run."""
+    """Every parked order, waiting refund and held sGTM purchase (SGTM-31) that is due; returns how many ran."""
     from connectors.shopify.topics import REFUND_WAITS, process_delivery
 
     now = services.now()
@@ -79,4 +81,5 @@ def sweep_due(services: Any, limit: int = 500) -> int:
         rerun_order(services, account_id, row_id)
     for delivery_id in waiting_ids:
         process_delivery(services, delivery_id)
-    return len(due) + len(waiting_ids)
+    released = release_due_holds(services.sessions, services.log, now, limit)
+    return len(due) + len(waiting_ids) + released

@@ -15,6 +15,7 @@ from core.commands import (
     EventCommand,
     IdentifyCommand,
     OrderAdjustmentCommand,
+    OrderLinkCommand,
     RedactCommand,
     TouchCommand,
 )
@@ -25,6 +26,7 @@ from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
 from core.processors.identity import process_identify
+from core.processors.order_links import process_order_link
 from core.processors.preload import preload
 from core.processors.redaction import process_redact
 from core.reads import conversion_body
@@ -69,6 +71,8 @@ def process_batch(
         elif isinstance(command, RedactCommand):
             write_pending_events(ctx)
             results.append(process_redact(ctx, command))
+        elif isinstance(command, OrderLinkCommand):
+            results.append(process_order_link(ctx, command))
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
     write_pending_events(ctx)

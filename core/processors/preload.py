@@ -17,9 +17,6 @@ from core.commands import (
     Command,
     ConversionCommand,
     EventCommand,
-    IdentifyCommand,
-    OrderAdjustmentCommand,
-    RedactCommand,
     TouchCommand,
 )
 from core.processors.context import Ctx
@@ -29,9 +26,9 @@ WINDOW = timedelta(minutes=30)
 
 
 def item_time(command: Command) -> datetime:
-    if isinstance(command, TouchCommand | EventCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand):
-        return command.occurred_at
-    return command.converted_at or command.received_at
+    if isinstance(command, ConversionCommand):
+        return command.converted_at or command.received_at
+    return command.occurred_at
 
 
 def preload(ctx: Ctx, commands: Sequence[Command]) -> None:

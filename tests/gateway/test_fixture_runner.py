@@ -11,14 +11,12 @@ from flask import Flask
 
 from tests.connectors.sgtm.test_normalize import FIXTURES
 
-# Scenarios that need the Shopify connector (issue 5) to exist before they can pass.
-NEEDS_SHOPIFY = {"F14c"}
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="template fixtures need Node.js (SGTM-44)")
 
 
 def _scenarios() -> list[Path]:
     return sorted(p for p in FIXTURES.glob("F*.json")
-                  if not p.name.endswith(".expected.json") and p.name.removesuffix(".json") not in NEEDS_SHOPIFY)
+                  if not p.name.endswith(".expected.json"))
 
 
 def test_fixture_runner_passes_every_sgtm_fixture(app: Flask) -> None:

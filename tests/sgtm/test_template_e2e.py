@@ -18,8 +18,6 @@ from tests.sgtm.test_template_harness import FIXTURES, pytestmark
 
 __all__ = ["pytestmark"]
 
-NEEDS_SHOPIFY = {"F14c": "requires shopify/F1: the Shopify connector (issue 5) is not built yet"}
-
 
 def _cases() -> list[str]:
     return sorted(p.name.removesuffix(".json") for p in FIXTURES.glob("F*.json")
@@ -28,6 +26,4 @@ def _cases() -> list[str]:
 
 @pytest.mark.parametrize("case", _cases())
 def test_SGTM43_the_template_talks_to_the_real_gateway(case: str) -> None:
-    if case in NEEDS_SHOPIFY:
-        pytest.skip(NEEDS_SHOPIFY[case])
     assert run_fixture(FIXTURES / f"{case}.json") == []

@@ -1,0 +1,42 @@
+"""Held sGTM purchases whose Shopify order never came (sgtm.md SGTM-31).
+
+A held purchase is a sale the merchant's Shopify webhooks should have reported within ``hold_until``; when they
+did not (an order outside Shopify, webhooks not subscribed, a transaction id the shop does not know), the
+purchase is recorded after all, as the conversion it would have been. It is appended to the command log like
+any other conversion, so it is deduplicated by its key and processed exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.envelope import command_from_envelope
+from core.log import CommandLog
+from core.storage.models import SgtmOrderLink
+from core.tenant import Tenant
+
+__all__ = ["release_due_holds"]
+
+
+def release_due_holds(sessions: sessionmaker[Session], log: CommandLog, now: datetime, limit: int = 100) -> int:
+    """Emit the conversion of every pending link whose hold has passed; returns how many were released.
+
+    The link stays locked while its conversion is appended, so a Shopify order processed at the same moment
+    either merges the link first (and nothing is emitted here) or sees it `converted` afterwards and cancels
+    the sGTM conversion (SGTM-32). The append comes before the status change: a crash in between appends the
+    same key again, which the core answers as a duplicate.
+    """
+    released = 0
+    with sessions() as db:
+        due = list(db.scalars(sa.select(SgtmOrderLink).where(
+            SgtmOrderLink.status == "pending", SgtmOrderLink.hold_until <= now,
+        ).order_by(SgtmOrderLink.hold_until).limit(limit).with_for_update(skip_locked=True)))
+        for link in due:
+            log.append(Tenant(link.account_id, link.environment), [command_from_envelope(link.data, now)])
+            link.status, link.updated_at = "converted", now
+            released += 1
+        db.commit()
+    return released
