@@ -135,10 +135,12 @@ def worker_command(burst: bool) -> None:
 
 
 def _start_shopify_sweeper() -> None:
-    """SHP-54: every 60 s the worker runs due Shopify retries, so a lost delayed job only delays a retry."""
+    """SHP-54: every 60 s the worker runs due Shopify retries, so a lost delayed job only delays a retry; and the
+    daily maintenance (SHP-8, SHP-27, SHP-37, SHP-87) when no process ran it in the last 24 h."""
     import threading
     import time
 
+    from connectors.shopify.maintenance import run_if_due
     from connectors.shopify.queue import worker_services
     from connectors.shopify.sweep import sweep_due
 
@@ -149,6 +151,10 @@ def _start_shopify_sweeper() -> None:
                 sweep_due(worker_services())
             except Exception:  # logged; the next round tries again
                 logging.getLogger("mbuzz.shopify").exception("Shopify sweep failed")
+            try:
+                run_if_due(worker_services())
+            except Exception:  # the gate could not be read or written (steps log their own failures): next round
+                logging.getLogger("mbuzz.shopify").exception("Shopify daily maintenance failed")
 
     threading.Thread(target=loop, name="mbuzz-shopify-sweeper", daemon=True).start()
 
@@ -291,6 +297,24 @@ def shopify_sweep_command() -> None:
     from connectors.shopify.sweep import sweep_due
 
     click.echo(f"{sweep_due(_services())} due retries run")
+
+
+@cli.command("shopify-maintenance")
+@click.option("--force", is_flag=True, help="run even if a process ran it in the last 24 h")
+def shopify_maintenance_command(force: bool) -> None:
+    """Run the Shopify daily maintenance now, unless it ran in the last 24 h (SHP-8, SHP-27, SHP-37, SHP-87):
+    retry recent failed deliveries once, null ledger bodies after 30 days, expire data request exports, and
+    re-check webhook subscriptions. Without a worker, run it daily (cron)."""
+    from connectors.shopify.maintenance import claim_daily_run, run_daily_maintenance
+
+    services = current_app.config["MBUZZ"]
+    if not claim_daily_run(services, force=force):
+        click.echo("not due: the daily maintenance ran less than 24 h ago (--force runs it anyway)")
+        return
+    counts = run_daily_maintenance(services)
+    click.echo(" ".join(f"{name}={value}" for name, value in counts.items()))
+    if counts["errors"]:
+        raise click.ClickException(f"{counts['errors']} step(s) failed; see the log")
 
 
 @cli.command("run-fixtures")

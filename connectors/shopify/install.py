@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session
 
 from connectors.shopify.admin import AdminClient, AdminError, admin_client
 from connectors.shopify.custom_pixel import custom_pixel_snippet
+from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.outbound import TokenGrant, store_grant
 from connectors.shopify.pixel_keys import issue_pixel_key
 from connectors.shopify.queue import enqueue, worker_services
 from connectors.shopify.topics import process_delivery
-from connectors.shopify.webhooks import shop_domain
 from core import accounts
 from core.crypto import cipher
 from core.ids import new_id
@@ -388,12 +388,8 @@ def recheck_subscriptions(services: Any) -> int:
 
 
 def recheck_subscriptions_job() -> None:
-    """RQ entry point for the daily re-check; a Redis guard keeps it to one run a day however it is triggered."""
-    services = worker_services()
-    if services.redis is not None and not services.redis.set("mbuzz-shopify:subscriptions-recheck", "1",
-                                                             nx=True, ex=23 * 3600):
-        return
-    recheck_subscriptions(services)
+    """RQ entry point for the daily re-check; the daily maintenance's gate (SHP-37-D3) keeps it to one a day."""
+    recheck_subscriptions(worker_services())
 
 
 # --- connecting (SHP-28) --------------------------------------------------------------------------------------
