@@ -45,8 +45,12 @@ class Appended:
 class CommandLog(Protocol):
     mode: str
 
-    def append(self, tenant: Tenant, commands: Sequence[Command]) -> Appended:
-        """Make ``commands`` durable, all or none, and answer one result per command in order."""
+    def append(self, tenant: Tenant, commands: Sequence[Command], wait: bool = True) -> Appended:
+        """Make ``commands`` durable, all or none, and answer one result per command in order.
+
+        ``wait=False`` is for background jobs that need no processed result: a queued log then answers as soon
+        as the commands are durable (a job waiting for a drain that may run on its own worker only stalls it).
+        """
         ...
 
 
@@ -72,7 +76,7 @@ class InlineLog:
         self._serialize = bind is not None and bind.dialect.name == "sqlite"
         self._lock = threading.Lock()
 
-    def append(self, tenant: Tenant, commands: Sequence[Command]) -> Appended:
+    def append(self, tenant: Tenant, commands: Sequence[Command], wait: bool = True) -> Appended:
         return Appended(self.mode, self.process(tenant, commands))
 
     def process(self, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
@@ -110,9 +114,9 @@ class QueuedLog:
     """The Redis log with read-your-writes waits (API-62) and the degraded fallback (API-65).
 
     Events and touches are answered once appended. Conversions, identify and order links wait, bounded, for
-    their result; on timeout they are answered pending. When Redis cannot be reached the same commands are processed inline
-    (``degraded``): nothing is lost and nothing answers 5xx. After a failure Redis is left alone for a second,
-    so an outage costs one connect timeout per second, not one per request.
+    their result; on timeout they are answered pending. When Redis cannot be reached the same commands are
+    processed inline (``degraded``): nothing is lost and nothing answers 5xx. After a failure Redis is left
+    alone for a second, so an outage costs one connect timeout per second, not one per request.
     """
 
     mode = "queued"
@@ -129,13 +133,15 @@ class QueuedLog:
         self._down_until = 0.0
         self._warned_at = 0.0
 
-    def append(self, tenant: Tenant, commands: Sequence[Command]) -> Appended:
+    def append(self, tenant: Tenant, commands: Sequence[Command], wait: bool = True) -> Appended:
         if time.monotonic() >= self._down_until:
             try:
                 queued = self._stream.append(tenant, commands)
             except redis.RedisError as exc:
                 self._went_down(exc)
             else:
+                if not wait:
+                    return Appended("queued", queued.results)
                 return Appended("queued", [self._settle(tenant, c, r) for c, r in zip(commands, queued.results,
                                                                                       strict=True)])
         return Appended("degraded", self._inline.process(tenant, commands))

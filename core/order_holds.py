@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.envelope import command_from_envelope
 from core.log import CommandLog
+from core.processors.order_links import merge_into_order
 from core.storage.models import SgtmOrderLink
 from core.tenant import Tenant
 
@@ -24,10 +25,11 @@ __all__ = ["release_due_holds"]
 def release_due_holds(sessions: sessionmaker[Session], log: CommandLog, now: datetime, limit: int = 100) -> int:
     """Emit the conversion of every pending link whose hold has passed; returns how many were released.
 
-    The link stays locked while its conversion is appended, so a Shopify order processed at the same moment
-    either merges the link first (and nothing is emitted here) or sees it `converted` afterwards and cancels
-    the sGTM conversion (SGTM-32). The append comes before the status change: a crash in between appends the
-    same key again, which the core answers as a duplicate.
+    A link whose order row exists by now is merged instead: the Shopify connector stores the row before it
+    appends the order's conversion, so an order being processed at this moment is seen here, and one
+    processed after this commit finds the link `converted` and cancels the sGTM conversion (SGTM-32). The link
+    stays locked while its conversion is appended, and the append comes before the status change: a crash in
+    between appends the same key again, which the core answers as a duplicate.
     """
     released = 0
     with sessions() as db:
@@ -35,7 +37,9 @@ def release_due_holds(sessions: sessionmaker[Session], log: CommandLog, now: dat
             SgtmOrderLink.status == "pending", SgtmOrderLink.hold_until <= now,
         ).order_by(SgtmOrderLink.hold_until).limit(limit).with_for_update(skip_locked=True)))
         for link in due:
-            log.append(Tenant(link.account_id, link.environment), [command_from_envelope(link.data, now)])
+            if merge_into_order(db, link, now) is not None:
+                continue
+            log.append(Tenant(link.account_id, link.environment), [command_from_envelope(link.data, now)], wait=False)
             link.status, link.updated_at = "converted", now
             released += 1
         db.commit()

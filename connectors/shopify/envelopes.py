@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["email_hash", "envelope", "gid_tail", "rfc3339", "shopify_id", "source_time", "synthetic_visitor"]
+__all__ = ["email_hash", "envelope", "gid_tail", "rfc3339", "shop_domain", "shopify_id", "source_time",
+           "synthetic_visitor"]
+
+_SHOP = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
+
+
+def shop_domain(value: str | None) -> str | None:
+    """SHP-15: lower-cased, without a leading https:// or a path; None unless it is a myshopify domain."""
+    if not value:
+        return None
+    host = value.strip().lower().removeprefix("https://").split("/", 1)[0]
+    return host if _SHOP.fullmatch(host) else None
 
 
 def envelope(kind: str, account_id: str, environment: str, installation_id: str, key: str,

@@ -24,11 +24,11 @@ from itsdangerous import BadSignature, Signer
 from werkzeug.wrappers import Response
 
 from connectors.shopify.embedded import METHODS
+from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import generators, missing_scopes, schedule_post_install, upsert_installation
 from connectors.shopify.outbound import ShopifyHTTPError, exchange_token, request_code_token
 from connectors.shopify.querysign import decoded_host, fresh, query_hmac_valid, secrets_of
 from connectors.shopify.session_tokens import InvalidSessionToken, decode_session_token
-from connectors.shopify.webhooks import shop_domain
 from core.storage.models import Installation, ShopifyOAuthState
 
 __all__ = ["COOKIE", "bp", "frame_headers", "token_usable"]

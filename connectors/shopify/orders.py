@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors.shopify.envelopes import envelope, rfc3339, shopify_id, source_time, synthetic_visitor
+from connectors.shopify.journey import journey_sessions
 from connectors.shopify.linking import Link, chain_steps, sgtm_links
 from connectors.shopify.money import OrderAmounts, OrderError, order_amounts, quantize
 from connectors.shopify.order_fields import (
@@ -36,6 +37,7 @@ from core.storage.models import Installation, SgtmOrderLink, ShopifyOrder
 
 __all__ = ["FINAL_ATTEMPT", "Outcome", "RETRY_OFFSETS", "conversion_key", "order_delivery", "refund_delivery"]
 
+Journey = Callable[[Installation, str], "dict[str, Any] | None"]  # (installation, order id) → summary or None
 PARK_WINDOW = timedelta(minutes=60)
 # SHP-51: the chain runs again at first_attempt_at + these offsets; the run at +60 min is final.
 RETRY_OFFSETS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=60))
@@ -138,7 +140,7 @@ def _park_or_final(row: ShopifyOrder, body: dict[str, Any], now: datetime,
 
 def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body: dict[str, Any],
                 amounts: OrderAmounts, api_version: str | None, now: datetime, out: Outcome,
-                final: bool) -> bool:
+                final: bool, journey: Journey | None) -> bool:
     """Identify + conversion for a paid order, or park it; False when the order is parked or excluded."""
     settings = settings_of(installation)
     key = conversion_key(installation.id, row.order_id)
@@ -171,9 +173,15 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
                 row.next_attempt_at = next_at
                 out.retry_order = (row.account_id, row.id, row.attempts, next_at) if next_at else None
                 return False
-        method = link.method if link is not None else "none"  # step 7 (journey summary) is not built yet
+        method = link.method if link is not None else "none"
     visitor = link.visitor_id if link is not None else None
     conversion_visitor = visitor if visitor is not None else (None if user_id else synthetic_visitor(key))
+    if method == "none" and settings["journey_summary"] and journey is not None:  # step 7 (SHP-56)
+        summary = journey(installation, row.order_id)
+        visits = journey_sessions(summary, key, synthetic_visitor(key)) if summary else []
+        if visits:
+            method, conversion_visitor = "journey_summary", synthetic_visitor(key)
+            out.commands.extend(_command(installation, row.environment, visit) for visit in visits)
     if identify and customer_id:
         out.commands.append(_command(installation, row.environment, {
             "kind": "identify", "idempotency_key": f"shopify:{installation.id}:identify:{customer_id}:order:"
@@ -221,9 +229,9 @@ def _superseded(held: SgtmOrderLink, order_key: str, now: datetime) -> dict[str,
 
 def order_delivery(db: Session, installation: Installation, topic: str, body: dict[str, Any],
                    api_version: str | None, delivery_id: str, now: datetime, retry: bool = False,
-                   final: bool = False) -> Outcome:
+                   final: bool = False, journey: Journey | None = None) -> Outcome:
     """`orders/paid`, `orders/create`, `orders/cancelled`; parked-order retries pass `retry` (and `final` for
-    the last run, or an uninstall: SHP-55)."""
+    the last run, or an uninstall: SHP-55). `journey` fetches an order's journey summary (step 7, SHP-56)."""
     if shopify_id(body.get("id")) is None:
         raise OrderError("id: missing")
     currency = str(body.get("currency") or "").upper()
@@ -248,7 +256,7 @@ def order_delivery(db: Session, installation: Installation, topic: str, body: di
         return out
     key = conversion_key(installation.id, row.order_id)
     if topic == "orders/paid" and row.status in ("seen", "parked"):
-        if not _conversion(db, installation, row, body, amounts, api_version, now, out, final):
+        if not _conversion(db, installation, row, body, amounts, api_version, now, out, final, journey):
             return out
     elif topic == "orders/paid" and row.status == "excluded":
         return out

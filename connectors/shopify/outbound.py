@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from connectors.shopify.webhooks import shop_domain
+from connectors.shopify.envelopes import shop_domain
 from core.crypto import cipher
 from core.storage.models import Installation
 

@@ -20,11 +20,10 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.shopify.envelopes import envelope, gid_tail, rfc3339, source_time
+from connectors.shopify.envelopes import envelope, gid_tail, rfc3339, shop_domain, source_time
 from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
-from connectors.shopify.webhooks import shop_domain
 from core.ids import new_id
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
 from gateway.api.auth import client_ip

@@ -17,8 +17,8 @@ import jwt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.querysign import secrets_of
-from connectors.shopify.webhooks import shop_domain
 from core.storage.models import Installation
 
 __all__ = ["LEEWAY_S", "REQUIRED", "InvalidSessionToken", "SessionClaims", "authenticate", "bearer_token",

@@ -9,10 +9,12 @@ Redis (inline mode, at the start of `/shopify/*` requests) and after a worker ou
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.shopify.journey import fetch_journey
 from connectors.shopify.orders import order_delivery
 from connectors.shopify.queue import worker_services
 from core.order_holds import release_due_holds
@@ -39,7 +41,8 @@ def rerun_order(services: Any, account_id: str, row_id: str, final: bool = False
             log.warning("parked order %s has no stored payload; left parked", row_id)
             return False
         outcome = order_delivery(db, installation, "orders/paid", read_body(services, delivery),
-                                 delivery.api_version, delivery.id, now, retry=True, final=final)
+                                 delivery.api_version, delivery.id, now, retry=True, final=final,
+                                 journey=partial(fetch_journey, services))
         settle(services, db, outcome, now)
         db.commit()
     after_outcome(services, outcome)

@@ -12,6 +12,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from flask import current_app, has_app_context
 
 from connectors.shopify.compliance import compliance_delivery
 from connectors.shopify.customers import customer_delivery
+from connectors.shopify.journey import fetch_journey
 from connectors.shopify.money import OrderError
 from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
 from connectors.shopify.pixel_keys import revoke_pixel_keys
@@ -51,7 +53,10 @@ def read_body(services: Any, delivery: ShopifyWebhookDelivery) -> Any:
 
 
 def append_commands(services: Any, commands: list[dict[str, Any]], now: datetime) -> None:
-    """Append in order, one log call per run of commands of the same tenant; a rejection fails the delivery."""
+    """Append in order, one log call per run of commands of the same tenant; a rejection fails the delivery.
+
+    Nothing waits for processing: in queue mode the drain may need this very worker, and a command the core
+    refuses there is recorded by the drain with its reason (inline, the refusal is seen here and retried)."""
     if has_app_context() and (recorder := current_app.extensions.get(RECORDER)) is not None:
         recorder.extend(commands)
     start = 0
@@ -60,7 +65,8 @@ def append_commands(services: Any, commands: list[dict[str, Any]], now: datetime
         end = start
         while end < len(commands) and (commands[end]["account_id"], commands[end]["environment"]) == tenant:
             end += 1
-        appended = services.log.append(Tenant(*tenant), [command_from_envelope(c, now) for c in commands[start:end]])
+        appended = services.log.append(Tenant(*tenant), [command_from_envelope(c, now) for c in commands[start:end]],
+                                       wait=False)
         refused = [r for r in appended.results if r.status in ("rejected", "failed")]
         if refused:
             raise OrderError(f"core refused a command: {'; '.join(refused[0].errors)[:150]}")
@@ -105,7 +111,8 @@ def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installati
     if topic == "app/uninstalled":
         return Outcome(), _uninstalled(db, installation, now)
     if topic in ORDER_TOPICS:
-        return order_delivery(db, installation, topic, body, delivery.api_version, delivery.id, now), []
+        return order_delivery(db, installation, topic, body, delivery.api_version, delivery.id, now,
+                              journey=partial(fetch_journey, services)), []
     if topic == "refunds/create":
         return refund_delivery(db, installation, body, now), []
     if topic in ("customers/create", "customers/update"):

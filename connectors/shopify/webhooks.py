@@ -14,13 +14,13 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.sweep import sweep_due
 from connectors.shopify.topics import COMPLIANCE, HANDLED, enqueue_delivery, process_delivery
 from core.crypto import cipher
@@ -33,16 +33,6 @@ log = logging.getLogger("mbuzz.shopify")
 bp = Blueprint("shopify_webhooks", __name__, url_prefix="/shopify")
 
 MAX_BODY = 5 * 1024 * 1024
-_SHOP = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
-
-
-def shop_domain(value: str | None) -> str | None:
-    """SHP-15: lower-cased, without a leading https:// or a path; None unless it is a myshopify domain."""
-    if not value:
-        return None
-    host = value.strip().lower().removeprefix("https://").split("/", 1)[0]
-    return host if _SHOP.fullmatch(host) else None
-
 
 def _signature_ok(raw: bytes, given: str, secrets: list[str]) -> bool:
     matched = False
@@ -92,14 +82,11 @@ def _inline_sweep() -> None:
 
 @bp.route("/webhooks", methods=["POST"])
 def receive() -> Response:
-    declared = request.content_length
-    if declared is not None and declared > MAX_BODY:
-        return json_response({"error": "payload_too_large"}, 413)
-    raw = request.get_data(cache=False)  # SHP-32: the raw bytes, never a parsed body first
-    if len(raw) > MAX_BODY:
-        return json_response({"error": "payload_too_large"}, 413)
-    services = current_app.config["MBUZZ"]
-    settings = services.settings
+    """App mode: signed with the app secret (or the previous one during a rotation)."""
+    raw = _raw_body()
+    if isinstance(raw, Response):
+        return raw
+    settings = current_app.config["MBUZZ"].settings
     given = request.headers.get("X-Shopify-Hmac-Sha256")
     if not given:
         return json_response({"error": "missing_hmac"}, 401)
@@ -109,6 +96,51 @@ def receive() -> Response:
     shop = shop_domain(request.headers.get("X-Shopify-Shop-Domain"))
     if shop is None:
         return json_response({"error": "invalid_shop_domain"}, 401)
+    return _store(raw, shop, manual=False)
+
+
+@bp.route("/webhooks/m/<token>", methods=["POST"])
+def receive_manual(token: str) -> Response:
+    """SHP-78: manual mode. The URL's connector token selects the installation (never the shop header); the
+    body is signed with the signing key the merchant copied from their store's notification settings."""
+    raw = _raw_body()
+    if isinstance(raw, Response):
+        return raw
+    services = current_app.config["MBUZZ"]
+    with services.sessions() as db:
+        installation = db.scalars(sa.select(Installation).where(
+            Installation.connector_token_sha256 == hashlib.sha256(token.encode()).hexdigest(),
+            Installation.mode == "manual")).first()
+        signing_key_enc = installation.manual_signing_key_enc if installation is not None else None
+        installed_shop = installation.shop_domain if installation is not None else None
+    given = request.headers.get("X-Shopify-Hmac-Sha256")
+    if not given:
+        return json_response({"error": "missing_hmac"}, 401)
+    if not signing_key_enc:
+        return json_response({"error": "unknown_connector"}, 401)
+    signing_key = cipher(services.settings.encryption_keys, services.settings.secret_key).decrypt(
+        signing_key_enc.encode()).decode()
+    if not _signature_ok(raw, given, [signing_key]):
+        return json_response({"error": "invalid_hmac"}, 401)
+    if shop_domain(request.headers.get("X-Shopify-Shop-Domain")) != installed_shop:
+        return json_response({"error": "shop_mismatch"}, 401)
+    return _store(raw, str(installed_shop), manual=True)
+
+
+def _raw_body() -> bytes | Response:
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        return json_response({"error": "payload_too_large"}, 413)
+    raw = request.get_data(cache=False)  # SHP-32: the raw bytes, never a parsed body first
+    if len(raw) > MAX_BODY:
+        return json_response({"error": "payload_too_large"}, 413)
+    return raw
+
+
+def _store(raw: bytes, shop: str, manual: bool) -> Response:
+    """SHP-33..SHP-36 for a verified delivery: deduplicate, store the ledger row, answer, then process."""
+    services = current_app.config["MBUZZ"]
+    settings = services.settings
     topic = (request.headers.get("X-Shopify-Topic") or "").strip()
     if not topic:
         return json_response({"error": "missing_topic"}, 400)
@@ -128,7 +160,7 @@ def receive() -> Response:
                 original.redeliveries += 1
                 return json_response({"status": "duplicate"})
             installation = db.scalars(sa.select(Installation).where(Installation.shop_domain == shop)).first()
-            status, reason = _route(topic, installation)
+            status, reason = _route(topic, installation, manual)
             customer_id, order_id = _ids_of(topic, raw)
             delivery = ShopifyWebhookDelivery(
                 id=new_id("whd", now), webhook_id=webhook_id, event_id=event_id, topic=topic, shop_domain=shop,
@@ -153,9 +185,10 @@ def receive() -> Response:
     return json_response({"status": "accepted"})
 
 
-def _route(topic: str, installation: Installation | None) -> tuple[str, str | None]:
-    """SHP-35: the ledger status and reason of a verified delivery."""
-    if topic not in HANDLED and topic not in COMPLIANCE:
+def _route(topic: str, installation: Installation | None, manual: bool) -> tuple[str, str | None]:
+    """SHP-35: the ledger status and reason of a verified delivery (SHP-78: no compliance topics in manual
+    mode, where Shopify never sends them; the dashboard's customer deletion replaces them)."""
+    if topic not in HANDLED and (topic not in COMPLIANCE or manual):
         return "ignored", "unknown_topic"
     if topic in COMPLIANCE:
         return "stored", None

@@ -13,23 +13,25 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from core.commands import CommandResult, OrderLinkCommand
 from core.ids import new_id
 from core.processors.context import Ctx, insert_ignore
 from core.storage.models import SgtmOrderLink, ShopifyOrder
 
-__all__ = ["MATCH_WINDOW", "link_answer", "matching_order", "process_order_link"]
+__all__ = ["MATCH_WINDOW", "link_answer", "merge_into_order", "process_order_link"]
 
 MATCH_WINDOW = timedelta(hours=24)  # SGTM-31 / SHP-50 step 4: the order's processed_at within 24 h
 
 
-def matching_order(ctx: Ctx, transaction_id: str, occurred_at: datetime) -> ShopifyOrder | None:
-    """SGTM-31: the tenant's order whose id, name (with or without `#`) or confirmation number is the
+def matching_order(db: Session, link: SgtmOrderLink) -> ShopifyOrder | None:
+    """SGTM-31: the tenant's order whose id, name (with or without `#`) or confirmation number is the link's
     transaction id, processed within 24 h of the purchase."""
+    transaction_id, occurred_at = link.transaction_id, link.occurred_at
     names = [transaction_id, transaction_id.removeprefix("#"), "#" + transaction_id.removeprefix("#")]
-    return ctx.db.scalars(sa.select(ShopifyOrder).where(
-        ctx.scoped(ShopifyOrder),
+    return db.scalars(sa.select(ShopifyOrder).where(
+        ShopifyOrder.account_id == link.account_id, ShopifyOrder.environment == link.environment,
         sa.or_(ShopifyOrder.order_id == transaction_id, ShopifyOrder.name.in_(names),
                ShopifyOrder.confirmation_number == transaction_id),
         ShopifyOrder.processed_at >= occurred_at - MATCH_WINDOW,
@@ -60,12 +62,17 @@ def process_order_link(ctx: Ctx, cmd: OrderLinkCommand) -> CommandResult:
     if not stored:  # a reloaded thank-you page: the same purchase again (SGTM-33)
         return CommandResult(command_id=cmd.id, status="duplicate", result_id=link.id,
                              body={**link_answer(link), "duplicate": True})
-    order = matching_order(ctx, cmd.transaction_id, cmd.occurred_at)
+    order = merge_into_order(ctx.db, link, cmd.received_at)
     body: dict[str, object] = {}
-    if order is not None:
-        link.status, link.updated_at = "merged", cmd.received_at
-        link.merged_into = order.conversion_key
-        if order.status == "parked":  # SHP-52: the order's chain runs again now that a visitor is known
-            order.next_attempt_at = cmd.received_at
-            body["parked_order"] = order.id
+    if order is not None and order.status == "parked":  # SHP-52: its chain runs again now a visitor is known
+        order.next_attempt_at = cmd.received_at
+        body["parked_order"] = order.id
     return CommandResult(command_id=cmd.id, result_id=link.id, body={**link_answer(link), **body})
+
+
+def merge_into_order(db: Session, link: SgtmOrderLink, now: datetime) -> ShopifyOrder | None:
+    """A link whose order is known is `merged` into it, whatever the order's state; None when no order is."""
+    order = matching_order(db, link)
+    if order is not None:
+        link.status, link.merged_into, link.updated_at = "merged", order.conversion_key, now
+    return order

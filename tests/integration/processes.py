@@ -110,6 +110,25 @@ class Proxy:
         self._server.close()
 
 
+def queued_redis_url(worker_id: str, is_postgres: bool) -> str:
+    """One Redis database per xdist worker (10 + index) for tests of the queued pipeline, which needs
+    PostgreSQL; skipped without Redis, except in CI."""
+    import pytest
+    import redis
+
+    if not is_postgres:
+        pytest.skip("the queued pipeline runs on PostgreSQL")
+    index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+    url = f"redis://127.0.0.1:6379/{10 + index}"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail("CI: Redis is required on 127.0.0.1:6379")
+        pytest.skip("Redis not reachable")
+    return url
+
+
 def env_for(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MBUZZ_TEST", "PYTEST"))}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "t", "PYTHONUNBUFFERED": "1",

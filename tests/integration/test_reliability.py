@@ -28,7 +28,7 @@ from core.reads import conversion_by_id
 from core.storage import models as m
 from core.tenant import Tenant
 from tests.conftest import AccountKeys, new_account
-from tests.integration.processes import Proxy, env_for, gunicorn, start_worker, stop, wait_until
+from tests.integration.processes import Proxy, env_for, gunicorn, queued_redis_url, start_worker, stop, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -37,17 +37,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliabilit
 
 @pytest.fixture(scope="module")
 def redis_url(worker_id: str, is_postgres: bool) -> str:
-    if not is_postgres:
-        pytest.skip("the queued pipeline runs on PostgreSQL")
-    index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
-    url = f"redis://127.0.0.1:6379/{10 + index}"
-    try:
-        redis.Redis.from_url(url).ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail("CI: Redis is required on 127.0.0.1:6379")
-        pytest.skip("Redis not reachable")
-    return url
+    return queued_redis_url(worker_id, is_postgres)
 
 
 @pytest.fixture()

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from connectors.shopify.sweep import sweep_due
 from core.storage import models as m
 from tests.connectors.sgtm.test_normalize import FIXTURES
-from tests.connectors.shopify.test_orders import PROCESSED, _at, _deliver, _ids, _order, _row, shop
+from tests.connectors.shopify.test_orders import F1, PROCESSED, _at, _deliver, _ids, _order, _row, shop
 
 __all__ = ["shop"]
 
@@ -55,8 +55,11 @@ def _conversions(app: Flask, *keys: str) -> dict[str, m.Conversion]:
 
 
 def _numbered_order(**changes: object) -> tuple[dict[str, Any], str]:
+    """A fresh order named `#<n>` whose customer is new too, so no earlier test's identity can link it."""
     number = str(next(_ids))
-    return _order(name=f"#{number}", **changes), number
+    email = f"buyer-{number}@example.com"
+    customer = {**F1["customer"], "id": int(number), "email": email}
+    return _order(name=f"#{number}", email=email, customer=customer, **changes), number
 
 
 def test_SGTM31_purchase_without_its_order_is_held_then_recorded_after_six_hours(shop) -> None:  # type: ignore[no-untyped-def]
@@ -160,3 +163,18 @@ def test_SGTM33_without_an_active_installation_a_purchase_is_an_ordinary_convers
     finally:
         with app.config["MBUZZ"].sessions.begin() as db:
             db.get(m.Installation, "inst_01").status = "active"
+
+
+def test_SGTM31_a_hold_ending_after_orders_create_waits_for_the_paid_order(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    order, txn = _numbered_order(note_attributes=[{"name": "_mbuzz_visitor_id", "value": "ad" * 32}])
+    _at(app, PURCHASE_AT)
+    _purchase(client, txn)
+    assert _deliver(client, order, topic="orders/create") == 200  # the order is known, not paid yet
+    shopify_key = f"shopify:inst_01:order:{order['id']}"
+    _at(app, PURCHASE_AT + timedelta(hours=6))
+    sweep_due(app.config["MBUZZ"])
+    assert (_link(app, txn).status, _link(app, txn).merged_into) == ("merged", shopify_key)
+    assert _conversions(app, shopify_key, f"sgtm:acct_01:txn:{txn}") == {}  # Shopify reports the sale when paid
+    assert _deliver(client, order) == 200
+    assert set(_conversions(app, shopify_key, f"sgtm:acct_01:txn:{txn}")) == {shopify_key}

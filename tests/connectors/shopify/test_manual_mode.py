@@ -1,0 +1,97 @@
+"""Manual mode (shopify.md SHP-77, SHP-78): a shop without the app sends its notification webhooks to
+`/shopify/webhooks/m/{token}`, signed with its own signing key, and gets exactly what app mode gets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from connectors.shopify.install import create_manual_installation
+from core.storage import models as m
+from tests.connectors.shopify.test_orders import PROCESSED, SECRET, _at, _ids, _order, shop
+
+__all__ = ["shop"]
+
+SIGNING_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0whsec"
+
+
+def _connect(app: Flask, key: str = SIGNING_KEY) -> tuple[str, str, str]:
+    """A manually connected shop of acct_02: (shop, webhook path, installation id)."""
+    shop_name = f"manual-{next(_ids)}.myshopify.com"
+    made = create_manual_installation(app.config["MBUZZ"], shop_name, key, "acct_02", "live")
+    return shop_name, urlsplit(made.webhook_url).path.removeprefix("/shopify"), made.installation_id
+
+
+def _send(client: FlaskClient, path: str, body: dict[str, Any], shop_name: str, key: str = SIGNING_KEY,
+          topic: str = "orders/paid", webhook_id: str | None = None) -> Any:
+    raw = json.dumps(body).encode()
+    digest = base64.b64encode(hmac.new(key.encode(), raw, hashlib.sha256).digest()).decode()
+    return client.post("/shopify" + path, data=raw, headers={
+        "X-Shopify-Hmac-Sha256": digest, "X-Shopify-Shop-Domain": shop_name, "X-Shopify-Topic": topic,
+        "X-Shopify-Webhook-Id": webhook_id or f"w-{next(_ids)}", "Content-Type": "application/json"})
+
+
+def _ledger(app: Flask, shop_name: str) -> list[tuple[str, str]]:
+    with app.config["MBUZZ"].sessions() as db:
+        return [(d.topic, d.status) for d in db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
+            m.ShopifyWebhookDelivery.shop_domain == shop_name).order_by(m.ShopifyWebhookDelivery.received_at))]
+
+
+def test_SHP78_manual_webhooks_produce_the_same_conversion_as_app_mode(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    shop_name, path, installation_id = _connect(app)
+    assert path.startswith("/webhooks/m/")
+    _at(app, PROCESSED + timedelta(hours=2))  # long after checkout: recorded at once, not parked
+    order = _order(note_attributes=[{"name": "_mbuzz_visitor_id", "value": "9a" * 32}])
+    first = _send(client, path, order, shop_name, webhook_id="w-manual-dup-" + str(order["id"]))
+    assert first.status_code == 200 and first.get_json() == {"status": "accepted"}
+    again = _send(client, path, order, shop_name, webhook_id="w-manual-dup-" + str(order["id"]))
+    assert again.get_json() == {"status": "duplicate"}  # SHP-34 as in app mode
+    with app.config["MBUZZ"].sessions() as db:
+        conversions = list(db.scalars(sa.select(m.Conversion).where(
+            m.Conversion.idempotency_key == f"shopify:{installation_id}:order:{order['id']}")))
+    assert len(conversions) == 1
+    conv = conversions[0]
+    assert (conv.account_id, conv.environment, conv.revenue_minor, conv.currency) == ("acct_02", "live", 12950,
+                                                                                     "AUD")
+    assert conv.origin == f"shopify:{installation_id}"
+    assert _ledger(app, shop_name) == [("orders/paid", "processed")]
+
+
+def test_SHP78_refusals_change_nothing(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    shop_name, path, _ = _connect(app)
+    other_shop, other_path, _ = _connect(app, key="another-shops-signing-key")
+    order = _order()
+    refusals = [
+        (_send(client, path, order, shop_name, key="not-the-key"), "invalid_hmac"),
+        (_send(client, path, order, shop_name, key=SECRET), "invalid_hmac"),  # the app secret is not this shop's
+        (_send(client, path, order, other_shop), "shop_mismatch"),  # a valid signature, another shop's header
+        (_send(client, other_path, order, other_shop), "invalid_hmac"),  # signed with the first shop's key
+        (_send(client, "/webhooks/m/unknown-token", order, shop_name), "unknown_connector"),
+        (client.post("/shopify" + path, data=b"{}", headers={"X-Shopify-Shop-Domain": shop_name,
+                                                             "X-Shopify-Topic": "orders/paid"}), "missing_hmac"),
+    ]
+    for resp, error in refusals:
+        assert (resp.status_code, resp.get_json()) == (401, {"error": error})
+    assert _ledger(app, shop_name) == [] and _ledger(app, other_shop) == []
+    # The app-mode endpoint does not accept the shop's own signing key either.
+    assert _send(client, "/webhooks", order, shop_name).status_code == 401
+
+
+def test_SHP78_compliance_topics_do_not_exist_in_manual_mode(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    shop_name, path, _ = _connect(app)
+    resp = _send(client, path, {"shop_domain": shop_name, "customer": {"id": 1}, "orders_to_redact": []},
+                 shop_name, topic="customers/redact")
+    assert resp.get_json() == {"status": "ignored", "reason": "unknown_topic"}
+    assert _ledger(app, shop_name) == [("customers/redact", "ignored")]
