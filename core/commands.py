@@ -100,6 +100,7 @@ class IdentifyCommand:
     email_sha256: str | None = None
     phone_sha256: str | None = None
     idempotency_key: str | None = None  # connectors: an identify is applied once per key (sgtm.md SGTM-25)
+    origin: str | None = None  # connectors: stored on an identity it creates (shopify.md SHP-89)
 
 
 @dataclass(slots=True)

@@ -65,7 +65,8 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
         return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
                                received_at=received, visitor_key=cmd.get("visitor_id"),
                                traits=dict(cmd.get("traits") or {}), email_sha256=identifier.get("email_sha256"),
-                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"])
+                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"],
+                               origin=origin)
     if kind == "conversion":
         return ConversionCommand(id=new_id("conv", received), conversion_type=cmd["conversion_type"],
                                  received_at=received, converted_at=_at(cmd["converted_at"]),

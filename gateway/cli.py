@@ -66,6 +66,44 @@ def create_api_key_command(account_id: str, environment: str, name: str | None, 
     click.echo(key.plaintext)
 
 
+@cli.command("shopify-connect-manual")
+@click.option("--shop", required=True, help="the store's *.myshopify.com domain")
+@click.option("--account", "account_id", required=True)
+@click.option("--environment", type=click.Choice(["test", "live"]), required=True)
+@click.option("--signing-key", prompt=True, hide_input=True, envvar="MBUZZ_SHOPIFY_SIGNING_KEY",
+              help="the key shown under Settings → Notifications → Webhooks (prompted when not given)")
+def shopify_connect_manual_command(shop: str, account_id: str, environment: str, signing_key: str) -> None:
+    """SHP-77: connect a store without the app; the webhook URL and pixel snippet are printed once."""
+    from connectors.shopify.install import create_manual_installation
+
+    try:
+        made = create_manual_installation(_services(), shop, signing_key, account_id, environment)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"installation: {made.installation_id}")
+    click.echo(f"webhook URL (orders/paid required; refunds/create, orders/cancelled, customers/create optional; "
+               f"JSON): {made.webhook_url}")
+    click.echo("custom pixel (Settings → Customer events → Add custom pixel; permission: Analytics):")
+    click.echo(made.pixel_snippet)
+
+
+@cli.command("shopify-delete-customer")
+@click.option("--shop", required=True)
+@click.option("--customer-id", required=True, help="the Shopify customer id (digits)")
+@click.option("--email", default=None, help="the customer's e-mail, to also forget identities found by it")
+def shopify_delete_customer_command(shop: str, customer_id: str, email: str | None) -> None:
+    """SHP-78/SHP-88: erase one customer of a connected store (manual mode has no compliance webhooks)."""
+    from connectors.shopify.compliance import delete_customer_data
+    from connectors.shopify.envelopes import shop_domain
+
+    valid = shop_domain(shop)
+    if valid is None or not customer_id.isdigit():
+        raise click.ClickException("--shop must be a *.myshopify.com domain and --customer-id digits")
+    if not delete_customer_data(_services(), valid, customer_id, email):
+        raise click.ClickException(f"{valid} is not connected to an account")
+    click.echo(f"customer {customer_id} of {valid}: erased (identity tombstoned, links and aliases deleted)")
+
+
 @cli.command("revoke-api-key")
 @click.argument("prefix")
 def revoke_api_key_command(prefix: str) -> None:

@@ -41,7 +41,7 @@ from core.storage.models import (
 )
 from core.storage.models import Session as VisitSession
 
-__all__ = ["compliance_delivery"]
+__all__ = ["compliance_delivery", "delete_customer_data"]
 
 EXPORT_KEPT = timedelta(days=30)
 ENVIRONMENTS = ("live", "test")
@@ -206,3 +206,20 @@ def compliance_delivery(services: Any, db: Session, delivery: ShopifyWebhookDeli
 
     outcome.finish.append(forget_payload)
     return outcome
+
+
+def delete_customer_data(services: Any, shop: str, customer_id: str, email: str | None = None) -> bool:
+    """SHP-78: in manual mode there are no compliance webhooks; the merchant asks for the same erasure as
+    `customers/redact` (SHP-88) from the dashboard or the CLI. False when the shop is not connected."""
+    from connectors.shopify.topics import settle
+
+    now = services.now()
+    with services.sessions() as db:
+        installation = db.scalars(sa.select(Installation).where(Installation.shop_domain == shop)).first()
+        if installation is None or installation.account_id is None:
+            return False
+        body = {"customer": {"id": customer_id, "email": email}, "orders_to_redact": []}
+        outcome = _customer_redact(services, db, installation, shop, body, now)
+        settle(services, db, outcome, now)
+        db.commit()
+    return True

@@ -210,8 +210,8 @@ def get_user(ctx: Ctx, user_key: str) -> User | None:
     return row
 
 
-def ensure_user(ctx: Ctx, user_key: str, at: datetime) -> User:
-    """ID-1: a user is created the first time any item names it."""
+def ensure_user(ctx: Ctx, user_key: str, at: datetime, origin: str | None = None) -> User:
+    """ID-1: a user is created the first time any item names it (``origin``: the connector of that item)."""
     row = get_user(ctx, user_key)
     if row is None:
         insert_ignore(
@@ -223,6 +223,7 @@ def ensure_user(ctx: Ctx, user_key: str, at: datetime) -> User:
                 "id": new_id("idt"),
                 "user_key": user_key,
                 "traits": {},
+                "origin": origin,
                 "created_at": at,
             },
         )
@@ -231,7 +232,7 @@ def ensure_user(ctx: Ctx, user_key: str, at: datetime) -> User:
     return row
 
 
-def user_for_email(ctx: Ctx, email_sha256: str, at: datetime) -> User:
+def user_for_email(ctx: Ctx, email_sha256: str, at: datetime, origin: str | None = None) -> User:
     """ID-9: the most recently identified real user with that hash, else a provisional one."""
     real = ctx.db.scalars(
         sa.select(User)
@@ -252,6 +253,7 @@ def user_for_email(ctx: Ctx, email_sha256: str, at: datetime) -> User:
         user_key=None,
         email_sha256=email_sha256,
         traits={},
+        origin=origin,
         created_at=at,
     )
     ctx.db.add(row)

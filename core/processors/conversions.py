@@ -99,7 +99,7 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     received = cmd.received_at
     converted_at = cmd.converted_at or (event.occurred_at if event is not None else received)
     source = "timestamp" if cmd.converted_at else ("event" if event is not None else "received")
-    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, converted_at)
+    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, converted_at, cmd.origin)
     visitor: Visitor
     if event is not None:
         found = ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.id == event.visitor_id)).first()

@@ -20,7 +20,7 @@ def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
         return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
     visitor = ensure_visitor(ctx, cmd.visitor_key, cmd.occurred_at)
     if cmd.user_key is not None:
-        user = resolve_user(ctx, cmd.user_key, None, cmd.occurred_at)
+        user = resolve_user(ctx, cmd.user_key, None, cmd.occurred_at, cmd.origin)
         if user is not None:
             link_implicitly(ctx, visitor, user, cmd.occurred_at)
     traffic = traffic_for(cmd.url, cmd.referrer, cmd.explicit_utm, ctx.config.site)
@@ -55,7 +55,7 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
         if original is not None:
             return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
     t = cmd.occurred_at
-    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, t)
+    user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, t, cmd.origin)
     if cmd.visitor_key is not None:
         visitor = ensure_visitor(ctx, cmd.visitor_key, t)
         if user is not None:

@@ -208,7 +208,7 @@ def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
         if original is not None:
             return CommandResult(command_id=cmd.id, status="duplicate", result_id=original,
                                  body={"success": True, "duplicate": True})
-    user = ensure_user(ctx, cmd.user_key, cmd.occurred_at)
+    user = ensure_user(ctx, cmd.user_key, cmd.occurred_at, cmd.origin)
     traits = dict(cmd.traits)
     phone_hash = _phone_hash(ctx, traits, warnings) or cmd.phone_sha256
     merge_traits(user, traits, cmd.deleted_traits, warnings)
@@ -254,12 +254,13 @@ def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
     )
 
 
-def resolve_user(ctx: Ctx, user_key: str | None, email_sha256: str | None, at: datetime) -> User | None:
+def resolve_user(ctx: Ctx, user_key: str | None, email_sha256: str | None, at: datetime,
+                 origin: str | None = None) -> User | None:
     """An item's named user: ``user_id`` first, else an ``identifier.email`` hash (ID-9)."""
     from core.processors.context import user_for_email
 
     if user_key is not None:
-        return ensure_user(ctx, user_key, at)
+        return ensure_user(ctx, user_key, at, origin)
     if email_sha256 is not None:
-        return user_for_email(ctx, email_sha256, at)
+        return user_for_email(ctx, email_sha256, at, origin)
     return None

@@ -89,4 +89,17 @@ def _forget_origin(ctx: Ctx, origin: str) -> None:
         if not remaining:
             db.execute(sa.delete(VisitorLink).where(ctx.scoped(VisitorLink), VisitorLink.visitor_id == visitor_id))
             db.execute(sa.delete(Visitor).where(ctx.scoped(Visitor), Visitor.id == visitor_id))
+    _forget_identities_of(ctx, origin)
     db.flush()
+
+
+def _forget_identities_of(ctx: Ctx, origin: str) -> None:
+    """The identities the origin created go with their visitor links, unless a row from another source still
+    names them (that identity is another source's too, as a visitor seen elsewhere is)."""
+    db = ctx.db
+    for user_id in list(db.scalars(sa.select(User.id).where(ctx.scoped(User), User.origin == origin))):
+        if any(db.scalar(sa.select(sa.literal(1)).where(ctx.scoped(model), model.user_id == user_id).limit(1))
+               for model in (Conversion, Event)):
+            continue
+        db.execute(sa.delete(VisitorLink).where(ctx.scoped(VisitorLink), VisitorLink.user_id == user_id))
+        db.execute(sa.delete(User).where(ctx.scoped(User), User.id == user_id))

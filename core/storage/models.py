@@ -97,6 +97,7 @@ class User(Base):
     email_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     phone_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # the connector that created it
     first_identified_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_identified_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime]

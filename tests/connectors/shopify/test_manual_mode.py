@@ -95,3 +95,50 @@ def test_SHP78_compliance_topics_do_not_exist_in_manual_mode(shop) -> None:  # t
                  shop_name, topic="customers/redact")
     assert resp.get_json() == {"status": "ignored", "reason": "unknown_topic"}
     assert _ledger(app, shop_name) == [("customers/redact", "ignored")]
+
+
+def test_SHP77_cli_connects_a_store_and_prints_its_webhook_url_once(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    shop_name = f"cli-{next(_ids)}.myshopify.com"
+    result = app.test_cli_runner().invoke(args=["mbuzz", "shopify-connect-manual", "--shop", shop_name,
+                                                "--account", "acct_02", "--environment", "live"],
+                                          input=SIGNING_KEY + "\n")
+    assert result.exit_code == 0, result.output
+    assert SIGNING_KEY not in result.output  # prompted without echo
+    url = next(line.rsplit(" ", 1)[-1] for line in result.output.splitlines() if line.startswith("webhook URL"))
+    assert "pk_px_" in result.output  # the custom-pixel snippet with its key
+    order = _order(note_attributes=[{"name": "_mbuzz_visitor_id", "value": "9b" * 32}])
+    assert _send(client, urlsplit(url).path.removeprefix("/shopify"), order, shop_name).get_json() == \
+        {"status": "accepted"}
+    again = app.test_cli_runner().invoke(args=["mbuzz", "shopify-connect-manual", "--shop", shop_name,
+                                               "--account", "acct_02", "--environment", "live",
+                                               "--signing-key", "k"])
+    assert again.exit_code != 0 and "already connected" in again.output
+
+
+def test_SHP78_SHP88_a_manual_store_erases_a_customer_from_the_cli(shop) -> None:  # type: ignore[no-untyped-def]
+    app, client = shop
+    shop_name, path, _ = _connect(app)
+    customer_id = next(_ids)
+    _at(app, PROCESSED + timedelta(hours=2))
+    customer = {"id": customer_id, "email": f"erase-{customer_id}@example.com", "first_name": "Erin",
+                "updated_at": "2026-05-20T03:00:00Z", "created_at": "2026-05-20T03:00:00Z"}
+    assert _send(client, path, customer, shop_name, topic="customers/create").get_json() == {"status": "accepted"}
+
+    def identity() -> m.User | None:
+        with app.config["MBUZZ"].sessions() as db:
+            users = list(db.scalars(sa.select(m.User).where(m.User.account_id == "acct_02",
+                                                            m.User.user_key == f"shopify:{customer_id}")))
+            db.expunge_all()
+        return users[0] if users else None
+
+    found = identity()
+    assert found is not None and found.traits.get("shopify_customer_id") == str(customer_id)
+    result = app.test_cli_runner().invoke(args=["mbuzz", "shopify-delete-customer", "--shop", shop_name,
+                                                "--customer-id", str(customer_id)])
+    assert result.exit_code == 0, result.output
+    assert identity() is None  # the external id is a tombstone now
+    with app.config["MBUZZ"].sessions() as db:
+        tombstone = db.get(m.User, ("acct_02", found.id))
+        assert tombstone is not None and str(tombstone.user_key).startswith("redacted:") and tombstone.traits == {}
+        assert tombstone.email_sha256 is None
