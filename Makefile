@@ -43,10 +43,11 @@ lint: install
 
 test-postgres: install
 	bash .ci/services
+	bash .ci/browser
 	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
 
 test-sqlite: install
-	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/connectors
+	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/connectors
 
 test: lint test-postgres test-sqlite
 

@@ -122,17 +122,21 @@ def create_account(
     return account, test_key, live_key
 
 
-def revoke_api_key(db: Session, prefix_or_id: str) -> list[str]:
+def revoke_api_key(db: Session, prefix_or_id: str, account_id: str | None = None) -> list[str]:
     """Revokes the unrevoked key with that display prefix (or key id); returns its digest to clear caches (API-13).
+
+    ``account_id`` limits it to one account's keys (the dashboard); the operator's CLI may name any key.
 
     Prefixes carry only 16 bits of the key, so two accounts can share one: an ambiguous prefix revokes nothing
     and the error lists the matching key ids to choose from.
     """
     now = datetime.now(UTC)
+    scope = ApiKey.account_id == account_id if account_id is not None else sa.true()
     matching = list(
         db.scalars(
             sa.select(ApiKey.id).where(
-                sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id), ApiKey.revoked_at.is_(None)
+                sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id), ApiKey.revoked_at.is_(None),
+                scope,
             )
         )
     )
@@ -145,6 +149,7 @@ def revoke_api_key(db: Session, prefix_or_id: str) -> list[str]:
             .where(
                 sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id),
                 ApiKey.revoked_at.is_(None),
+                scope,
             )
             .values(revoked_at=now)
             .returning(ApiKey.key_digest)

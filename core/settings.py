@@ -53,6 +53,7 @@ class AccountConfig:
     config_versions: dict[str, int]
     monthly_event_quota: int | None = None  # API-33: usage is counted only for accounts with a quota
     fit_window_days: int = 90  # ATT-1: the training window of the data-driven fits
+    timezone: str = "UTC"  # reports' days (api.md API-120, dashboard.md DSH-20)
 
 
 def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> AccountConfig:
@@ -82,6 +83,7 @@ def config_from(raw: dict[str, Any], versions: dict[str, Any] | None = None) -> 
         default_country_code=s["default_country_code"],
         config_versions={m: int((versions or {}).get(m, 1)) for m in MODELS},
         fit_window_days=int(s["fit_window_days"]),
+        timezone=str(s["timezone"]),
     )
 
 

@@ -17,7 +17,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from connectors.shopify.pixel import bp as shopify_pixel_bp
     from connectors.shopify.sweep import rerun_order
     from connectors.shopify.webhooks import bp as shopify_webhooks_bp
-    from gateway import errors, ratelimit
+    from gateway import dashboard, errors, ratelimit
+    from gateway.api.data import bp as data_bp
     from gateway.api.openapi import bp as openapi_bp
     from gateway.api.views import bp as api_bp
     from gateway.cli import cli
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.config["MBUZZ"] = Services.build(settings)
     app.register_blueprint(api_bp)
+    app.register_blueprint(data_bp)  # api.md §8.6 data API
     app.register_blueprint(openapi_bp)
     app.register_blueprint(sgtm_bp)
     app.register_blueprint(shopify_webhooks_bp)
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(shopify_oauth_bp)
     app.register_blueprint(shopify_embedded_bp)
     app.extensions[ORDER_LINKED] = rerun_order  # SHP-52: an sGTM link lets a parked Shopify order link at once
+    dashboard.init_app(app, settings.public_url)
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)

@@ -28,7 +28,10 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     views = app.view_functions
     ingest = limiter.shared_limit(lambda: settings.ratelimit_ingest, scope="ingest")
     sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
+    data = limiter.shared_limit(lambda: settings.ratelimit_data, scope="data")  # API-140: GET /data/*
     for name, decorator in (
+        *((f"api_v1_data.{view}", data) for view in ("conversions", "conversion", "events", "sessions",
+                                                       "attribution")),
         ("api_v1.events", ingest),
         ("api_v1.sessions", ingest),
         ("api_v1.conversions", sync),

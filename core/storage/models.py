@@ -129,6 +129,7 @@ class Session(Base):
     __table_args__ = (
         sa.Index("ix_sessions_visitor", "account_id", "environment", "visitor_id", "started_at"),
         sa.Index("ix_sessions_activity", "account_id", "environment", "visitor_id", "last_activity_at"),
+        sa.Index("ix_sessions_time", "account_id", "environment", "started_at", "id"),  # API-127 lists
     )
     account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -181,6 +182,7 @@ class Event(Base):
     __table_args__ = (
         sa.Index("ix_events_visitor", "account_id", "environment", "visitor_id", "occurred_at"),
         sa.Index("ix_events_session", "account_id", "environment", "session_id"),
+        sa.Index("ix_events_time", "account_id", "environment", "occurred_at", "id"),  # API-126 lists
     )
     account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
