@@ -113,6 +113,12 @@ def revoke_key(key_id: str) -> Response:
 @bp.route("/integrations", methods=["GET"])
 @login_required
 def integrations() -> Any:
+    return _integrations_page(session.pop("shown_once", None))
+
+
+def _integrations_page(shown: dict[str, str] | None) -> Any:
+    """`shown`: what is displayed once (a connect code, a manual store's webhook URL and pixel snippet). The
+    snippet is rendered in the POST's own answer, never kept in the session cookie (it would outgrow it)."""
     who = viewer()
     assert who is not None
     services = current_app.config["MBUZZ"]
@@ -139,7 +145,7 @@ def integrations() -> Any:
         db.expunge_all()
     return render_template("dashboard/integrations.html", who=who, shops=shops, sgtm_last=sgtm_last,
                            sgtm_conversion=sgtm_conversion, public_url=services.settings.public_url,
-                           shown=session.pop("shown_once", None), page="integrations")
+                           shown=shown, page="integrations")
 
 
 @bp.route("/integrations/sgtm/template.tpl")
@@ -163,7 +169,7 @@ def shopify_connect_code() -> Response:
 
 @bp.route("/integrations/shopify/manual", methods=["POST"])
 @login_required
-def shopify_manual() -> Response:
+def shopify_manual() -> Any:
     """shopify.md SHP-77: the webhook URL and pixel snippet are shown once, right after connecting."""
     who = viewer()
     assert who is not None
@@ -173,8 +179,7 @@ def shopify_manual() -> Response:
     except ValueError as exc:
         flash(str(exc), "error")
         return redirect(url_for("dashboard.integrations"))
-    session["shown_once"] = {"webhook_url": made.webhook_url, "pixel_snippet": made.pixel_snippet}
-    return redirect(url_for("dashboard.integrations"))
+    return _integrations_page({"webhook_url": made.webhook_url, "pixel_snippet": made.pixel_snippet})
 
 
 @bp.route("/integrations/shopify/<installation_id>/delete-customer", methods=["POST"])
