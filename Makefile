@@ -47,7 +47,7 @@ test-postgres: install
 	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
 
 test-sqlite: install
-	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/connectors
+	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/core/test_demo.py tests/connectors
 
 test: lint test-postgres test-sqlite
 

@@ -10,8 +10,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from core import accounts
+from core import accounts, demo
 from core.storage.db import migrate
+from core.tenant import Tenant
 
 cli = AppGroup("mbuzz", help="Multibuzz operator commands.")
 
@@ -121,20 +122,49 @@ def revoke_api_key_command(prefix: str) -> None:
 
 
 @cli.command("bootstrap-demo")
-def bootstrap_demo_command() -> None:
-    """Create the demo account when the database has none, and print its login and keys."""
+@click.option("--visitors", type=click.IntRange(min=1), default=demo.DEFAULT_VISITORS, show_default=True,
+              help="size of the seeded demo")
+@click.option("--days", type=click.IntRange(demo.MIN_DAYS, 365), default=demo.DEFAULT_DAYS, show_default=True)
+def bootstrap_demo_command(visitors: int, days: int) -> None:
+    """Create the demo account when the database has none, seed its live environment, print its login and keys."""
     with _services().sessions.begin() as db:
         if accounts.account_count(db) > 0:
             click.echo("accounts exist already; keys are shown only when created (use mbuzz create-api-key)")
             return
         password = secrets.token_urlsafe(12)
         account, test_key, live_key = accounts.create_account(db, "Demo", "demo@example.com", password)
+    click.echo(f"seeding the demo's live environment ({visitors:,} visitors over {days} days) ...")
+    click.echo(_seed(Tenant(account.id, "live"), visitors, days).describe())
     click.echo("=" * 72)
     click.echo(f"demo account {account.id}")
-    click.echo("dashboard login: demo@example.com")
+    click.echo(f"dashboard login: {demo.DEMO_EMAIL}")
     click.echo(f"dashboard password: {password}")
     _print_keys(test_key, live_key)
     click.echo("=" * 72)
+
+
+def _seed(tenant: Tenant, visitors: int = demo.DEFAULT_VISITORS, days: int = demo.DEFAULT_DAYS,
+          seed: int = 42) -> demo.DemoSummary:
+    services = _services()
+    return demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed, sessions=services.sessions)
+
+
+@cli.command("seed-demo")
+@click.option("--account", "account_id", default=None, help="account id (default: the demo login's account)")
+@click.option("--environment", type=click.Choice(["test", "live"]), default="live", show_default=True)
+@click.option("--visitors", type=click.IntRange(min=1), default=demo.DEFAULT_VISITORS, show_default=True)
+@click.option("--days", type=click.IntRange(demo.MIN_DAYS, 365), default=demo.DEFAULT_DAYS, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+def seed_demo_command(account_id: str | None, environment: str, visitors: int, days: int, seed: int) -> None:
+    """Push a realistic demo (visitors, sessions over every channel, identities, conversions) through the real
+    command path; running it again changes nothing."""
+    from core.storage.models import Account
+
+    with _services().sessions() as db:
+        account_id = account_id or demo.demo_account_id(db)
+        if account_id is None or db.get(Account, account_id) is None:
+            raise click.ClickException("no such account: pass --account <id> (or run bootstrap-demo first)")
+    click.echo(_seed(Tenant(account_id, environment), visitors, days, seed).describe())
 
 
 def _redis():  # type: ignore[no-untyped-def]

@@ -42,3 +42,34 @@ def test_SGTM19_create_an_sgtm_key(app: Flask) -> None:
     refused = app.test_client().post("/api/v1/events", json={"event_type": "x", "visitor_id": "v"},
                                      headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401
+
+
+def test_bootstrap_demo_on_an_empty_database_prints_the_login_and_keys_and_seeds_the_dashboard(
+        tmp_path: Path) -> None:
+    """The `make run` path (issue 7 "Demo data"): an empty database gets the demo login, keys and traffic."""
+    from core.storage.db import migrate
+    from gateway import create_app
+    from tests.conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    migrate(url)
+    app = create_app(make_settings(url))
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["mbuzz", "bootstrap-demo", "--visitors", "60", "--days", "7"])
+    assert first.exit_code == 0, first.output
+    assert "dashboard login: demo@example.com" in first.output and "demo data seeded" in first.output
+    password = next(line.split(": ", 1)[1] for line in first.output.splitlines()
+                    if line.startswith("dashboard password:"))
+    live_key = next(line.split(": ", 1)[1] for line in first.output.splitlines() if line.startswith("live API key:"))
+    client = app.test_client()
+    page = client.get("/dashboard/login")
+    token = page.get_data(as_text=True).split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    login = client.post("/dashboard/login", data={"email": "demo@example.com", "password": password,
+                                                  "csrf_token": token})
+    assert login.status_code == 302
+    conversions = client.get("/dashboard/conversions?date_range=30d").get_data(as_text=True)
+    assert "purchase" in conversions and "No conversions" not in conversions
+    listed = client.get("/api/v1/data/conversions?date_range=30d", headers={"Authorization": f"Bearer {live_key}"})
+    assert listed.status_code == 200 and listed.get_json()["data"]
+    again = runner.invoke(args=["mbuzz", "bootstrap-demo"])
+    assert again.exit_code == 0 and "accounts exist already" in again.output
