@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import hashlib
-import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session as DbSession
 
@@ -35,8 +33,9 @@ from core.storage.models import Conversion
 from core.tenant import Tenant
 from gateway.api.auth import Principal
 from gateway.api.views import _principal_or_error, _unavailable, error, json_response
+from gateway.csv_stream import csv_download
 
-__all__ = ["bp", "csv_cell"]
+__all__ = ["bp"]
 
 bp = Blueprint("api_v1_data", __name__, url_prefix="/api/v1/data")
 
@@ -44,7 +43,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 CSV_CHUNK = 1000  # rows per query while a CSV streams; each chunk reads in its own short transaction
 MSG_INVALID_CURSOR = "Invalid cursor"
 MSG_CURSOR_MISMATCH = "cursor does not match the query parameters"
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 _LIMIT = re.compile(r"[0-9]{1,7}")
 
@@ -109,13 +107,20 @@ class Query:
         return hashlib.sha256(canonical).hexdigest()[:16]
 
 
+def _arg(name: str) -> str | None:
+    """A query parameter without U+0000, removed as API-3 removes it from bodies (API-120-D3): no stored id or
+    name can hold it, and PostgreSQL refuses to compare a text that does (a 500 instead of an empty list)."""
+    raw = request.args.get(name)
+    return None if raw is None else raw.replace("\x00", "")
+
+
 def _text(name: str) -> str | None:
-    value = (request.args.get(name) or "").strip()
+    value = (_arg(name) or "").strip()
     return value or None
 
 
 def _boolean(name: str) -> bool:
-    raw = request.args.get(name)
+    raw = _arg(name)
     if raw is None or raw.strip() == "":
         return False
     value = raw.strip().lower()
@@ -128,7 +133,7 @@ def _boolean(name: str) -> bool:
 
 def _choices(name: str, allowed: Sequence[str], label: str) -> list[str] | None:
     """A comma list of known names (``channels``, ``model``), or None when absent or empty."""
-    raw = request.args.get(name)
+    raw = _arg(name)
     if raw is None:
         return None
     chosen = [part.strip() for part in raw.split(",") if part.strip()]
@@ -140,7 +145,7 @@ def _choices(name: str, allowed: Sequence[str], label: str) -> list[str] | None:
 
 def _wants_csv() -> bool:
     """API-122: ``format`` wins over ``Accept``."""
-    fmt = request.args.get("format")
+    fmt = _arg("format")
     if fmt is not None and fmt.strip():
         value = fmt.strip().lower()
         if value not in ("json", "csv"):
@@ -150,7 +155,7 @@ def _wants_csv() -> bool:
 
 
 def _limit() -> int:
-    raw = request.args.get("limit")
+    raw = _arg("limit")
     if raw is None or raw.strip() == "":
         return DEFAULT_LIMIT
     if not _LIMIT.fullmatch(raw.strip()) or not 1 <= int(raw.strip()) <= MAX_LIMIT:
@@ -159,7 +164,7 @@ def _limit() -> int:
 
 
 def _order() -> str:
-    raw = request.args.get("order")
+    raw = _arg("order")
     if raw is None or raw.strip() == "":
         return "desc"
     value = raw.strip().lower()
@@ -214,8 +219,7 @@ def _query(endpoint: str, principal: Principal, db: DbSession) -> Query:
         tz, zone = "UTC", ZoneInfo("UTC")
     today = _services().now().astimezone(zone).date()
     try:
-        rng = reports.resolve_range(request.args.get("date_range"), request.args.get("start_date"),
-                                    request.args.get("end_date"), tz, today)
+        rng = reports.resolve_range(_arg("date_range"), _arg("start_date"), _arg("end_date"), tz, today)
     except ReportError as exc:
         raise BadRequest(exc.message) from None
     enabled = [m for m in MODELS if m in config.attribution.enabled_models]
@@ -234,43 +238,6 @@ def _paged(query: Query) -> Query:
 def _num(value: Decimal) -> float:
     """API-7: credits and shares are JSON numbers with at most 4 decimals (never money)."""
     return float(value)
-
-
-def csv_cell(value: Any) -> str:
-    """API-122: plain text of a value; a cell a spreadsheet would run as a formula gets a leading ``'``."""
-    if value is None:
-        text = ""
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, datetime):
-        text = rfc3339(value) or ""
-    elif isinstance(value, dict | list):
-        text = orjson.dumps(value).decode()
-    else:
-        text = str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
-
-
-def _csv(name: str, rng: Range, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
-    """RFC 4180, UTF-8 without BOM, CRLF, header row; streamed while the rows are read."""
-
-    def chunks() -> Iterator[bytes]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([csv_cell(v) for v in row])
-            if buffer.tell() > 16384:
-                yield buffer.getvalue().encode()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue().encode()
-
-    filename = f"{name}_{rng.start.isoformat()}_{rng.end.isoformat()}.csv"
-    resp = Response(stream_with_context(chunks()), mimetype="text/csv")
-    resp.headers["Content-Type"] = "text/csv; charset=utf-8"
-    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return resp
 
 
 def _meta(query: Query, count: int | None = None, next_cursor: str | None = None,
@@ -302,8 +269,8 @@ def _list_answer(query: Query, lister: Lister, shape: Callable[[DbSession, list[
                 if after is None:
                     return
 
-        return _csv(query.endpoint, query.rng, csv_header, rows())
-    query.after = _decode_cursor(query, request.args.get("cursor"))
+        return csv_download(query.endpoint, query.rng, csv_header, rows())
+    query.after = _decode_cursor(query, _arg("cursor"))
     page, keyset = lister(db, query.tenant, query.rng, query.filters, query.limit, query.after, query.order)
     data = shape(db, page)
     return json_response({"data": data, "meta": _meta(query, len(data), _encode_cursor(query, keyset))})
@@ -378,7 +345,7 @@ def conversions(principal: Principal, db: DbSession) -> Response:
 @_guarded
 def conversion(principal: Principal, db: DbSession, conversion_id: str) -> Response:
     """API-125: the conversion object, or 404 (with the reason of API-93 for a rejected one)."""
-    wanted = _server_id(conversion_id.strip(), "conv_") or ""
+    wanted = _server_id(conversion_id.replace("\x00", "").strip(), "conv_") or ""
     tenant = principal.tenant
     conv = db.get(Conversion, (tenant.account_id, wanted))
     if conv is None or conv.environment != tenant.environment:  # API-14: the other environment = not found
@@ -453,7 +420,7 @@ def attribution(principal: Principal, db: DbSession) -> Response:
         lines = ([r["model"], r["channel"], r["currency"], f"{r['conversions']:.4f}",
                   money(r["revenue_minor"], r["currency"]), f"{r['conversion_share']:.4f}",
                   f"{r['revenue_share']:.4f}", r["touchpoints"]] for r in report["rows"])
-        return _csv("attribution", query.rng, ATTRIBUTION_CSV, lines)
+        return csv_download("attribution", query.rng, ATTRIBUTION_CSV, lines)
     data = [
         {"model": r["model"], "channel": r["channel"], "currency": r["currency"],
          "conversions": _num(r["conversions"]), "revenue": money(r["revenue_minor"], r["currency"]),

@@ -1,4 +1,9 @@
-"""``GET /api/v1/openapi.json``: an OpenAPI 3.1 document built at start-up from the pydantic models (API-160)."""
+"""``GET /api/v1/openapi.json``: an OpenAPI 3.1 document built at start-up from the pydantic models (API-160).
+
+The data API's query parameters (API-120..API-128) are listed here from the same constants the views check
+(``core.attribution.MODELS``, ``core.channels.CHANNELS``, ``gateway.api.data`` limits), so a generated request
+is valid or invalid for the same reasons the view decides.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,11 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from core.attribution import MODELS as ATTRIBUTION_MODELS
+from core.channels import CHANNELS
+from core.reports import DATE_RANGES
 from gateway.api import schemas as s
+from gateway.api.data import DEFAULT_LIMIT, MAX_LIMIT
 
 bp = Blueprint("api_v1_openapi", __name__, url_prefix="/api/v1")
 
@@ -19,6 +28,7 @@ MODELS: list[type[BaseModel]] = [
     s.SessionIn, s.SessionWrapped, s.EventIn, s.FlatEventIn, s.EventsWrapped, s.EventWrapped, s.ConversionIn,
     s.ConversionWrapped, s.IdentifyIn, s.IdentifyWrapped, s.ErrorOut, s.RateLimitedOut, s.UnprocessableOut,
     s.SessionOut, s.EventsOut, s.ConversionOut, s.IdentifyOut, s.ValidateOut, s.HealthOut,
+    s.DataConversionsOut, s.DataConversionOut, s.DataEventsOut, s.DataSessionsOut, s.DataAttributionOut,
 ]
 
 
@@ -54,6 +64,7 @@ EXAMPLES: dict[str, dict[str, list[str]]] = {
     },
     "/validate": {"200": ["validate_response"]},
     "/health": {"200": ["health_response"]},
+    "/data/attribution": {"200": ["data_attribution_response"]},
 }
 
 
@@ -79,6 +90,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     table = {
         400: ("Malformed body or parameters", _ref(s.ErrorOut)),
         401: ("Authentication failed (API-12)", _ref(s.ErrorOut)),
+        404: ("Not found; an id of another account or environment too (API-14)", _ref(s.ErrorOut)),
         413: ("Body or batch too large", _ref(s.ErrorOut)),
         415: ("Unsupported Content-Encoding", _ref(s.ErrorOut)),
         422: ("Validation failed", _ref(s.UnprocessableOut)),
@@ -97,6 +109,62 @@ def _write(summary: str, body: dict[str, Any], ok: dict[str, Any], errs: tuple[i
             "responses": {**ok, **_errors(*errs)},
         }
     }
+
+
+_TEXT: dict[str, Any] = {"type": "string"}
+# API-120..API-128 query parameters: name -> (schema, description). Comma lists are arrays in the ``form`` style
+# without explode (``channels=paid_search,email``), which is how the views split them.
+DATA_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
+    "date_range": ({"type": "string", "enum": list(DATE_RANGES), "default": "30d"},
+                   "API-120: today and the N-1 days before, in the account's time zone"),
+    "start_date": ({"type": "string", "format": "date"}, "API-120: first day (YYYY-MM-DD); needs end_date"),
+    "end_date": ({"type": "string", "format": "date"}, "API-120: last day, inclusive; needs start_date"),
+    "format": ({"type": "string", "enum": ["json", "csv"]}, "API-122: wins over the Accept header"),
+    "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+              "API-121: rows per page (JSON only)"),
+    "cursor": (_TEXT, "API-121: meta.next_cursor of the previous page, with the same parameters"),
+    "order": ({"type": "string", "enum": ["desc", "asc"], "default": "desc"}, "API-121: by time, then id"),
+    "conversion_type": (_TEXT, "exact conversion type"),
+    "funnel": (_TEXT, "exact funnel name"),
+    "visitor_id": (_TEXT, "the caller's visitor id"),
+    "user_id": (_TEXT, "the caller's user id"),
+    "event_type": (_TEXT, "exact event type"),
+    "session_id": (_TEXT, "a server session id (sess_...)"),
+    "channels": ({"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}},
+                 "comma list of channels (sessions.md CH-1)"),
+    "model": ({"type": "array", "items": {"type": "string", "enum": list(ATTRIBUTION_MODELS)}},
+              "comma list of the account's enabled models to show (default: all of them)"),
+    "status": ({"type": "string", "enum": ["active", "cancelled"]}, "API-124-D1"),
+    "include_excluded": ({"type": "boolean", "default": False}, "API-123: also list bot and spam sessions"),
+}
+_COMMON = ("date_range", "start_date", "end_date", "format")
+_PAGED = (*_COMMON, "limit", "cursor", "order")
+
+
+def _parameter(name: str) -> dict[str, Any]:
+    schema, description = DATA_PARAMETERS[name]
+    param = {"name": name, "in": "query", "required": False, "schema": {**schema}, "description": description}
+    if schema["type"] == "array":
+        param.update(style="form", explode=False)
+    return param
+
+
+def _read(summary: str, ok: dict[str, Any], params: list[dict[str, Any]], errs: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"bearerAuth": []}],
+            "parameters": params,
+            "responses": {**ok, **_errors(*errs)},
+        }
+    }
+
+
+def _data(summary: str, out: type[BaseModel], names: tuple[str, ...]) -> dict[str, Any]:
+    """A §8.6 list or report: JSON by default, the same rows as streamed CSV (API-122)."""
+    ok = _json(_ref(out), "JSON, or the rows as CSV with format=csv or Accept: text/csv (API-122)")
+    ok["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return _read(summary, {"200": ok}, [_parameter(n) for n in names], (400, 401, 429, 503))
 
 
 @cache
@@ -151,6 +219,29 @@ def document() -> dict[str, Any]:
                               "503": _json(_ref(s.HealthOut), "A dependency is down")},
             }
         },
+        "/data/conversions": _data(
+            "List conversions with their attribution (API-124)", s.DataConversionsOut,
+            (*_PAGED, "conversion_type", "funnel", "visitor_id", "user_id", "channels", "model", "status"),
+        ),
+        "/data/conversions/{id}": _read(
+            "One conversion, e.g. polled after a pending answer (API-125)",
+            {"200": _json(_ref(s.DataConversionOut), "The conversion")},
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+              "description": "conv_ id, case-insensitive (API-5)"}],
+            (401, 404, 429, 503),
+        ),
+        "/data/events": _data(
+            "List events (API-126)", s.DataEventsOut,
+            (*_PAGED, "event_type", "funnel", "visitor_id", "user_id", "session_id", "include_excluded"),
+        ),
+        "/data/sessions": _data(
+            "List sessions (API-127)", s.DataSessionsOut,
+            (*_PAGED, "visitor_id", "user_id", "channels", "include_excluded"),
+        ),
+        "/data/attribution": _data(
+            "The channel report: credit per model, channel and currency (API-128)", s.DataAttributionOut,
+            (*_COMMON, "conversion_type", "funnel", "channels", "model"),
+        ),
     }
     _add_examples(paths)
     return {

@@ -210,7 +210,9 @@ class ConversionCore(BaseModel):
     visitor_id: str | None
 
 
-class ConversionOut(BaseModel):
+class ConversionObject(BaseModel):
+    """The API-94 conversion object: one shape for ``POST /conversions`` and the data API (API-124, API-125)."""
+
     id: str
     conversion_type: str
     revenue: str | None
@@ -222,6 +224,9 @@ class ConversionOut(BaseModel):
     user_id: str | None
     conversion: ConversionCore
     attribution: AttributionOut
+
+
+class ConversionOut(ConversionObject):
     duplicate: bool
     warnings: list[str] | None = None
 
@@ -254,3 +259,111 @@ class HealthOut(BaseModel):
     version: str
     mode: Literal["queued", "inline", "degraded"]
     checks: dict[str, str] | None = None
+
+
+# ------------------------------------------------------------------------------------------ data API (§8.6)
+# Every field the views write is required (nullable where the value may be absent), so schemathesis' response
+# check notices a field that goes missing; times are API-6 strings, money API-7 strings.
+
+
+class PageMeta(BaseModel):
+    """API-120/API-121: the resolved dates and the page."""
+
+    start_date: str
+    end_date: str
+    limit: int
+    count: int
+    next_cursor: str | None
+
+
+class DataConversionOut(ConversionObject):
+    """API-124/API-125: the API-94 object without ``duplicate``/``warnings``, plus ``status`` (API-124-D1)."""
+
+    status: Literal["active", "cancelled"]
+
+
+class DataConversionsOut(BaseModel):
+    data: list[DataConversionOut]
+    meta: PageMeta
+
+
+class DataEventOut(BaseModel):
+    """API-126: ``channel`` is the session's (null without a session, API-126-D1)."""
+
+    id: str
+    occurred_at: str
+    received_at: str
+    event_type: str
+    funnel: str | None
+    visitor_id: str | None
+    user_id: str | None
+    session_id: str | None
+    channel: str | None
+    url: str | None
+    properties: dict[str, Any]
+
+
+class DataEventsOut(BaseModel):
+    data: list[DataEventOut]
+    meta: PageMeta
+
+
+class DataSessionOut(BaseModel):
+    """API-127: ``click_ids`` maps a click-id name to its value; ``client_session_ids`` the 10 latest."""
+
+    id: str
+    visitor_id: str | None
+    user_id: str | None
+    started_at: str
+    last_activity_at: str
+    channel: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_content: str | None
+    utm_term: str | None
+    referrer_host: str | None
+    landing_url: str | None
+    click_ids: dict[str, Any]
+    touches: int
+    events: int
+    device_type: str | None
+    country: str | None
+    excluded: bool
+    exclusion_reason: str | None
+    client_session_ids: list[str]
+
+
+class DataSessionsOut(BaseModel):
+    data: list[DataSessionOut]
+    meta: PageMeta
+
+
+class AttributionRowOut(BaseModel):
+    """API-128: one (model, channel, currency); credits and shares are numbers (API-7), revenue a string."""
+
+    model: str
+    channel: str
+    currency: str
+    conversions: float
+    revenue: str
+    conversion_share: float
+    revenue_share: float
+    touchpoints: int
+
+
+class AttributionMeta(BaseModel):
+    """API-128: no pagination; the totals are per currency."""
+
+    start_date: str
+    end_date: str
+    models: list[str]
+    total_conversions: int
+    total_revenue: dict[str, str]
+    unattributed_conversions: int
+    unattributed_revenue: dict[str, str]
+
+
+class DataAttributionOut(BaseModel):
+    data: list[AttributionRowOut]
+    meta: AttributionMeta

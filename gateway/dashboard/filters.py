@@ -41,25 +41,30 @@ class Filters:
         return {k: v for k, v in params.items() if v}
 
 
+def arg(name: str) -> str | None:
+    """A query parameter without NUL characters (PostgreSQL text cannot hold them; API-120-D3 does the same for
+    the data API), or None when absent or empty."""
+    return (request.args.get(name) or "").replace("\x00", "") or None
+
+
 def filters_from_request(tz: str, enabled_models: list[str], today: date | None = None) -> Filters:
-    args = request.args
     notices: list[str] = []
     if today is None:
         today = datetime.now(ZoneInfo(tz)).date()
-    start, end = args.get("start_date") or None, args.get("end_date") or None
-    preset = None if (start or end) else (args.get("date_range") or "30d")
+    start, end = arg("start_date"), arg("end_date")
+    preset = None if (start or end) else (arg("date_range") or "30d")
     try:
         rng = resolve_range(preset, start, end, tz, today)
     except ReportError as exc:
         notices.append(f"{exc} Showing the last 30 days.")
         preset, rng = "30d", resolve_range("30d", None, None, tz, today)
     models = [m for m in MODELS if m in enabled_models] or list(MODELS)
-    model = args.get("model") or ("linear" if "linear" in models else models[0])
+    model = arg("model") or ("linear" if "linear" in models else models[0])
     if model not in models:
         notices.append(f"Unknown model {model!r}; showing {models[0]}.")
         model = models[0]
-    compare = args.get("compare") or None
+    compare = arg("compare")
     if compare is not None and compare not in models:
         compare = None
-    funnel = (args.get("funnel") or "").strip()[:255] or None
+    funnel = (arg("funnel") or "").strip()[:255] or None
     return Filters(rng, preset, model, compare, funnel, tuple(models), notices)

@@ -27,6 +27,7 @@ from core.storage.models import (
     ShopifyWebhookDelivery,
 )
 from core.tenant import Tenant
+from core.usage import monthly_usage
 from gateway.dashboard import bp
 from gateway.dashboard.auth import ENVIRONMENTS, log_in, log_out, login_required, viewer
 
@@ -48,7 +49,7 @@ def login() -> Any:
             return redirect(_safe_next(request.form.get("next")))
     status = 429 if error and error.startswith("Too many") else (401 if error else 200)
     return render_template("dashboard/login.html", error=error, next=request.values.get("next", ""),
-                           who=None), status
+                           email=request.form.get("email", "")[:254], who=None), status
 
 
 @bp.route("/logout", methods=["POST"])
@@ -266,8 +267,9 @@ def settings() -> Any:
                 return redirect(url_for("dashboard.settings"))
     with services.sessions() as db:
         progress = active_batches(db, who.tenant)
+        usage = monthly_usage(db, who.account_id, services.now())  # DSH-18: operator-set, shown read-only
     return render_template("dashboard/settings.html", who=who, current=current, errors=errors, models=MODELS,
-                           progress=progress, page="settings"), (422 if errors else 200)
+                           progress=progress, usage=usage, page="settings"), (422 if errors else 200)
 
 
 def _start(services: Any, batches: list[tuple[Tenant, str]]) -> None:

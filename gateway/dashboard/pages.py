@@ -21,13 +21,14 @@ from core.reports import attribution_report, daily_totals, list_conversions, lis
 from core.settings import load_config
 from core.storage.models import AttributionCredit, Conversion, Event, Rejection, User, Visitor
 from core.storage.models import Session as VisitSession
+from gateway.csv_stream import csv_download
 from gateway.dashboard import bp
 from gateway.dashboard.auth import Viewer, login_required, viewer
 from gateway.dashboard.charts import bar_chart, channel_colour, line_chart
-from gateway.dashboard.export import csv_response
-from gateway.dashboard.filters import Filters, filters_from_request
+from gateway.dashboard.filters import Filters, arg, filters_from_request
 
 PAGE = 50
+FRESHNESS_SAMPLE = 101  # latest events whose median receive lag Overview shows
 
 
 def _context() -> tuple[Viewer, Any, Filters]:
@@ -54,14 +55,15 @@ def overview() -> Any:
     with current_app.config["MBUZZ"].sessions() as db:
         report = attribution_report(db, who.tenant, flt.range, models=[flt.model], funnel=flt.funnel)
         days = daily_totals(db, who.tenant, flt.range, funnel=flt.funnel)
-        last = db.execute(sa.select(Event.received_at, Event.occurred_at).where(
+        latest = db.execute(sa.select(Event.received_at, Event.occurred_at).where(
             Event.account_id == who.account_id, Event.environment == who.environment)
-            .order_by(Event.received_at.desc()).limit(1)).first()
+            .order_by(Event.received_at.desc(), Event.id.desc()).limit(FRESHNESS_SAMPLE)).all()
     rows = [r for r in report["rows"] if r["model"] == flt.model]
     currency = _main_currency(report, config)
     by_revenue = sorted((r for r in rows if r["currency"] == currency), key=lambda r: -r["revenue_minor"])
     if _wants_csv():
-        return csv_response("overview", flt, ["channel", "currency", "conversions", "revenue", "revenue_share"],
+        return csv_download("overview", flt.range,
+                            ["channel", "currency", "conversions", "revenue", "revenue_share"],
                             ([r["channel"], r["currency"], r["conversions"], money(r["revenue_minor"], r["currency"]),
                               r["revenue_share"]] for r in rows))
     chart = bar_chart([(r["channel"], r["revenue_minor"], money(r["revenue_minor"], currency) or "")
@@ -72,8 +74,9 @@ def overview() -> Any:
                                                                or 0)) for d in days],
                               label=f"Revenue per day ({currency})", colour="#16a34a")
     freshness = None
-    if last is not None:
-        freshness = {"received_at": last.received_at, "lag": last.received_at - last.occurred_at}
+    if latest:  # DSH-10-D1: the median lag of the latest events, so one backdated import does not dominate it
+        lags = sorted(max(r.received_at - r.occurred_at, timedelta(0)) for r in latest)
+        freshness = {"received_at": latest[0].received_at, "lag": lags[len(lags) // 2]}
     return render_template("dashboard/overview.html", who=who, flt=flt, report=report, rows=by_revenue,
                            currency=currency, chart=chart, conversions_line=conversions_line,
                            revenue_line=revenue_line, freshness=freshness, page="overview")
@@ -111,7 +114,7 @@ def channels() -> Any:
     if _wants_csv():
         header = ["channel", "model", "conversions", "revenue", "conversion_share", "revenue_share",
                   "lowest_share_all_models", "highest_share_all_models"]
-        return csv_response("channels", flt, header, (
+        return csv_download("channels", flt.range, header, (
             [ln["channel"], flt.model, ln["main"]["conversions"] if ln["main"] else 0,
              money(ln["main"]["revenue_minor"], currency) if ln["main"] else "0",
              ln["main"]["conversion_share"] if ln["main"] else 0, ln["main"]["revenue_share"] if ln["main"] else 0,
@@ -125,8 +128,8 @@ def channels() -> Any:
 def conversions() -> Any:
     """DSH-12: the paginated list with its filters."""
     who, _config, flt = _context()
-    filters = {"conversion_type": request.args.get("conversion_type") or None, "funnel": flt.funnel}
-    after = _cursor(request.args.get("after"))
+    filters = {"conversion_type": arg("conversion_type"), "funnel": flt.funnel}
+    after = _cursor(arg("after"))
     services = current_app.config["MBUZZ"]
     if _wants_csv():
         def rows() -> Iterator[list[Any]]:
@@ -139,8 +142,8 @@ def conversions() -> Any:
                              c["acquisition"], c["id"]] for c in lines)
                 if cursor is None:
                     return
-        return csv_response("conversions", flt, ["converted_at", "conversion_type", "revenue", "currency",
-                                                 "user_or_visitor", "source", "is_acquisition", "id"], rows())
+        return csv_download("conversions", flt.range, ["converted_at", "conversion_type", "revenue", "currency",
+                                                       "user_or_visitor", "source", "is_acquisition", "id"], rows())
     with services.sessions() as db:
         page, next_cursor = list_conversions(db, who.tenant, flt.range, filters, PAGE, after, "desc")
         lines = _conversion_lines(db, who, page)
@@ -229,7 +232,7 @@ def events() -> Any:
     """DSH-14: the latest events (the page refreshes its table every 5 s unless paused), and the last 24 h of
     rejected items with their errors."""
     who, _config, flt = _context()
-    event_type = request.args.get("event_type") or None
+    event_type = arg("event_type")
     filters = {"event_type": event_type, "funnel": flt.funnel}
     services = current_app.config["MBUZZ"]
     if _wants_csv():
@@ -238,11 +241,11 @@ def events() -> Any:
             while True:
                 with services.sessions() as db:
                     page, cursor = list_events(db, who.tenant, flt.range, filters, 1000, cursor, "desc")
-                yield from ([e.occurred_at.isoformat(), e.event_type, e.funnel or "", e.url or "", e.id]
+                yield from ([e.occurred_at, e.event_type, e.funnel or "", e.url or "", e.id]
                             for e in page)
                 if cursor is None:
                     return
-        return csv_response("events", flt, ["occurred_at", "event_type", "funnel", "url", "id"], rows())
+        return csv_download("events", flt.range, ["occurred_at", "event_type", "funnel", "url", "id"], rows())
     with services.sessions() as db:
         page, _next = list_events(db, who.tenant, flt.range, filters, PAGE, None, "desc")
         visitors, _users = _keys_of(db, who, {e.visitor_id for e in page if e.visitor_id}, set())
@@ -269,8 +272,8 @@ def funnels() -> Any:
         chosen = flt.funnel or (names[0] if names else None)
         steps = _funnel_steps(db, who, flt, chosen) if chosen else []
     if _wants_csv():
-        return csv_response("funnel", flt, ["step", "visitors", "step_conversion", "first_touch_channel",
-                                            "channel_visitors"],
+        return csv_download("funnel", flt.range, ["step", "visitors", "step_conversion", "first_touch_channel",
+                                                  "channel_visitors"],
                             ([s["name"], s["visitors"], s["rate"], ch, n] for s in steps
                              for ch, n in (s["by_channel"] or {"": 0}).items()))
     return render_template("dashboard/funnels.html", who=who, flt=flt, names=names, chosen=chosen, steps=steps,

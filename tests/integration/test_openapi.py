@@ -7,6 +7,7 @@ import json
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jsonschema_rs
 import pytest
@@ -15,7 +16,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from gateway.api import schemas as s
 from gateway.api.openapi import document
-from tests.integration.helpers import FIXTURES
+from tests.conftest import AccountKeys
+from tests.integration.helpers import FIXTURES, ago, post, touch
 
 ENDPOINTS: dict[str, str] = {
     "/sessions": "post",
@@ -24,7 +26,13 @@ ENDPOINTS: dict[str, str] = {
     "/identify": "post",
     "/validate": "get",
     "/health": "get",
+    "/data/conversions": "get",
+    "/data/conversions/{id}": "get",
+    "/data/events": "get",
+    "/data/sessions": "get",
+    "/data/attribution": "get",
 }
+DATA_LISTS = ("/data/conversions", "/data/events", "/data/sessions", "/data/attribution")  # JSON or CSV (API-122)
 
 # request fixture name -> endpoint and the model union of its body (API-70, API-80, API-90, API-100)
 REQUEST_TYPES: dict[str, tuple[str, Any]] = {
@@ -48,6 +56,7 @@ RESPONSES: dict[str, tuple[str, int, type[BaseModel]]] = {
     "identify_response_pending.json": ("/identify", 202, s.IdentifyOut),
     "validate_response.json": ("/validate", 200, s.ValidateOut),
     "health_response.json": ("/health", 200, s.HealthOut),
+    "data_attribution_response.json": ("/data/attribution", 200, s.DataAttributionOut),
 }
 ERRORS: dict[str, tuple[int, type[BaseModel]]] = {
     "error_400_invalid_json.json": (400, s.ErrorOut),
@@ -58,8 +67,6 @@ ERRORS: dict[str, tuple[int, type[BaseModel]]] = {
     "error_422_identify.json": (422, s.UnprocessableOut),
     "error_429_rate_limited.json": (429, s.RateLimitedOut),
 }
-# Fixtures of endpoints the gateway does not serve yet (§8.6 data API): no model, no path in the document.
-NOT_YET_SERVED = {"data_attribution_response.json"}
 
 
 def _load(name: str) -> Any:
@@ -91,7 +98,8 @@ def _doc_errors(pointer: str, instance: Any) -> list[str]:
 
 
 def _escape(path: str) -> str:
-    return path.replace("~", "~0").replace("/", "~1")
+    """A path as a JSON pointer token inside a URI fragment (``{id}`` must be percent-encoded there)."""
+    return quote(path.replace("~", "~0").replace("/", "~1"), safe="~")
 
 
 # ------------------------------------------------------------------------------------------ the document
@@ -121,13 +129,38 @@ def test_API160_security_and_documented_statuses() -> None:
         expected_security: list[dict[str, list[str]]] = [] if path == "/health" else [{"bearerAuth": []}]
         assert op["security"] == expected_security, path
         for status, response in op["responses"].items():
-            assert set(response["content"]) == {"application/json"}, (path, status)
+            csv = path in DATA_LISTS and status == "200"
+            assert set(response["content"]) == {"application/json", *(["text/csv"] if csv else [])}, (path, status)
     for path in ("/sessions", "/conversions", "/identify"):
         assert {"400", "401", "413", "415", "422", "429", "503"} <= set(doc["paths"][path]["post"]["responses"])
     assert {"202", "400", "401", "413", "415", "429", "503"} <= set(doc["paths"]["/events"]["post"]["responses"])
     assert {"200", "201", "202"} <= set(doc["paths"]["/conversions"]["post"]["responses"])
     assert {"200", "202"} <= set(doc["paths"]["/identify"]["post"]["responses"])
     assert {"200", "401", "429"} <= set(doc["paths"]["/validate"]["get"]["responses"])
+    for path in DATA_LISTS:
+        assert {"200", "400", "401", "429"} <= set(doc["paths"][path]["get"]["responses"]), path
+    assert {"200", "401", "404", "429"} <= set(doc["paths"]["/data/conversions/{id}"]["get"]["responses"])
+
+
+def test_API160_data_parameters_are_the_ones_the_views_read() -> None:
+    """API-120..API-128: each data endpoint documents its filters; comma lists are form-style arrays."""
+    doc = document()
+
+    def names(path: str) -> set[str]:
+        return {p["name"] for p in doc["paths"][path]["get"]["parameters"]}
+
+    common = {"date_range", "start_date", "end_date", "format"}
+    paged = common | {"limit", "cursor", "order"}
+    assert names("/data/conversions") == paged | {"conversion_type", "funnel", "visitor_id", "user_id", "channels",
+                                                  "model", "status"}
+    assert names("/data/events") == paged | {"event_type", "funnel", "visitor_id", "user_id", "session_id",
+                                             "include_excluded"}
+    assert names("/data/sessions") == paged | {"visitor_id", "user_id", "channels", "include_excluded"}
+    assert names("/data/attribution") == common | {"conversion_type", "funnel", "channels", "model"}
+    channels = next(p for p in doc["paths"]["/data/sessions"]["get"]["parameters"] if p["name"] == "channels")
+    assert (channels["style"], channels["explode"], channels["schema"]["type"]) == ("form", False, "array")
+    (detail,) = doc["paths"]["/data/conversions/{id}"]["get"]["parameters"]
+    assert (detail["in"], detail["required"]) == ("path", True)
 
 
 def test_API160_both_body_forms_and_lenient_types() -> None:
@@ -156,7 +189,7 @@ def test_API160_both_body_forms_and_lenient_types() -> None:
 
 def test_API161_every_fixture_is_covered() -> None:
     names = {p.name for p in FIXTURES.glob("*.json")}
-    covered = set(_request_fixtures()) | set(RESPONSES) | set(ERRORS) | NOT_YET_SERVED
+    covered = set(_request_fixtures()) | set(RESPONSES) | set(ERRORS)
     assert names - covered == set(), "fixtures without a schema check"
     assert covered - names == set(), "checked fixtures that no longer exist"
 
@@ -191,6 +224,32 @@ def test_API161_error_fixture_matches_models_and_document(name: str) -> None:
     for path, method in documented:
         pointer = f"#/paths/{_escape(path)}/{method}/responses/{status}/content/application~1json/schema"
         assert _doc_errors(pointer, body) == [], (path, status)
+
+
+def test_API161_data_answers_with_rows_match_the_document(client: FlaskClient, acct: AccountKeys) -> None:
+    """Schemathesis' fresh accounts only ever see empty lists; here every row schema meets a real row."""
+    touch(client, acct, "v-doc", "https://acme.test/?utm_source=google&utm_medium=cpc&gclid=abc", ago(hours=2),
+          session_id="s-doc")
+    assert post(client, acct, "/events", {"event_type": "add_to_cart", "visitor_id": "v-doc",
+                                          "properties": {"sku": "A-1"}}).status_code == 202
+    created = post(client, acct, "/conversions", {"conversion_type": "purchase", "visitor_id": "v-doc",
+                                                  "revenue": "10.00", "currency": "USD"})
+    assert created.status_code == 201, created.get_json()
+    answers = {
+        "/data/conversions": ("/data/conversions", s.DataConversionsOut),
+        "/data/conversions/{id}": (f"/data/conversions/{created.get_json()['id']}", s.DataConversionOut),
+        "/data/events": ("/data/events", s.DataEventsOut),
+        "/data/sessions": ("/data/sessions", s.DataSessionsOut),
+        "/data/attribution": ("/data/attribution", s.DataAttributionOut),
+    }
+    for documented, (url, model) in answers.items():
+        resp = client.get(f"/api/v1{url}", query_string={"date_range": "7d"}, headers=acct.headers())
+        assert resp.status_code == 200, (url, resp.get_json())
+        body = resp.get_json()
+        model.model_validate(body)
+        assert body.get("data", [body]), url  # a row to check, not an empty list
+        pointer = f"#/paths/{_escape(documented)}/get/responses/200/content/application~1json/schema"
+        assert _doc_errors(pointer, body) == [], url
 
 
 def test_API161_rejected_event_in_batch_does_not_fail_the_request_schema() -> None:

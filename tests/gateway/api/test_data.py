@@ -313,6 +313,20 @@ def test_API120_unknown_parameters_are_ignored(client: FlaskClient, acct: Accoun
     assert get(client, acct, "/sessions", colour="blue").status_code == 200
 
 
+def test_API120_D3_nul_in_a_parameter_is_removed_not_a_5xx(client: FlaskClient, acct: AccountKeys,
+                                                           clock: list[datetime]) -> None:
+    """PostgreSQL refuses a text holding U+0000 in a comparison; the value is read without it, like API-3."""
+    first = event(client, acct, "v-nul", AT - timedelta(hours=1), funnel="checkout")
+    assert [e["id"] for e in get(client, acct, "/events", visitor_id="v-\x00nul", funnel="check\x00out",
+                                  **NOV).get_json()["data"]] == [first]
+    for path in ("/conversions", "/sessions", "/attribution"):
+        resp = get(client, acct, path, visitor_id="\x00", funnel="\x00", user_id="\x00", format="csv\x00")
+        assert resp.status_code == 200 and resp.mimetype == "text/csv", path
+        assert resp.get_data(as_text=True).count("\r\n") == 1, path  # the header row only (and the stream closed)
+    assert get(client, acct, "/events", cursor="\x00x").get_json() == {"error": "Invalid cursor"}
+    assert get(client, acct, "/conversions/conv_\x00").get_json() == {"error": "Conversion not found"}
+
+
 # ------------------------------------------------------------------------------------------ API-124/125
 
 

@@ -230,7 +230,9 @@ def test_DSH23_csv_exports_are_what_the_table_shows(user: Login) -> None:
     assert resp.mimetype == "text/csv" and "attachment; filename=\"conversions_" in resp.headers["Content-Disposition"]
     lines = resp.get_data(as_text=True).split("\r\n")
     assert lines[0].startswith("converted_at,conversion_type,revenue")
-    assert any(conversion in line and "120.00" in line for line in lines)
+    (line,) = [line.split(",") for line in lines if conversion in line]
+    assert line[2] == "120.00" and line[6] == "false"  # the data API's cell rules (API-122-D1, DSH-23-D1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line[0]), line
     post(user.client, user.keys, "/events", {"event_type": "=cmd|calc", "visitor_id": "csv1"}, env="live")
     events = user.client.get("/dashboard/events?format=csv").get_data(as_text=True)
     assert "'=cmd|calc" in events  # a cell a spreadsheet would run is neutralised
@@ -300,6 +302,36 @@ def test_DSH18_a_settings_change_that_moves_credits_starts_a_reattribution(user:
     assert resp.status_code == 422 and "lookback_days: must be a whole number" in resp.get_data(as_text=True)
 
 
+def _set_quota(app: Flask, user: Login, quota: int) -> None:
+    """The operator's setting (API-33): no dashboard form changes it."""
+    with app.config["MBUZZ"].sessions.begin() as db:
+        account = db.get(m.Account, user.keys.account_id)
+        assert account is not None
+        account.monthly_event_quota = quota
+
+
+def test_DSH18_API33_the_monthly_quota_and_this_months_usage_are_shown_read_only(user: Login, app: Flask) -> None:
+    unlimited = user.client.get("/dashboard/settings").get_data(as_text=True)
+    assert "Unlimited: no quota is set for this account." in unlimited
+    _set_quota(app, user, 1400)
+    batch = [{"event_type": "page_view", "visitor_id": "q1"} for _ in range(3)]
+    assert post(user.client, user.keys, "/events", {"events": batch}, env="live").get_json()["accepted"] == 3
+    assert post(user.client, user.keys, "/events", {"event_type": "signup", "visitor_id": "q2"},
+                env="test").status_code == 202  # one account-wide count for both environments (API-33)
+    assert post(user.client, user.keys, "/sessions", {"visitor_id": "q1", "session_id": "q1-s",
+                                                      "url": "https://shop.example/"}, env="live").status_code == 202
+    _journey(user, "q3")  # two more session touches; the conversion itself is never counted
+    page = user.client.get("/dashboard/settings").get_data(as_text=True)
+    start = page.index('data-testid="quota"')
+    quota = page[start:page.index("</section>", start)]
+    assert re.search(r'data-testid="quota-used">7<.*data-testid="quota-limit">1,400<', quota, re.S), quota
+    assert 'data-testid="quota-percent">0.5%<' in quota and "<input" not in quota
+    assert "_event_quota" not in _settings_form(user)  # read-only: not part of what the form saves
+    _set_quota(app, user, 7)
+    used_up = user.client.get("/dashboard/settings").get_data(as_text=True)
+    assert 'data-testid="quota-percent">100.0%<' in used_up and "The quota is used up" in used_up
+
+
 def _settings_form(user: Login) -> dict[str, Any]:
     page = user.client.get("/dashboard/settings").get_data(as_text=True)
     form: dict[str, Any] = dict(re.findall(r'<input name="([a-z_]+)"[^>]*value="([^"]*)"', page))
@@ -309,3 +341,40 @@ def _settings_form(user: Login) -> dict[str, Any]:
         form[name] = "on"
     form["csrf_token"] = user.csrf("/dashboard/settings")
     return form
+
+
+def test_DSH20_nul_in_a_filter_is_dropped_not_a_server_error(user: Login) -> None:
+    _journey(user, "v-nul")
+    for path in ("/dashboard/?funnel=a%00b", "/dashboard/channels?funnel=%00&compare=first%00_touch",
+                 "/dashboard/conversions?conversion_type=purch%00ase&after=%00",
+                 "/dashboard/events?event_type=%00x", "/dashboard/funnels?funnel=%00",
+                 "/dashboard/?date_range=30d%00"):
+        resp = user.client.get(path)
+        assert resp.status_code == 200, (path, resp.status_code)
+    page = user.client.get("/dashboard/conversions?conversion_type=purch%00ase").get_data(as_text=True)
+    assert "purchase" in page and "No conversions" not in page  # read as "purchase"
+
+
+def test_DSH2_a_failed_login_keeps_the_email_typed(app: Flask) -> None:
+    _keys, email = _account(app, "Retype")
+    client = app.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    resp = client.post("/dashboard/login", data={"email": email + '"><b>x', "password": "wrong",
+                                                 "csrf_token": token.group(1)})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 401 and f'value="{email}&#34;&gt;&lt;b&gt;x"' in body  # kept, escaped
+
+
+def test_DSH10_freshness_lag_is_the_median_so_a_backdated_import_does_not_dominate(user: Login) -> None:
+    now = datetime.now(UTC)
+    events = [{"event_type": "page_view", "visitor_id": f"v-lag-{i}", "timestamp": now.isoformat()}
+              for i in range(4)]
+    events.append({"event_type": "imported", "visitor_id": "v-lag-old",
+                   "timestamp": (now - timedelta(days=2)).isoformat()})  # received last, occurred 2 days ago
+    resp = post(user.client, user.keys, "/events", {"events": events}, env="live")
+    assert resp.status_code in (200, 202), resp.get_json()
+    page = user.client.get("/dashboard/").get_data(as_text=True)
+    lag = re.search(r"lag ([0-9.]+) s", page)
+    assert lag and float(lag.group(1)) < 60, page[page.find("last event"):][:200]
