@@ -47,7 +47,7 @@ test-postgres: install
 	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
 
 test-sqlite: install
-	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/core/test_demo.py tests/connectors
+	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/core/test_demo.py tests/core/test_rollups.py tests/connectors
 
 test: lint test-postgres test-sqlite
 
@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ingest.py --queued --batch 100
 	$(BIN)/python bench/drain.py --events 50000
+	$(BIN)/python bench/reports.py --conversions 1000000
 
 # shopify.md SHP-97: `make shopify-config HOST=mbuzz.example.com CLIENT_ID=<client id>` writes the git-ignored
 # connectors/shopify/app/shopify.app.local.toml (HOST is a host name, optionally with a port; no scheme, no path).

@@ -22,14 +22,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
+from core import rollups
 from core.attribution import MODELS
 from core.channels import CHANNELS
 from core.reads import conversion_body
+from core.settings import load_config
 from core.storage.models import (
     AttributionCredit,
     Conversion,
     Event,
     Rejection,
+    ReportConversionDay,
+    ReportCreditDay,
     Session,
     SessionBinding,
     User,
@@ -64,7 +68,7 @@ MSG_BOTH_DATES = "start_date and end_date must both be given (YYYY-MM-DD)"
 CLIENT_SESSION_IDS = 10  # API-127: at most the 10 latest client session ids per session
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FOUR_DP = Decimal("0.0001")
-UNITS = 10_000  # stored credits are numeric(5,4): credit × 10,000 is an exact integer
+UNITS = rollups.UNITS  # stored credits are numeric(5,4): credit × 10,000 is an exact integer
 
 Keyset = tuple[datetime, str]
 
@@ -502,6 +506,8 @@ def attribution_report(
     conversion_type: str | None = None,
     funnel: str | None = None,
     channels: list[str] | None = None,
+    *,
+    use_rollups: bool = True,
 ) -> dict[str, Any]:
     """API-128 / ATT-56: one row per (model, channel, currency) with any credit row.
 
@@ -516,8 +522,17 @@ def attribution_report(
     population = _population(tenant, rng, conversion_type, funnel, channels)
     credit = AttributionCredit
     units = sa.func.sum(sa.cast(sa.func.round(credit.credit * UNITS), sa.BigInteger))
+    rolled = use_rollups and _rollups_answer(db, tenant, rng, channels)
     grouped: list[Any] = []
-    if shown:
+    if shown and rolled:
+        day = ReportCreditDay
+        grouped = list(db.execute(
+            sa.select(day.model, day.channel, day.currency, sa.func.sum(day.units).label("units"),
+                      sa.func.sum(day.revenue_minor).label("revenue"), sa.func.sum(day.touchpoints).label("rows"))
+            .where(_scoped(day, tenant), day.model.in_(shown), *_rolled_range(day, rng, conversion_type, funnel))
+            .group_by(day.model, day.channel, day.currency)
+        ))
+    elif shown:
         grouped = list(db.execute(
             sa.select(credit.model, credit.channel, credit.currency, units.label("units"),
                       sa.func.sum(credit.revenue_credit_minor).label("revenue"), sa.func.count().label("rows"))
@@ -548,19 +563,7 @@ def attribution_report(
             "revenue_share": _share(revenue, model_revenue[(row.model, row.currency)]),
             "touchpoints": int(row.rows),
         })
-    net = sa.func.coalesce(Conversion.net_revenue_minor, Conversion.revenue_minor)
-    empty = sa.func.coalesce(Conversion.sessions_analyzed, 0) == 0
-    totals = db.execute(
-        sa.select(
-            Conversion.currency,
-            sa.func.count().label("conversions"),
-            sa.func.sum(net).label("revenue"),
-            sa.func.count(net).label("with_revenue"),
-            sa.func.sum(sa.case((empty, 1), else_=0)).label("unattributed"),
-            sa.func.sum(sa.case((empty, net), else_=None)).label("unattributed_revenue"),
-            sa.func.count(sa.case((empty, net), else_=None)).label("unattributed_with_revenue"),
-        ).where(*population).group_by(Conversion.currency)
-    )
+    totals = _rolled_totals(db, tenant, rng, conversion_type, funnel) if rolled else _totals(db, population)
     total_conversions = unattributed = 0
     total_revenue: dict[str, int] = {}
     unattributed_revenue: dict[str, int] = {}
@@ -581,9 +584,62 @@ def attribution_report(
     }
 
 
-def daily_totals(db: DbSession, tenant: Tenant, rng: Range, funnel: str | None = None) -> list[dict[str, Any]]:
+def _rollups_answer(db: DbSession, tenant: Tenant, rng: Range, channels: Sequence[str] | None) -> bool:
+    """DSH-22: the rollups answer a report unless it filters by channel (a conversion-level condition) or asks
+    for days in another zone than the account's (the rollups' buckets); they are refreshed first (commits)."""
+    if channels or rng.tz != load_config(db, tenant.account_id).timezone:
+        return False
+    rollups.refresh(db, tenant, rng.tz)
+    return True
+
+
+def _rolled_range(day: Any, rng: Range, conversion_type: str | None,
+                  funnel: str | None) -> list[sa.ColumnElement[bool]]:
+    conditions = [day.day >= rng.start, day.day <= rng.end]
+    if conversion_type:
+        conditions.append(day.conversion_type == conversion_type)
+    if funnel:
+        conditions.append(day.funnel == funnel)
+    return conditions
+
+
+def _totals(db: DbSession, population: list[sa.ColumnElement[bool]]) -> Any:
+    net = sa.func.coalesce(Conversion.net_revenue_minor, Conversion.revenue_minor)
+    empty = sa.func.coalesce(Conversion.sessions_analyzed, 0) == 0
+    return db.execute(
+        sa.select(
+            Conversion.currency,
+            sa.func.count().label("conversions"),
+            sa.func.sum(net).label("revenue"),
+            sa.func.count(net).label("with_revenue"),
+            sa.func.sum(sa.case((empty, 1), else_=0)).label("unattributed"),
+            sa.func.sum(sa.case((empty, net), else_=None)).label("unattributed_revenue"),
+            sa.func.count(sa.case((empty, net), else_=None)).label("unattributed_with_revenue"),
+        ).where(*population).group_by(Conversion.currency)
+    )
+
+
+def _rolled_totals(db: DbSession, tenant: Tenant, rng: Range, conversion_type: str | None,
+                   funnel: str | None) -> Any:
+    day = ReportConversionDay
+    return db.execute(
+        sa.select(
+            day.currency,
+            sa.func.sum(day.conversions).label("conversions"),
+            sa.func.sum(day.revenue_minor).label("revenue"),
+            sa.func.sum(day.with_revenue).label("with_revenue"),
+            sa.func.sum(day.unattributed).label("unattributed"),
+            sa.func.sum(day.unattributed_revenue_minor).label("unattributed_revenue"),
+            sa.func.sum(day.unattributed_with_revenue).label("unattributed_with_revenue"),
+        ).where(_scoped(day, tenant), *_rolled_range(day, rng, conversion_type, funnel)).group_by(day.currency)
+    )
+
+
+def daily_totals(db: DbSession, tenant: Tenant, rng: Range, funnel: str | None = None, *,
+                 use_rollups: bool = True) -> list[dict[str, Any]]:
     """Per calendar day of the range (account time zone): the report population's conversion count and net
-    revenue per currency (minor units). Days without conversions are present with zeros."""
+    revenue per currency (minor units). Days without conversions are present with zeros. ``use_rollups`` False
+    reads the source tables (as a report filtered by channel does; the rollups' tests compare the two)."""
     population = _population(tenant, rng, None, funnel, None)
     net = sa.func.coalesce(Conversion.net_revenue_minor, Conversion.revenue_minor)
     per_day: dict[date, dict[str, Any]] = {d: {"day": d, "conversions": 0, "revenue_minor": {}} for d in rng.days()}
@@ -596,7 +652,17 @@ def daily_totals(db: DbSession, tenant: Tenant, rng: Range, funnel: str | None =
         if revenue is not None:
             slot["revenue_minor"][currency] = slot["revenue_minor"].get(currency, 0) + revenue
 
-    if db.get_bind().dialect.name == "postgresql":  # the day is computed in the database, one row per day
+    if use_rollups and _rollups_answer(db, tenant, rng, None):
+        rollup = ReportConversionDay
+        rolled = db.execute(
+            sa.select(rollup.day, rollup.currency, sa.func.sum(rollup.conversions),
+                      sa.func.sum(rollup.revenue_minor), sa.func.sum(rollup.with_revenue))
+            .where(_scoped(rollup, tenant), *_rolled_range(rollup, rng, None, funnel))
+            .group_by(rollup.day, rollup.currency)
+        )
+        for local, currency, count, revenue, with_revenue in rolled:
+            add(local, currency, int(count), int(revenue) if with_revenue else None)
+    elif db.get_bind().dialect.name == "postgresql":  # the day is computed in the database, one row per day
         local_day = sa.cast(sa.func.timezone(_zone(rng.tz).key, Conversion.converted_at), sa.Date)
         grouped = db.execute(
             sa.select(local_day.label("day"), Conversion.currency, sa.func.count().label("n"),

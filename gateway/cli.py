@@ -149,6 +149,32 @@ def _seed(tenant: Tenant, visitors: int = demo.DEFAULT_VISITORS, days: int = dem
     return demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed, sessions=services.sessions)
 
 
+@cli.command("build-rollups")
+@click.option("--account", "account_id", default=None, help="one account (default: every account)")
+def build_rollups_command(account_id: str | None) -> None:
+    """Build or bring up to date the report rollups (docs/dashboard.md DSH-22-D1). Run it after upgrading a
+    database with many conversions, so the first dashboard read does not build them."""
+    import time
+
+    import sqlalchemy as sa
+
+    from core import rollups
+    from core.settings import load_config
+    from core.storage.models import Conversion
+
+    sessions = _services().sessions
+    with sessions() as db:
+        query = sa.select(Conversion.account_id, Conversion.environment).distinct()
+        if account_id:
+            query = query.where(Conversion.account_id == account_id)
+        tenants = sorted((str(a), str(e)) for a, e in db.execute(query))
+    for account, environment in tenants:
+        began = time.perf_counter()
+        with sessions() as db:
+            days = rollups.refresh(db, Tenant(account, environment), load_config(db, account).timezone)
+        click.echo(f"{account} {environment}: {days} day(s) recomputed in {time.perf_counter() - began:.1f} s")
+
+
 @cli.command("seed-demo")
 @click.option("--account", "account_id", default=None, help="account id (default: the demo login's account)")
 @click.option("--environment", type=click.Choice(["test", "live"]), default="live", show_default=True)

@@ -35,14 +35,12 @@ from connectors.shopify.install import (
     schedule_post_install,
 )
 from connectors.shopify.session_tokens import InvalidSessionToken, SessionClaims, authenticate, bearer_token
-from connectors.shopify.settings import settings_of, validate_settings
+from connectors.shopify.settings import apply_settings, settings_of, validate_settings
 from core.crypto import cipher
-from core.ids import new_id
 from core.storage.models import (
     Installation,
     ShopifyDataRequest,
     ShopifyOrder,
-    ShopifySettingsAudit,
     ShopifyWebhookDelivery,
 )
 from gateway.api.views import json_response
@@ -206,19 +204,7 @@ def change_settings() -> Response:
     with services.sessions.begin() as db:
         installation = db.get(Installation, g.shopify_installation_id, with_for_update=True)
         assert installation is not None
-        before = settings_of(installation)
-        changed = {k: v for k, v in accepted.items() if before.get(k) != v or type(before.get(k)) is not type(v)}
-        for name, value in changed.items():
-            db.add(ShopifySettingsAudit(id=new_id("aud", now), installation_id=installation.id,
-                                        staff_user_id=_claims().sub[:64], field=name, old=before.get(name),
-                                        new=value, at=now))
-        stored = {**(installation.settings or {}), **{k: v for k, v in changed.items() if k != "environment"}}
-        if "environment" in changed:
-            installation.environment = changed["environment"]
-            stored["_connector"] = {**connector_state(installation), "environment_pending": False}
-        installation.settings = stored
-        if changed:
-            installation.updated_at = now
+        changed = apply_settings(db, installation, accepted, _claims().sub, now)
         result = settings_of(installation)
         installation_id = installation.id
     if "environment" in changed:  # SHP-99: the pixel must write to the new environment (new key, SHP-27)

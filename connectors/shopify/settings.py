@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-__all__ = ["DEFAULTS", "settings_of", "validate_settings"]
+from sqlalchemy.orm import Session
+
+from core.ids import new_id
+from core.storage.models import Installation, ShopifySettingsAudit
+
+__all__ = ["DEFAULTS", "apply_settings", "settings_of", "validate_settings"]
 
 DEFAULTS: dict[str, Any] = {
     "revenue_basis": "total",
@@ -44,3 +50,26 @@ def validate_settings(changes: object) -> tuple[dict[str, Any], list[str]]:
         else:
             accepted[key] = value
     return accepted, errors
+
+
+def apply_settings(db: Session, installation: Installation, accepted: dict[str, Any], actor: str,
+                   now: datetime) -> dict[str, Any]:
+    """Store validated ``accepted`` changes on a locked ``installation``, one SHP-82 audit row per changed field
+    naming ``actor`` (the Shopify staff user, or ``dashboard:<user id>``); returns the fields that changed.
+
+    ``environment`` is stored on the installation itself; the caller re-runs the post-install job for it."""
+    from connectors.shopify.install import connector_state
+
+    before = settings_of(installation)
+    changed = {k: v for k, v in accepted.items() if before.get(k) != v or type(before.get(k)) is not type(v)}
+    for name, value in changed.items():
+        db.add(ShopifySettingsAudit(id=new_id("aud", now), installation_id=installation.id,
+                                    staff_user_id=actor[:64], field=name, old=before.get(name), new=value, at=now))
+    stored = {**(installation.settings or {}), **{k: v for k, v in changed.items() if k != "environment"}}
+    if "environment" in changed:
+        installation.environment = changed["environment"]
+        stored["_connector"] = {**connector_state(installation), "environment_pending": False}
+    installation.settings = stored
+    if changed:
+        installation.updated_at = now
+    return changed

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from core.commands import CommandResult, RedactCommand
 from core.processors.context import Ctx, claim_key
+from core.rollups import mark_days
 from core.storage.models import (
     AttributionCredit,
     Conversion,
@@ -74,6 +75,8 @@ def _forget_origin(ctx: Ctx, origin: str) -> None:
     touched |= set(db.scalars(sa.select(Event.visitor_id).where(ctx.scoped(Event), Event.origin == origin)))
     touched |= set(db.scalars(sa.select(Session.visitor_id).where(ctx.scoped(Session), Session.origin == origin)))
     conversions = sa.select(Conversion.id).where(ctx.scoped(Conversion), Conversion.origin == origin)
+    mark_days(db, ctx.tenant, db.scalars(sa.select(Conversion.converted_at).where(ctx.scoped(Conversion),
+                                                                                Conversion.origin == origin)))
     db.execute(sa.delete(AttributionCredit).where(ctx.scoped(AttributionCredit),
                                                   AttributionCredit.conversion_id.in_(conversions)))
     db.execute(sa.delete(ConversionAdjustment).where(ctx.scoped(ConversionAdjustment),

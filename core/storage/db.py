@@ -45,6 +45,8 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    import core.rollups  # noqa: F401  (registers the rollups' dirty-day hook on every session)
+
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -7,7 +7,7 @@ assigned at the edge, so rows can be written without a round trip for a sequence
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -616,3 +616,64 @@ class SgtmOrderLink(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the conversion command it would emit
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ReportCreditDay(Base):
+    """DSH-22 / Q-7: Σ credit of active, attributed conversions per local day (account time zone ``tz``), model,
+    channel, currency, conversion type and funnel (``""`` = none). Rebuilt from ``attribution_credits`` by
+    ``core.rollups``; never the source of truth."""
+
+    __tablename__ = "report_credit_days"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    conversion_type: Mapped[str] = mapped_column(KEY, primary_key=True)
+    funnel: Mapped[str] = mapped_column(KEY, primary_key=True)
+    units: Mapped[int] = mapped_column(sa.BigInteger)  # Σ credit × 10,000 (credits have 4 dp)
+    revenue_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    touchpoints: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ReportConversionDay(Base):
+    """DSH-22 / Q-7: the report population's totals per local day, conversion type, funnel and currency."""
+
+    __tablename__ = "report_conversion_days"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    conversion_type: Mapped[str] = mapped_column(KEY, primary_key=True)
+    funnel: Mapped[str] = mapped_column(KEY, primary_key=True)
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    conversions: Mapped[int] = mapped_column(sa.BigInteger)
+    revenue_minor: Mapped[int] = mapped_column(sa.BigInteger)  # Σ net revenue
+    with_revenue: Mapped[int] = mapped_column(sa.BigInteger)  # conversions that carry revenue
+    unattributed: Mapped[int] = mapped_column(sa.BigInteger)
+    unattributed_revenue_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    unattributed_with_revenue: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ReportDirtyDay(Base):
+    """A UTC day whose conversions or credits changed since the rollups last read it. Append-only with a serial id
+    (no unique key), so concurrent writers never wait on each other's marks; the refresh deletes what it read."""
+
+    __tablename__ = "report_dirty_days"
+    __table_args__ = (sa.Index("ix_report_dirty_tenant", "account_id", "environment", "id"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ID)
+    environment: Mapped[str] = mapped_column(ENV)
+    day: Mapped[date] = mapped_column(sa.Date)
+
+
+class ReportRollupState(Base):
+    """Per tenant: the time zone the rollups are bucketed in (a change rebuilds them); its row lock serialises
+    refreshes."""
+
+    __tablename__ = "report_rollup_states"
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
+    tz: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # None: never built
+    built_at: Mapped[datetime | None] = mapped_column(nullable=True)

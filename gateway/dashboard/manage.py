@@ -11,7 +11,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from connectors.sgtm.distribution import served_template
 from connectors.shopify.compliance import delete_customer_data
 from connectors.shopify.install import create_connect_code, create_manual_installation
-from connectors.shopify.settings import settings_of
+from connectors.shopify.settings import CHOICES, apply_settings, settings_of, validate_settings
 from core.accounts import create_api_key, revoke_api_key
 from core.attribution import MODELS
 from core.reattribution.service import active_batches, apply_settings_change
@@ -201,6 +201,33 @@ def shopify_delete_customer(installation_id: str) -> Response:
     else:
         delete_customer_data(services, shop, customer_id, (request.form.get("email") or "").strip() or None)
         flash(f"Customer {customer_id} of {shop} erased.")
+    return redirect(url_for("dashboard.integrations"))
+
+
+STORE_SETTINGS = ("revenue_basis", "offline_orders", "exclude_test_orders", "journey_summary")
+
+
+@bp.route("/integrations/shopify/<installation_id>/settings", methods=["POST"])
+@login_required
+def shopify_store_settings(installation_id: str) -> Response:
+    """DSH-18 / shopify.md SHP-99: a store's revenue basis, offline orders, test orders and journey summary, with
+    the same validation and SHP-82 audit as the embedded page (the actor is the dashboard user)."""
+    who = viewer()
+    assert who is not None
+    form = {name: request.form[name] for name in STORE_SETTINGS if name in request.form}
+    typed = {k: {"true": True, "false": False}.get(v, v) if True in CHOICES[k] else v for k, v in form.items()}
+    accepted, errors = validate_settings(typed)
+    services = current_app.config["MBUZZ"]
+    with services.sessions.begin() as db:
+        inst = db.get(Installation, installation_id, with_for_update=True)
+        if inst is None or inst.account_id != who.account_id:
+            abort(404)
+        shop = inst.shop_domain
+        changed = {} if errors else apply_settings(db, inst, accepted, f"dashboard:{who.user_id}", services.now())
+    for error in errors:
+        flash(error, "error")
+    if not errors:
+        flash(f"{shop}: {', '.join(sorted(changed)) or 'nothing'} changed." if changed else f"{shop}: no change.")
     return redirect(url_for("dashboard.integrations"))
 
 

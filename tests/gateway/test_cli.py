@@ -73,3 +73,17 @@ def test_bootstrap_demo_on_an_empty_database_prints_the_login_and_keys_and_seeds
     assert listed.status_code == 200 and listed.get_json()["data"]
     again = runner.invoke(args=["mbuzz", "bootstrap-demo"])
     assert again.exit_code == 0 and "accounts exist already" in again.output
+
+
+def test_DSH22_build_rollups_command(app: Flask) -> None:
+    from tests.conftest import new_account
+    from tests.integration.helpers import post
+
+    keys = new_account(app, "Rollup CLI")
+    resp = post(app.test_client(), keys, "/conversions", {"conversion_type": "purchase", "visitor_id": "v-cli"})
+    assert resp.status_code == 201
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["mbuzz", "build-rollups", "--account", keys.account_id])
+    assert first.exit_code == 0 and f"{keys.account_id} test: 1 day(s) recomputed" in first.output, first.output
+    again = runner.invoke(args=["mbuzz", "build-rollups", "--account", keys.account_id])
+    assert again.exit_code == 0 and "0 day(s) recomputed" in again.output  # up to date: nothing to do

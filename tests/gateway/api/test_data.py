@@ -468,10 +468,10 @@ def test_API122_csv_cells_that_look_like_formulas_are_prefixed(client: FlaskClie
                                                               clock: list[datetime]) -> None:
     event(client, acct, "v-x", AT - timedelta(hours=1), event_type='=HYPERLINK("http://evil")',
           properties={"note": "x"})
-    event(client, acct, "v-x", AT - timedelta(hours=2), event_type="@SUM(A1)", funnel="+1", url="-2")
+    event(client, acct, "v-x", AT - timedelta(hours=2), event_type="@SUM(A1)", funnel="+1", url="-2+3")
     rows = csv_rows(get(client, acct, "/events", format="csv", **NOV))
     assert rows[1][3] == "'=HYPERLINK(\"http://evil\")"
-    assert rows[2][3:5] == ["'@SUM(A1)", "'+1"] and rows[2][9] == "'-2"
+    assert rows[2][3:5] == ["'@SUM(A1)", "'+1"] and rows[2][9] == "'-2+3"
     assert rows[2][6] == ""  # null (no user) → empty cell
 
 
