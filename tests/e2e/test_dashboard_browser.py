@@ -355,3 +355,56 @@ def test_hostile_event_names_are_shown_escaped(
         assert tab.errors == [], tab.errors
     finally:
         tab.close()
+
+
+def test_newcomer_walkthrough_on_the_demo_data(
+    app: Any, browser: Browser, live_url: str, login: Login, screenshots: Path
+) -> None:
+    """The issue's "done when": the demo's channel report under each model, a conversion's journey, then a key,
+    an event sent with it, and that event arriving in the Events live feed without a reload."""
+    from core import demo
+    from core.tenant import Tenant
+
+    services = app.config["MBUZZ"]
+    seeded = demo.seed_demo(services.log, Tenant(login.account_id, "live"), datetime.now(UTC), 150, 14,
+                            sessions=services.sessions)
+    assert seeded.created and seeded.purchases > 5
+    tab = Visit(browser, live_url, screenshots)
+    page = tab.page
+    try:
+        tab.log_in(login)  # the dashboard opens on live, where the demo is
+        expect(page.get_by_test_id("total-conversions")).to_have_text(str(seeded.conversions))
+        tab.shot("20-demo-overview")
+        tab.goto("/dashboard/channels")
+        models = page.locator('form[aria-label="Filters"] select[name="model"] option').evaluate_all(
+            "options => options.map(o => o.value)")
+        assert len(models) == 8, models
+        reports = {}
+        for model in models:
+            tab.apply_filters(model=model)
+            table = {r[0]: r[1] for r in tab.rows("channels-table")}
+            credited = {channel for channel, conversions in table.items() if float(conversions) > 0}
+            assert len(credited) >= 5, (model, table)  # many channels earn something under every model
+            reports[model] = table
+        tab.shot("21-demo-channels")
+        assert reports["first_touch"] != reports["last_touch"]  # the models disagree on the demo
+        assert float(reports["last_touch"].get("email", "0")) > float(reports["first_touch"].get("email", "0"))
+
+        tab.goto("/dashboard/conversions?conversion_type=purchase")
+        with page.expect_navigation():
+            page.get_by_test_id("conversions-table").locator("tbody tr a").first.click()
+        journey = tab.rows("journey")
+        assert journey and all(row[2] for row in journey), journey  # touchpoints, each with its channel
+        tab.shot("22-demo-conversion-detail")
+
+        key = tab.create_key("live", "newcomer key")
+        tab.goto("/dashboard/events")
+        expect(page.get_by_test_id("events-table")).to_be_visible()
+        name = f"newcomer_signal_{uuid.uuid4().hex[:6]}"
+        Api(live_url, key).events({"event_type": name, "visitor_id": f"e2e-{uuid.uuid4().hex}"})
+        # the live feed refreshes every 5 s: the event appears without a reload
+        expect(page.get_by_test_id("events-table")).to_contain_text(name, timeout=15_000)
+        tab.shot("23-demo-events-live")
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.close()
