@@ -111,6 +111,25 @@ def seed(url: str, account_id: str, conversions: int, now: datetime, days: int) 
     return credits
 
 
+LINES: list[str] = []
+DOC = ROOT / "docs" / "performance.md"
+MARKS = ("<!-- bench/reports.py output -->", "<!-- /bench/reports.py output -->")
+
+
+def say(line: str) -> None:
+    """Print a figure, and keep it for ``--record``."""
+    print(line, flush=True)
+    LINES.append(line)
+
+
+def record() -> None:
+    """Write this run's figures between the markers of docs/performance.md (Q-7's section)."""
+    text = DOC.read_text()
+    start, end = text.index(MARKS[0]) + len(MARKS[0]), text.index(MARKS[1])
+    block = "\n```text\n" + "\n".join(LINES) + "\n```\n"
+    DOC.write_text(text[:start] + block + text[end:])
+
+
 def _timed(call: object, runs: int) -> tuple[float, float]:
     times = []
     for _ in range(runs):
@@ -127,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the seeded database for a later --reuse")
     parser.add_argument("--reuse", action="store_true", help="reuse a database kept by --keep (same size)")
+    parser.add_argument("--record", action="store_true", help="write the figures into docs/performance.md")
     args = parser.parse_args(argv)
     import sqlalchemy as sa
 
@@ -157,14 +177,14 @@ def main(argv: list[str] | None = None) -> int:
                     db.scalar(sa.select(sa.func.max(Conversion.converted_at))),
                     db.scalar(sa.select(sa.func.count()).select_from(Conversion)),
                     db.scalar(sa.select(sa.func.count()).select_from(AttributionCredit)))
-            print(f"report benchmark (reused database): {n_conversions:,} conversions, {n_credits:,} credit rows")
+            say(f"report benchmark (reused database): {n_conversions:,} conversions, {n_credits:,} credit rows")
         else:
             with services.sessions.begin() as db:
                 account = accounts.create_account(db, "Bench", EMAIL, PASSWORD)[0]
             now = datetime.now(UTC).replace(microsecond=0)
             began = time.perf_counter()
             n_credits = seed(DB, account.id, args.conversions, now, args.days)
-            print(f"report benchmark: {args.conversions:,} conversions over {args.days} days, {n_credits:,} credit "
+            say(f"report benchmark: {args.conversions:,} conversions over {args.days} days, {n_credits:,} credit "
                   f"rows (8 models), seeded in {time.perf_counter() - began:.0f} s")
         tenant = Tenant(account.id, "live")
 
@@ -188,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         t0 = time.perf_counter()
         get(pages["Overview 30 days"])
-        print(f"  first read, rollups built from the source tables: {time.perf_counter() - t0:.1f} s")
+        say(f"  first read, rollups built from the source tables: {time.perf_counter() - t0:.1f} s")
         for name, path in pages.items():
             median, worst = _timed(lambda p=path: get(p), args.runs)
-            print(f"  {name}: median {median:.0f} ms, max {worst:.0f} ms over {args.runs} runs (Q-7: <= 500 ms)")
+            say(f"  {name}: median {median:.0f} ms, max {worst:.0f} ms over {args.runs} runs (Q-7: <= 500 ms)")
 
         def touch_one_conversion() -> None:
             with services.sessions.begin() as db:
@@ -206,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             get(pages["Overview 30 days"])
             times.append((time.perf_counter() - t0) * 1000)
-        print(f"  Overview 30 days right after a change (one day recomputed): median "
+        say(f"  Overview 30 days right after a change (one day recomputed): median "
               f"{statistics.median(times):.0f} ms, max {max(times):.0f} ms")
 
         rng = resolve_range("30d", None, None, "UTC", now.date())
@@ -215,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                 attribution_report(db, tenant, rng, models=["linear"], use_rollups=False)
                 daily_totals(db, tenant, rng, use_rollups=False)
             median, worst = _timed(from_source, 3)
-        print(f"  for contrast, Overview's queries on the source tables (no rollups), 30 days: median "
+        say(f"  for contrast, Overview's queries on the source tables (no rollups), 30 days: median "
               f"{median:.0f} ms, max {worst:.0f} ms")
+        if args.record:
+            record()
     finally:
         if not args.keep:
             with admin.connect() as conn:

@@ -145,8 +145,14 @@ def bootstrap_demo_command(visitors: int, days: int) -> None:
 
 def _seed(tenant: Tenant, visitors: int = demo.DEFAULT_VISITORS, days: int = demo.DEFAULT_DAYS,
           seed: int = 42) -> demo.DemoSummary:
+    from core import rollups
+    from core.settings import load_config
+
     services = _services()
-    return demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed, sessions=services.sessions)
+    summary = demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed, sessions=services.sessions)
+    with services.sessions() as db:  # the reports' rollups, so the first dashboard page does not build them
+        rollups.refresh(db, tenant, load_config(db, tenant.account_id).timezone)
+    return summary
 
 
 @cli.command("build-rollups")
