@@ -145,3 +145,50 @@ def test_DSH22_refresh_reads_marks_once_and_erasure_is_seen(app: Flask, client: 
         origin="shop:rollups.myshopify.com")])
     erased = assert_rollups_match_source(app, tenant)
     assert erased["total_conversions"] == 12
+
+
+@pytest.mark.postgres
+def test_DSH22_concurrent_writers_and_refreshes_leave_the_rollups_exact(app: Flask, is_postgres: bool) -> None:
+    """Marks are committed with the change they describe and refreshes queue on the tenant's row lock, so
+    conversions written while other requests refresh are never lost from the rollups (PostgreSQL, real locks)."""
+    if not is_postgres:
+        pytest.skip("concurrent transactions and row locks are tested on PostgreSQL")
+    import threading
+
+    acct = new_account(app, "Rollups race")
+    tenant = Tenant(acct.account_id, "test")
+    sessions = app.config["MBUZZ"].sessions
+    failures: list[BaseException] = []
+    writing = threading.Event()
+
+    def write(worker: int) -> None:
+        client = app.test_client()
+        try:
+            for i in range(12):
+                touch(client, acct, f"v-race-{worker}-{i}", "https://acme.com/?gclid=Cj0", AT - timedelta(days=3))
+                convert(client, acct, f"v-race-{worker}-{i}", AT - timedelta(days=1, minutes=worker * 13 + i),
+                        revenue=f"{i + 1}.00")
+        except BaseException as exc:  # reported below: a thread's assertion must fail the test
+            failures.append(exc)
+
+    def refresh_while_writing() -> None:
+        try:
+            while writing.is_set():
+                with sessions() as db:
+                    rollups.refresh(db, tenant, "UTC")
+        except BaseException as exc:
+            failures.append(exc)
+
+    writing.set()
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    readers = [threading.Thread(target=refresh_while_writing) for _ in range(2)]
+    for thread in (*writers, *readers):
+        thread.start()
+    for thread in writers:
+        thread.join(120)
+    writing.clear()
+    for thread in readers:
+        thread.join(60)
+    assert failures == []
+    report = assert_rollups_match_source(app, tenant)
+    assert report["total_conversions"] == 36 and report["total_revenue_minor"] == {"USD": 3 * 7800}
