@@ -6,7 +6,7 @@ Seeds one tenant's live environment in PostgreSQL with COPY: N conversions over 
 credit rows of all eight models, as the attribution processor stores them. Then, through the real Flask app and a
 logged-in dashboard session, it times:
 
-- the first page read, which builds the rollups from the source tables (an upgraded install's first read);
+- the first page read of an upgraded install: answered from the source tables while the rollups build;
 - Overview and Channels warm (30, 90 and 365 days, Channels with a compared model), 7 runs each;
 - the same pages right after a conversion changed (one dirty day recomputed before the read);
 - for contrast, the same report read from the source tables (``use_rollups=False``), what a page cost before.
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from core import accounts
     from core.reports import attribution_report, daily_totals, resolve_range
     from core.storage.db import make_engine, migrate
-    from core.storage.models import Account, AttributionCredit, Conversion
+    from core.storage.models import Account, AttributionCredit, Conversion, ReportRollupState
     from core.tenant import Tenant
     from gateway import create_app
     from gateway.config import Settings
@@ -207,8 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                                                      "&compare=first_touch",
         }
         t0 = time.perf_counter()
-        get(pages["Overview 30 days"])
-        say(f"  first read, rollups built from the source tables: {time.perf_counter() - t0:.1f} s")
+        get(pages["Overview 30 days"])  # a large tenant's first read: sources, the rollups build in the background
+        first = time.perf_counter() - t0
+        while True:
+            with services.sessions() as db:
+                if db.get(ReportRollupState, (account.id, "live")) is not None:
+                    break
+            time.sleep(0.5)
+        say(f"  first read {first:.1f} s (from the source tables); rollups built in the background in "
+            f"{time.perf_counter() - t0:.1f} s")
         for name, path in pages.items():
             median, worst = _timed(lambda p=path: get(p), args.runs)
             say(f"  {name}: median {median:.0f} ms, max {worst:.0f} ms over {args.runs} runs (Q-7: <= 500 ms)")

@@ -585,9 +585,13 @@ def attribution_report(
 
 
 def _rollups_answer(db: DbSession, tenant: Tenant, rng: Range, channels: Sequence[str] | None) -> bool:
-    """DSH-22: the rollups answer a report unless it filters by channel (a conversion-level condition) or asks
-    for days in another zone than the account's (the rollups' buckets); they are refreshed first (commits)."""
+    """DSH-22: the rollups answer a report unless it filters by channel (a conversion-level condition), asks
+    for days in another zone than the account's (the rollups' buckets), or they are still being built for a
+    large tenant; they are refreshed first (commits)."""
     if channels or rng.tz != load_config(db, tenant.account_id).timezone:
+        return False
+    if rollups.needs_build(db, tenant, rng.tz):  # a large tenant's first build: read the sources meanwhile
+        rollups.build_in_background(db.get_bind().engine, tenant, rng.tz)
         return False
     rollups.refresh(db, tenant, rng.tz)
     return True

@@ -14,6 +14,8 @@ next one. A change of the account's time zone rebuilds the tenant's rollups.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -34,12 +36,15 @@ from core.storage.models import (
 )
 from core.tenant import Tenant
 
-__all__ = ["NO_FUNNEL", "UNITS", "mark_days", "refresh"]
+__all__ = ["NO_FUNNEL", "UNITS", "build_in_background", "mark_days", "needs_build", "refresh"]
 
 UNITS = 10_000  # credits have 4 decimal places: sums are exact in integer units
 NO_FUNNEL = ""  # the funnel column of conversions without one (part of the primary key, so not NULL)
 _MARKED = "mbuzz.rollups.marked"  # session.info: (account, environment, UTC day) marked in this transaction
 _MARK_READ_LIMIT = 50_000  # marks handled per refresh; the rest wait for the next read
+SYNC_BUILD_LIMIT = 50_000  # tenants with more conversions are built in the background (a read would wait ~1 min)
+_building: set[tuple[str, str]] = set()  # tenants this process is building
+_building_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------------------------ marks
@@ -204,3 +209,38 @@ def refresh(db: Session, tenant: Tenant, tz: str) -> int:
     state.tz, state.built_at = tz, datetime.now(UTC)
     db.commit()
     return len(days)
+
+
+# ------------------------------------------------------------------------------------------------ first build
+
+
+def needs_build(db: Session, tenant: Tenant, tz: str) -> bool:
+    """True when the tenant's rollups are missing or bucketed in another zone *and* it holds more conversions
+    than a read should wait for: the caller reads the source tables and calls :func:`build_in_background`."""
+    state = db.get(ReportRollupState, (tenant.account_id, tenant.environment))
+    if state is not None and state.tz == tz:
+        return False
+    capped = sa.select(Conversion.id).where(_scoped(Conversion, tenant)).limit(SYNC_BUILD_LIMIT + 1).subquery()
+    return int(db.scalar(sa.select(sa.func.count()).select_from(capped)) or 0) > SYNC_BUILD_LIMIT
+
+
+def build_in_background(engine: sa.Engine, tenant: Tenant, tz: str) -> None:
+    """Build the tenant's rollups in a daemon thread, once per process; other processes' builds queue on the
+    state row and then find it built."""
+    key = (tenant.account_id, tenant.environment)
+    with _building_lock:
+        if key in _building:
+            return
+        _building.add(key)
+
+    def build() -> None:
+        try:
+            with Session(engine, expire_on_commit=False) as db:
+                refresh(db, tenant, tz)
+        except Exception:  # the next read starts another attempt
+            logging.getLogger("mbuzz.rollups").exception("building the report rollups failed")
+        finally:
+            with _building_lock:
+                _building.discard(key)
+
+    threading.Thread(target=build, name=f"mbuzz-rollups-{tenant.account_id}", daemon=True).start()

@@ -192,3 +192,29 @@ def test_DSH22_concurrent_writers_and_refreshes_leave_the_rollups_exact(app: Fla
     assert failures == []
     report = assert_rollups_match_source(app, tenant)
     assert report["total_conversions"] == 36 and report["total_revenue_minor"] == {"USD": 3 * 7800}
+
+
+@pytest.mark.usefixtures("clock")
+def test_DSH22_a_large_tenants_first_build_runs_in_the_background_while_reads_use_the_sources(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.storage.models import ReportRollupState
+    from tests.integration.processes import wait_until
+
+    monkeypatch.setattr(rollups, "SYNC_BUILD_LIMIT", 5)  # "large": more conversions than a read should wait for
+    acct = new_account(app, "Rollups large")
+    tenant = Tenant(acct.account_id, "test")
+    traffic(client, acct)
+    sessions = app.config["MBUZZ"].sessions
+    rng = Range(*NOV, "UTC")
+
+    def built() -> bool:
+        with sessions() as db:
+            state = db.get(ReportRollupState, (acct.account_id, "test"))
+            return state is not None and state.tz == "UTC"
+
+    with sessions() as db:
+        first = attribution_report(db, tenant, rng)  # answered at once from the source tables
+        assert first == attribution_report(db, tenant, rng, use_rollups=False)
+        assert first["total_conversions"] == 13
+    assert wait_until(built, 30)
+    assert_rollups_match_source(app, tenant)  # from now on the rollups answer, still exact

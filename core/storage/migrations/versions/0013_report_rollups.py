@@ -3,7 +3,8 @@
 Overview and Channels aggregate every credit row of the range; at a million conversions that is several million
 rows per page. The rollups hold one row per local day × model × channel × currency × conversion type × funnel,
 kept exact by dirty-day marks written with every change to a conversion or its credits (``core.rollups``).
-Existing tenants are built on their first report read, or by `flask --app gateway mbuzz build-rollups`.
+Existing tenants are built on their first report read (in the background when large), or by
+`flask --app gateway mbuzz build-rollups`.
 
 Revision ID: 0013
 Revises: 0012
