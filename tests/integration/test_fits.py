@@ -45,7 +45,8 @@ def _convert(client: FlaskClient, keys: AccountKeys, visitor: str, t: str) -> di
 def _fits(app: Flask, tenant: Tenant) -> list[m.AttributionFit]:
     with app.config["MBUZZ"].sessions() as db:
         return list(db.scalars(sa.select(m.AttributionFit).where(m.AttributionFit.account_id == tenant.account_id)
-                               .order_by(m.AttributionFit.as_of, m.AttributionFit.model)))
+                               .order_by(m.AttributionFit.as_of, m.AttributionFit.created_at,  # as_of is whole
+                                         m.AttributionFit.model)))                            # seconds: two runs tie
 
 
 def _small_minimums(app: Flask, keys: AccountKeys) -> None:
