@@ -11,7 +11,7 @@ Money stays integer minor units here and credits stay :class:`~decimal.Decimal`;
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, sessionmaker
 
 from core import rollups
 from core.attribution import MODELS
@@ -55,6 +55,7 @@ __all__ = [
     "list_conversions",
     "list_events",
     "list_sessions",
+    "every_row",
     "rejection_of",
     "resolve_range",
     "session_rows",
@@ -296,6 +297,26 @@ def list_sessions(
     if not filters.get("include_excluded"):
         stmt = stmt.where(Session.excluded.is_(False))
     return _page(db, stmt, Session.started_at, Session.id, limit, after, order)
+
+
+Lister = Callable[[DbSession, Tenant, "Range", dict[str, Any], int, "Keyset | None", str],
+                  tuple[list[Any], "Keyset | None"]]
+CHUNK = 1000  # rows per read while an export streams
+
+
+def every_row(sessions: sessionmaker[DbSession], lister: Lister, tenant: Tenant, rng: Range,
+              filters: dict[str, Any], order: str,
+              lines: Callable[[DbSession, list[Any]], Iterable[Sequence[Any]]]) -> Iterator[Sequence[Any]]:
+    """Every row a list matches, by keyset in chunks of ``CHUNK``, each chunk in its own short read (API-122,
+    DSH-23): an export streams without holding a transaction open while the client downloads."""
+    after: Keyset | None = None
+    while True:
+        with sessions() as db:
+            page, after = lister(db, tenant, rng, filters, CHUNK, after, order)
+            chunk = list(lines(db, page))
+        yield from chunk
+        if after is None:
+            return
 
 
 # ------------------------------------------------------------------------------------------ row shapes

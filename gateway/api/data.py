@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -40,7 +40,6 @@ __all__ = ["bp"]
 bp = Blueprint("api_v1_data", __name__, url_prefix="/api/v1/data")
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-CSV_CHUNK = 1000  # rows per query while a CSV streams; each chunk reads in its own short transaction
 MSG_INVALID_CURSOR = "Invalid cursor"
 MSG_CURSOR_MISMATCH = "cursor does not match the query parameters"
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
@@ -248,28 +247,13 @@ def _meta(query: Query, count: int | None = None, next_cursor: str | None = None
     return meta
 
 
-Lister = Callable[[DbSession, Tenant, Range, dict[str, Any], int, Keyset | None, str], tuple[list[Any], Any]]
-
-
-def _list_answer(query: Query, lister: Lister, shape: Callable[[DbSession, list[Any]], list[Any]],
+def _list_answer(query: Query, lister: reports.Lister, shape: Callable[[DbSession, list[Any]], list[Any]],
                  csv_header: Sequence[str], csv_lines: Callable[[DbSession, list[Any]], Iterable[Sequence[Any]]],
                  db: DbSession) -> Response:
     """JSON: one page by keyset. CSV: every matching row in ``order``, read in chunks of 1,000 (API-122)."""
     if query.csv:
-        sessions = _services().sessions
-
-        def rows() -> Iterator[Sequence[Any]]:
-            after: Keyset | None = None
-            while True:
-                with sessions() as chunk_db:
-                    page, after = lister(chunk_db, query.tenant, query.rng, query.filters, CSV_CHUNK, after,
-                                         query.order)
-                    lines = list(csv_lines(chunk_db, page))
-                yield from lines
-                if after is None:
-                    return
-
-        return csv_download(query.endpoint, query.rng, csv_header, rows())
+        return csv_download(query.endpoint, query.rng, csv_header, reports.every_row(
+            _services().sessions, lister, query.tenant, query.rng, query.filters, query.order, csv_lines))
     query.after = _decode_cursor(query, _arg("cursor"))
     page, keyset = lister(db, query.tenant, query.rng, query.filters, query.limit, query.after, query.order)
     data = shape(db, page)

@@ -125,6 +125,13 @@ def log_out() -> None:
     session.clear()
 
 
+def logged_in() -> Viewer:
+    """The viewer of a ``login_required`` view (which has already sent anyone else to the login page)."""
+    who = viewer()
+    assert who is not None, "logged_in() outside a login_required view"
+    return who
+
+
 def viewer() -> Viewer | None:
     """The logged-in user of this request, read once; None when the session names nobody (any more)."""
     if "viewer" in g:

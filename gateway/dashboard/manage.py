@@ -29,7 +29,7 @@ from core.storage.models import (
 from core.tenant import Tenant
 from core.usage import monthly_usage
 from gateway.dashboard import bp
-from gateway.dashboard.auth import ENVIRONMENTS, log_in, log_out, login_required, viewer
+from gateway.dashboard.auth import ENVIRONMENTS, Viewer, log_in, log_out, logged_in, login_required
 
 
 def _safe_next(target: str | None) -> str:
@@ -73,8 +73,7 @@ def environment() -> Response:
 @bp.route("/keys", methods=["GET", "POST"])
 @login_required
 def keys() -> Any:
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     services = current_app.config["MBUZZ"]
     created = None
     if request.method == "POST":
@@ -96,8 +95,7 @@ def keys() -> Any:
 @login_required
 def revoke_key(key_id: str) -> Response:
     """Immediate: the key cache is cleared with the revocation, so the next request with the key gets 401."""
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     services = current_app.config["MBUZZ"]
     with services.sessions.begin() as db:
         key = db.get(ApiKey, (who.account_id, key_id))
@@ -120,8 +118,7 @@ def integrations() -> Any:
 def _integrations_page(shown: dict[str, str] | None) -> Any:
     """`shown`: what is displayed once (a connect code, a manual store's webhook URL and pixel snippet). The
     snippet is rendered in the POST's own answer, never kept in the session cookie (it would outgrow it)."""
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     services = current_app.config["MBUZZ"]
     shops = []
     with services.sessions() as db:
@@ -161,8 +158,7 @@ def sgtm_template() -> Response:
 @bp.route("/integrations/shopify/connect-code", methods=["POST"])
 @login_required
 def shopify_connect_code() -> Response:
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     code = create_connect_code(current_app.config["MBUZZ"], who.account_id, who.environment)
     session["shown_once"] = {"connect_code": code}
     return redirect(url_for("dashboard.integrations"))
@@ -172,8 +168,7 @@ def shopify_connect_code() -> Response:
 @login_required
 def shopify_manual() -> Any:
     """shopify.md SHP-77: the webhook URL and pixel snippet are shown once, right after connecting."""
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     try:
         made = create_manual_installation(current_app.config["MBUZZ"], request.form.get("shop", ""),
                                           request.form.get("signing_key", ""), who.account_id, who.environment)
@@ -183,18 +178,22 @@ def shopify_manual() -> Any:
     return _integrations_page({"webhook_url": made.webhook_url, "pixel_snippet": made.pixel_snippet})
 
 
+def _own_installation(db: Any, who: Viewer, installation_id: str, lock: bool = False) -> Installation:
+    """The viewer's account's store, or 404 (DSH-5: another account's id is not found)."""
+    inst = db.get(Installation, installation_id, with_for_update=lock)
+    if inst is None or inst.account_id != who.account_id:
+        abort(404)
+    return inst  # type: ignore[no-any-return]
+
+
 @bp.route("/integrations/shopify/<installation_id>/delete-customer", methods=["POST"])
 @login_required
 def shopify_delete_customer(installation_id: str) -> Response:
     """shopify.md SHP-78: manual shops get no compliance webhooks; the merchant erases a customer here."""
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     services = current_app.config["MBUZZ"]
     with services.sessions() as db:
-        inst = db.get(Installation, installation_id)
-        if inst is None or inst.account_id != who.account_id:
-            abort(404)
-        shop = inst.shop_domain
+        shop = _own_installation(db, who, installation_id).shop_domain
     customer_id = (request.form.get("customer_id") or "").strip()
     if not customer_id.isdigit():
         flash("customer_id: the Shopify customer id, digits only", "error")
@@ -212,16 +211,13 @@ STORE_SETTINGS = ("revenue_basis", "offline_orders", "exclude_test_orders", "jou
 def shopify_store_settings(installation_id: str) -> Response:
     """DSH-18 / shopify.md SHP-99: a store's revenue basis, offline orders, test orders and journey summary, with
     the same validation and SHP-82 audit as the embedded page (the actor is the dashboard user)."""
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     form = {name: request.form[name] for name in STORE_SETTINGS if name in request.form}
     typed = {k: {"true": True, "false": False}.get(v, v) if True in CHOICES[k] else v for k, v in form.items()}
     accepted, errors = validate_settings(typed)
     services = current_app.config["MBUZZ"]
     with services.sessions.begin() as db:
-        inst = db.get(Installation, installation_id, with_for_update=True)
-        if inst is None or inst.account_id != who.account_id:
-            abort(404)
+        inst = _own_installation(db, who, installation_id, lock=True)
         shop = inst.shop_domain
         changed = {} if errors else apply_settings(db, inst, accepted, f"dashboard:{who.user_id}", services.now())
     for error in errors:
@@ -272,8 +268,7 @@ def _changes_from(form: Any, current: dict[str, Any]) -> tuple[dict[str, Any], l
 @bp.route("/settings", methods=["GET", "POST"])
 @login_required
 def settings() -> Any:
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     services = current_app.config["MBUZZ"]
     errors: list[str] = []
     with services.sessions() as db:

@@ -17,13 +17,13 @@ from flask import abort, current_app, render_template, request
 
 from core.attribution import MODELS
 from core.reads import conversion_body, money
-from core.reports import attribution_report, daily_totals, list_conversions, list_events
+from core.reports import attribution_report, daily_totals, every_row, list_conversions, list_events
 from core.settings import load_config
 from core.storage.models import AttributionCredit, Conversion, Event, Rejection, User, Visitor
 from core.storage.models import Session as VisitSession
 from gateway.csv_stream import csv_download
 from gateway.dashboard import bp
-from gateway.dashboard.auth import Viewer, login_required, viewer
+from gateway.dashboard.auth import Viewer, logged_in, login_required
 from gateway.dashboard.charts import bar_chart, channel_colour, line_chart
 from gateway.dashboard.filters import Filters, arg, filters_from_request
 
@@ -32,8 +32,7 @@ FRESHNESS_SAMPLE = 101  # latest events whose median receive lag Overview shows
 
 
 def _context() -> tuple[Viewer, Any, Filters]:
-    who = viewer()
-    assert who is not None
+    who = logged_in()
     with current_app.config["MBUZZ"].sessions() as db:
         config = load_config(db, who.account_id)
     return who, config, filters_from_request(config.timezone, list(config.attribution.enabled_models))
@@ -132,18 +131,13 @@ def conversions() -> Any:
     after = _cursor(arg("after"))
     services = current_app.config["MBUZZ"]
     if _wants_csv():
-        def rows() -> Iterator[list[Any]]:
-            cursor = None
-            while True:
-                with services.sessions() as db:
-                    page, cursor = list_conversions(db, who.tenant, flt.range, filters, 1000, cursor, "desc")
-                    lines = _conversion_lines(db, who, page)
-                yield from ([c["converted_at"], c["type"], c["revenue"], c["currency"], c["who"], c["source"],
-                             c["acquisition"], c["id"]] for c in lines)
-                if cursor is None:
-                    return
+        def lines(db: Any, page: list[Conversion]) -> Iterator[list[Any]]:
+            return ([c["converted_at"], c["type"], c["revenue"], c["currency"], c["who"], c["source"],
+                     c["acquisition"], c["id"]] for c in _conversion_lines(db, who, page))
         return csv_download("conversions", flt.range, ["converted_at", "conversion_type", "revenue", "currency",
-                                                       "user_or_visitor", "source", "is_acquisition", "id"], rows())
+                                                       "user_or_visitor", "source", "is_acquisition", "id"],
+                            every_row(services.sessions, list_conversions, who.tenant, flt.range, filters, "desc",
+                                      lines))
     with services.sessions() as db:
         page, next_cursor = list_conversions(db, who.tenant, flt.range, filters, PAGE, after, "desc")
         lines = _conversion_lines(db, who, page)
@@ -236,16 +230,9 @@ def events() -> Any:
     filters = {"event_type": event_type, "funnel": flt.funnel}
     services = current_app.config["MBUZZ"]
     if _wants_csv():
-        def rows() -> Iterator[list[Any]]:
-            cursor = None
-            while True:
-                with services.sessions() as db:
-                    page, cursor = list_events(db, who.tenant, flt.range, filters, 1000, cursor, "desc")
-                yield from ([e.occurred_at, e.event_type, e.funnel or "", e.url or "", e.id]
-                            for e in page)
-                if cursor is None:
-                    return
-        return csv_download("events", flt.range, ["occurred_at", "event_type", "funnel", "url", "id"], rows())
+        return csv_download("events", flt.range, ["occurred_at", "event_type", "funnel", "url", "id"], every_row(
+            services.sessions, list_events, who.tenant, flt.range, filters, "desc",
+            lambda _db, page: ([e.occurred_at, e.event_type, e.funnel or "", e.url or "", e.id] for e in page)))
     with services.sessions() as db:
         page, _next = list_events(db, who.tenant, flt.range, filters, PAGE, None, "desc")
         visitors, _users = _keys_of(db, who, {e.visitor_id for e in page if e.visitor_id}, set())

@@ -580,3 +580,15 @@ def test_API140_data_endpoints_share_one_limit(database_url: str) -> None:
     assert int(resp.headers["Retry-After"]) >= 1 and "X-RateLimit-Limit" in resp.headers
     assert get(client, new_account(app), "/events").status_code == 200  # per key
     assert json.loads(client.get("/api/v1/health").get_data())["status"] == "ok"
+
+
+def test_API122_csv_reads_every_chunk_in_order(client: FlaskClient, acct: AccountKeys, clock: list[datetime],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import reports
+
+    monkeypatch.setattr(reports, "CHUNK", 2)  # five events: three reads of two, two and one
+    ids = [event(client, acct, "v-chunk", AT - timedelta(minutes=i)) for i in range(5)]
+    rows = csv_rows(get(client, acct, "/events", format="csv", **NOV))
+    assert [r[0] for r in rows[1:]] == ids  # newest first, none lost or repeated at a chunk's edge
+    oldest_first = csv_rows(get(client, acct, "/events", format="csv", order="asc", **NOV))
+    assert [r[0] for r in oldest_first[1:]] == ids[::-1]

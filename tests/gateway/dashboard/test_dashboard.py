@@ -47,14 +47,18 @@ def _account(app: Flask, name: str) -> tuple[AccountKeys, str]:
     return AccountKeys(account.id, test_key.plaintext, live_key.plaintext), email
 
 
+def _login_token(client: FlaskClient) -> str:
+    """The CSRF token of the login form (DSH-3: the login form is protected too)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/dashboard/login").get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
 def _log_in(app: Flask, name: str = "Acme") -> Login:
     keys, email = _account(app, name)
     client = app.test_client()
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
     resp = client.post("/dashboard/login", data={"email": email, "password": PASSWORD,
-                                                 "csrf_token": token.group(1)})
+                                                 "csrf_token": _login_token(client)})
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
     return Login(keys, email, client)
 
@@ -93,34 +97,31 @@ def test_DSH2_pages_need_a_login(app: Flask) -> None:
 def test_DSH2_login_rotates_the_session_and_sets_a_safe_cookie(app: Flask) -> None:
     keys, email = _account(app, "Rot")
     client = app.test_client()
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    before = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert before
+    before = _login_token(client)
     resp = client.post("/dashboard/login", data={"email": email.upper(), "password": PASSWORD,
-                                                 "csrf_token": before.group(1), "next": "https://evil.example/"})
+                                                 "csrf_token": before, "next": "https://evil.example/"})
     assert resp.status_code == 302 and resp.headers["Location"] == "/dashboard/"  # no open redirect
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     after = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/dashboard/keys").get_data(as_text=True))
-    assert after and after.group(1) != before.group(1)
+    assert after and after.group(1) != before
 
 
 def test_DSH4_wrong_password_and_unknown_email_look_the_same_and_are_limited(app: Flask) -> None:
     _keys, email = _account(app, "Limit")
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "127.0.0.99"  # its own IP: the other tests' logins are not limited
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/dashboard/login").get_data(as_text=True))
-    assert token
-    wrong = client.post("/dashboard/login", data={"email": email, "password": "nope", "csrf_token": token.group(1)})
+    token = _login_token(client)
+    wrong = client.post("/dashboard/login", data={"email": email, "password": "nope", "csrf_token": token})
     unknown = client.post("/dashboard/login", data={"email": "nobody-" + email, "password": "nope",
-                                                    "csrf_token": token.group(1)})
+                                                    "csrf_token": token})
     assert wrong.status_code == unknown.status_code == 401
     assert "Wrong e-mail or password." in wrong.get_data(as_text=True)
     assert "Wrong e-mail or password." in unknown.get_data(as_text=True)
     for _ in range(9):
-        client.post("/dashboard/login", data={"email": email, "password": "nope", "csrf_token": token.group(1)})
+        client.post("/dashboard/login", data={"email": email, "password": "nope", "csrf_token": token})
     blocked = client.post("/dashboard/login", data={"email": email, "password": PASSWORD,
-                                                    "csrf_token": token.group(1)})
+                                                    "csrf_token": token})
     assert blocked.status_code == 429 and "Too many login attempts" in blocked.get_data(as_text=True)
 
 
@@ -358,11 +359,8 @@ def test_DSH20_nul_in_a_filter_is_dropped_not_a_server_error(user: Login) -> Non
 def test_DSH2_a_failed_login_keeps_the_email_typed(app: Flask) -> None:
     _keys, email = _account(app, "Retype")
     client = app.test_client()
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
     resp = client.post("/dashboard/login", data={"email": email + '"><b>x', "password": "wrong",
-                                                 "csrf_token": token.group(1)})
+                                                 "csrf_token": _login_token(client)})
     body = resp.get_data(as_text=True)
     assert resp.status_code == 401 and f'value="{email}&#34;&gt;&lt;b&gt;x"' in body  # kept, escaped
 
