@@ -406,6 +406,84 @@ ___TEMPLATE_PARAMETERS___
         ]
       }
     ]
+  },
+  {
+    "type": "GROUP",
+    "name": "v1Group",
+    "displayName": "Settings kept from v1",
+    "groupStyle": "ZIPPY_CLOSED",
+    "help": "Filled in only on tags created with the v1 template: updating the template keeps their values under these names. Each one is used only where the matching v2 setting above is empty or at its default. New tags leave them empty.",
+    "subParams": [
+      {
+        "type": "SELECT",
+        "name": "callType",
+        "displayName": "Call type (v1)",
+        "simpleValueType": true,
+        "notSetText": "Not set: use Call mode above",
+        "help": "A v1 tag's call type. When set and Call mode is not Explicit, the tag sends this call type as an explicit call. Clear it to use Call mode.",
+        "selectItems": [
+          {
+            "value": "session",
+            "displayValue": "Session"
+          },
+          {
+            "value": "event",
+            "displayValue": "Event"
+          },
+          {
+            "value": "conversion",
+            "displayValue": "Conversion"
+          },
+          {
+            "value": "identify",
+            "displayValue": "Identify"
+          }
+        ]
+      },
+      {
+        "type": "TEXT",
+        "name": "eventType",
+        "displayName": "Event / conversion type (v1)",
+        "simpleValueType": true,
+        "help": "Used when Event or conversion type above is empty."
+      },
+      {
+        "type": "TEXT",
+        "name": "revenue",
+        "displayName": "Revenue (v1)",
+        "simpleValueType": true,
+        "help": "A conversion's value when the event data carries none."
+      },
+      {
+        "type": "TEXT",
+        "name": "currency",
+        "displayName": "Currency (v1)",
+        "simpleValueType": true,
+        "help": "A conversion's currency when the event data carries none."
+      },
+      {
+        "type": "TEXT",
+        "name": "userId",
+        "displayName": "User ID (v1)",
+        "simpleValueType": true,
+        "help": "Used when User id above is empty."
+      },
+      {
+        "type": "TEXT",
+        "name": "apiUrl",
+        "displayName": "API URL (v1)",
+        "simpleValueType": true,
+        "help": "A v1 API base URL such as https://multibuzz.example.com/api/v1. When it is not v1's default and Collect URL is empty or at its default, the tag posts to the same host's /sgtm/v1/collect."
+      },
+      {
+        "type": "CHECKBOX",
+        "name": "debug",
+        "checkboxText": "Debug logging (v1)",
+        "simpleValueType": true,
+        "defaultValue": false,
+        "help": "When checked and Logging is at its default, the tag always logs."
+      }
+    ]
   }
 ]
 
@@ -443,6 +521,12 @@ const DECIMAL_DIGITS = '0123456789';
 const MEASUREMENT_TEST_PREFIX = 'https://gtm-msr.appspot.com/';
 const CONVERSION_EVENT_NAMES = ['purchase', 'refund', 'generate_lead', 'qualify_lead', 'close_convert_lead', 'sign_up'];
 const ITEM_KEYS = ['item_id', 'item_name', 'price', 'quantity', 'item_brand', 'item_category', 'item_variant'];
+// v1 settings (docs/sgtm.md SGTM-4-D1): a v1 tag updated to this template keeps its values under the v1 names.
+const V1_CALL_TYPES = ['session', 'event', 'conversion', 'identify'];
+const V1_DEFAULT_API_URL = 'https://mbuzz.co/api/v1';
+const V1_API_PATH = '/api/v1';
+const HOSTED_COLLECT_URL = 'https://api.mbuzz.co/sgtm/v1/collect';
+const COLLECT_PATH = '/sgtm/v1/collect';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -450,6 +534,14 @@ const ITEM_KEYS = ['item_id', 'item_name', 'price', 'quantity', 'item_brand', 'i
 
 function isAbsent(value) {
   return value === undefined || value === null || value === '';
+}
+
+function textParam(value) {
+  return isAbsent(value) ? '' : makeString(value).trim();
+}
+
+function isChecked(value) {
+  return value === true || value === 'true';
 }
 
 // Event data is read only through this function, only for the keys of the read_event_data permission.
@@ -510,8 +602,14 @@ function firstValue(value) {
 // Logging (SGTM-15): one JSON line per request, answer or skip; never the key, the Authorization header or user_data.
 // ---------------------------------------------------------------------------------------------------------------
 
+// v1's debug checkbox logged every run; it counts only while Logging is at its default.
+function logTypeSetting() {
+  const logType = textParam(data.logType) || 'debug';
+  return logType === 'debug' && isChecked(data.debug) ? 'always' : logType;
+}
+
 function isLoggingEnabled() {
-  const logType = data.logType || 'debug';
+  const logType = logTypeSetting();
   if (logType === 'always') {
     return true;
   }
@@ -620,10 +718,6 @@ function decideConsent(signal) {
 // Call resolution (SGTM-10)
 // ---------------------------------------------------------------------------------------------------------------
 
-function textParam(value) {
-  return isAbsent(value) ? '' : makeString(value).trim();
-}
-
 function listedIn(list, name) {
   const parts = textParam(list).split(',');
   for (let i = 0; i < parts.length; i++) {
@@ -634,18 +728,28 @@ function listedIn(list, name) {
   return false;
 }
 
+// Explicit mode's call type; else a v1 tag's call type (SGTM-4-D1); '' means auto mode.
+function explicitCallType() {
+  if (data.callMode === 'explicit') {
+    return textParam(data.explicitCall) || 'event';
+  }
+  const v1CallType = textParam(data.callType);
+  return V1_CALL_TYPES.indexOf(v1CallType) >= 0 ? v1CallType : '';
+}
+
 function resolveCall(eventName) {
   const resolved = {call: 'auto', skip: false, explicit: false};
-  if (data.callMode === 'explicit') {
+  const explicitCall = explicitCallType();
+  if (explicitCall !== '') {
     resolved.explicit = true;
-    resolved.call = textParam(data.explicitCall) || 'event';
-    const name = textParam(data.explicitName) || eventName;
+    resolved.call = explicitCall;
+    const name = textParam(data.explicitName) || textParam(data.eventType) || eventName;
     if (resolved.call === 'event') {
       resolved.eventType = name;
     } else if (resolved.call === 'conversion') {
       resolved.conversionType = name;
     } else if (resolved.call === 'identify') {
-      const userId = textParam(data.explicitUserId);
+      const userId = textParam(data.explicitUserId) || textParam(data.userId);
       const eventUserId = readEvent('user_id');
       resolved.userId = userId !== '' ? userId : (eventUserId === undefined ? '' : makeString(eventUserId));
     }
@@ -711,7 +815,7 @@ function cookieOptions() {
     'max-age': days * SECONDS_PER_DAY,
     secure: true,
     samesite: 'Lax',
-    httpOnly: data.cookieHttpOnly === true || data.cookieHttpOnly === 'true'
+    httpOnly: isChecked(data.cookieHttpOnly)
   };
 }
 
@@ -829,9 +933,18 @@ function strippedLocation(location) {
   return url.protocol + '//' + url.host + (url.pathname || '/');
 }
 
-function addCommerce(payload) {
-  put(payload, 'value', eventValue());
-  const currency = readEvent('currency');
+// An explicit conversion takes a v1 tag's revenue and currency when the event data carries none (SGTM-4-D1).
+function addCommerce(payload, resolved) {
+  const explicitConversion = resolved.explicit && resolved.call === 'conversion';
+  let value = eventValue();
+  if (value === undefined && explicitConversion) {
+    value = toNumber(data.revenue);
+  }
+  put(payload, 'value', value);
+  let currency = readEvent('currency');
+  if (currency === undefined && explicitConversion) {
+    currency = textParam(data.currency) || undefined;
+  }
   if (currency !== undefined) {
     put(payload, 'currency', makeString(currency).toUpperCase());
   }
@@ -878,7 +991,7 @@ function buildAllowedPayload(eventName, resolved, visitorId, clientId, consent) 
     userAgent = getRequestHeader('user-agent');
   }
   put(payload, 'user_agent', userAgent);
-  addCommerce(payload);
+  addCommerce(payload, resolved);
   put(payload, 'user_data', hashedUserData(readEvent('user_data')));
   put(payload, 'search_term', readEvent('search_term'));
   put(payload, 'method', readEvent('method'));
@@ -891,7 +1004,7 @@ function buildDeniedPayload(eventName, resolved, consent) {
   put(payload, 'event_id', readEvent('event_id'));
   payload.timestamp_ms = getTimestampMillis();
   put(payload, 'page_location', strippedLocation(readEvent('page_location')));
-  addCommerce(payload);
+  addCommerce(payload, resolved);
   addCallFields(payload, resolved);
   payload.consent = consent;
   return payload;
@@ -900,6 +1013,35 @@ function buildDeniedPayload(eventName, resolved, consent) {
 // ---------------------------------------------------------------------------------------------------------------
 // Request and answer (SGTM-13, SGTM-14)
 // ---------------------------------------------------------------------------------------------------------------
+
+function withoutTrailingSlashes(url) {
+  let result = url;
+  while (result.length > 0 && result.charAt(result.length - 1) === '/') {
+    result = result.slice(0, result.length - 1);
+  }
+  return result;
+}
+
+// A v1 tag's API URL, when changed from v1's default, names the host of the collect endpoint (SGTM-4-D1).
+function v1CollectUrl() {
+  let base = withoutTrailingSlashes(textParam(data.apiUrl));
+  if (base === '' || base === V1_DEFAULT_API_URL) {
+    return '';
+  }
+  if (base.slice(base.length - V1_API_PATH.length) === V1_API_PATH) {
+    base = base.slice(0, base.length - V1_API_PATH.length);
+  }
+  return base + COLLECT_PATH;
+}
+
+function collectUrl() {
+  const configured = textParam(data.endpointUrl);
+  const fromV1 = v1CollectUrl();
+  if (fromV1 !== '' && (configured === '' || configured === HOSTED_COLLECT_URL)) {
+    return fromV1;
+  }
+  return configured !== '' ? configured : HOSTED_COLLECT_URL;
+}
 
 function parseAnswer(body) {
   if (getType(body) !== 'string' || body.trim().charAt(0) !== '{') {
@@ -910,8 +1052,8 @@ function parseAnswer(body) {
 }
 
 function send(eventName, payload, allowed, visitorId) {
-  const optimistic = data.optimistic === true || data.optimistic === 'true';
-  const url = makeString(data.endpointUrl);
+  const optimistic = isChecked(data.optimistic);
+  const url = collectUrl();
   let timeout = makeInteger(data.timeoutMs);
   if (!(timeout > 0)) {
     timeout = DEFAULT_TIMEOUT_MS;
@@ -1895,4 +2037,6 @@ One tag in auto mode handles every GA4 event: it reads an allowlist of event dat
 signal (x-ga-gcs or consent_state), keeps the _mbuzz_vid visitor cookie and posts one JSON payload per
 event to the Multibuzz sGTM collect endpoint, which maps GA4 events to sessions, events, conversions and
 identifies. Raw e-mail addresses and phone numbers are hashed before sending; the API key and user data are
-never logged. Upgrading from v1: replace the four v1 tags by one v2 tag in auto mode and use a pk_sgtm_ key.
+never logged. Upgrading from v1: import this file over the v1 template and each v1 tag keeps its settings (the
+v1 parameter names are kept under "Settings kept from v1") and sends its call type to /sgtm/v1/collect. Then,
+when convenient, replace the four v1 tags by one v2 tag in auto mode and use a pk_sgtm_ key.

@@ -89,10 +89,24 @@ EXPECTED_PARAMS: dict[str, dict[str, Any]] = {
     "timeoutMs": {"type": "TEXT", "default": "5000", "validators": [("POSITIVE_NUMBER", None)]},
 }
 
+# docs/sgtm.md SGTM-4-D1: the published v1 template's names that v2 does not use for itself, kept so that a v1 tag
+# updated to v2 keeps its values (tests/sgtm/test_template_v1_names.py runs them). No defaults: new tags hold none.
+V1_ONLY_PARAMS: dict[str, dict[str, Any]] = {
+    "callType": {"type": "SELECT", "default": _NONE, "items": ["session", "event", "conversion", "identify"]},
+    "eventType": {"type": "TEXT", "default": _NONE},
+    "revenue": {"type": "TEXT", "default": _NONE},
+    "currency": {"type": "TEXT", "default": _NONE},
+    "userId": {"type": "TEXT", "default": _NONE},
+    "apiUrl": {"type": "TEXT", "default": _NONE},
+    "debug": {"type": "CHECKBOX", "default": False},
+}
+ALL_PARAMS = EXPECTED_PARAMS | V1_ONLY_PARAMS
+
 EXPECTED_GROUPS = {
     "Consent": ["consentPolicy"],
     "Cookie": ["cookieDomain", "cookiePath", "cookieHttpOnly", "cookieMaxAgeDays"],
     "Advanced": ["logType", "optimistic", "timeoutMs"],
+    "Settings kept from v1": list(V1_ONLY_PARAMS),
 }
 
 EVENT_DATA_KEYS = [
@@ -288,12 +302,13 @@ def test_template_version(sections: dict[str, str]) -> None:
 
 
 def test_parameter_names_types_and_defaults(params: list[dict[str, Any]]) -> None:
+    """SGTM-4's parameters, plus v1's names that SGTM-4-D1 keeps."""
     flat = flatten(params)
     names = [p["name"] for p in flat]
-    assert sorted(names) == sorted(EXPECTED_PARAMS)
+    assert sorted(names) == sorted(ALL_PARAMS)
     assert len(names) == len(set(names))
     by_name = {p["name"]: p for p in flat}
-    for name, expected in EXPECTED_PARAMS.items():
+    for name, expected in ALL_PARAMS.items():
         param = by_name[name]
         assert param["type"] == expected["type"], name
         if expected["default"] is _NONE:
