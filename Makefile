@@ -8,8 +8,13 @@ DATABASE_URL ?= sqlite:///mbuzz.db
 PORT ?= 5000
 
 REDIS_URL ?= redis://127.0.0.1:6379/0
+# Issue 14: the Web Pixel is type-checked and run against Shopify's own npm package; tests/shopify/package-lock.json
+# pins it and TypeScript (docs/shopify.md, "Web Pixel: tested against Shopify's own package").
+NODE_DIR := tests/shopify
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell sha256sum $(NODE_DIR)/package-lock.json | cut -c1-12)
+TSC := $(NODE_DIR)/node_modules/typescript/bin/tsc
 
-.PHONY: install run run-redis test lint test-postgres test-sqlite bench clean shopify-config
+.PHONY: install node-install run run-redis test lint test-postgres test-sqlite bench clean shopify-config
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +24,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# `npm ci` installs exactly the locked versions from the registry (no lifecycle scripts). Without npm this is a
+# warning outside CI (the pixel tests then skip, as they do without Node.js) and an error in CI.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+		if [ -n "$$CI" ]; then echo "CI: npm is required for the Web Pixel tests ($(NODE_DIR))" >&2; exit 1; fi; \
+		echo "warning: npm not found: Web Pixel package tests and type check will be skipped" >&2; \
+	else \
+		echo "npm ci in $(NODE_DIR)"; \
+		cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund && touch $(CURDIR)/$(NODE_STAMP); \
+	fi
+
+node-install: $(NODE_STAMP)
 
 run: install
 	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz migrate
@@ -37,16 +55,21 @@ run-redis: install
 	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/gunicorn --workers 2 --worker-class gthread \
 		--threads 8 --bind 127.0.0.1:$(PORT) 'gateway:create_app()'
 
-lint: install
+lint: install node-install
 	$(BIN)/ruff check core gateway connectors tests bench
 	$(BIN)/mypy --strict core
+	@if [ -f $(TSC) ]; then \
+		echo "tsc --noEmit -p $(NODE_DIR)/tsconfig.json  (Web Pixel against @shopify/web-pixels-extension)"; \
+		node $(TSC) --noEmit -p $(NODE_DIR)/tsconfig.json; \
+	elif [ -n "$$CI" ]; then echo "CI: $(TSC) is missing (make node-install)" >&2; exit 1; \
+	else echo "warning: $(TSC) is missing: Web Pixel type check skipped" >&2; fi
 
-test-postgres: install
+test-postgres: install node-install
 	bash .ci/services
 	bash .ci/browser
 	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
 
-test-sqlite: install
+test-sqlite: install node-install
 	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/core/test_demo.py tests/core/test_rollups.py tests/connectors
 
 test: lint test-postgres test-sqlite

@@ -1,18 +1,28 @@
-// Node.js harness for the Shopify Web Pixel (shopify.md SHP-101). Node >= 18, no npm packages.
+// Node.js harness for the Shopify Web Pixel (shopify.md SHP-101, issue 14). Node >= 18.
 //
-//   node pixel_harness.mjs < scenario.json   -> report JSON on stdout
+//   node --experimental-vm-modules pixel_harness.mjs < scenario.json   -> report JSON on stdout
 //
-// The pixel source runs in its own `vm` context whose only globals are the fakes below, so whatever the pixel can
-// reach is what the harness gives it: a recording `fetch`, a manual `setTimeout`/`clearTimeout` clock, a scripted
-// `crypto.getRandomValues` and `Math.random`, a `Date` on the manual clock, and trap objects for `self.location`,
-// `location` and `navigator.sendBeacon`.
+// The extension runs as a real ES module on Shopify's own runtime: its `import {register} from
+// '@shopify/web-pixels-extension'` is linked to the package's ESM build installed in tests/shopify/node_modules (the
+// version pinned in tests/shopify/package-lock.json), whose `register` is `extend => shopify.extend('WebPixel::
+// Render', extend)`. The only host object is a fake `shopify` global recording that call; the harness then calls
+// the registered function with the fake Standard API, as Shopify's sandbox does. (Before issue 14 the import line
+// was rewritten to a shim, so the package's code never ran; docs/shopify.md "Web Pixel: tested against Shopify's
+// own package" explains the choice of vm.SourceTextModule over bundling.)
+//
+// The pixel and the package run in their own `vm` context whose only globals are the fakes below, so whatever the
+// pixel can reach is what the harness gives it: a recording `fetch`, a manual `setTimeout`/`clearTimeout` clock, a
+// scripted `crypto.getRandomValues` and `Math.random`, a `Date` on the manual clock, the `shopify` host object and
+// trap objects for `self.location`, `location` and `navigator.sendBeacon`. The linker resolves nothing but the one
+// package import of the extension and the package's own relative imports (no `node:` modules, no dynamic import).
 //
 // Scenario (every key optional):
-//   mode            "extension" (default): load `source_path` (default: the shipped src/index.js) with its import line
-//                   replaced by a shim exposing `register`, then call the registered function with
+//   mode            "extension" (default): load `source_path` (default: the shipped src/index.js) as an ES module
+//                   linked to the installed package; the registered function gets
 //                   {analytics, browser, init, settings, customerPrivacy}.
-//                   "custom_pixel": run `source` (the custom-pixel snippet) as is, with the custom-pixel globals
-//                   `analytics`, `browser`, `init` and `customerPrivacy` (no `register`, no `settings`).
+//                   "custom_pixel": run `source` (the custom-pixel snippet) as a classic script, with the
+//                   custom-pixel globals `analytics`, `browser`, `init` and `customerPrivacy` (no `register`, no
+//                   `settings`, no `shopify`).
 //   settings        the extension settings {accountID, ingestKey, endpoint}
 //   init            the `init` object; `init.customerPrivacy` is the consent at page load
 //   cookies         top-frame cookies at start {name: value} (alias: top_frame_cookies)
@@ -31,12 +41,13 @@
 //
 // Report: {requests: [{at_ms, url, options (fetch init without body), body_type, body_raw, body, bytes}],
 //          answers: [{at_ms, request, status | network_error}], cookies_set: [string], cookies, local_storage,
-//          storage_ops, subscriptions, privacy_subscriptions, register_calls, random_bytes_requested, forbidden,
-//          console, errors, pending_timers, now_ms}
+//          storage_ops, subscriptions, privacy_subscriptions, register_calls (shopify.extend calls),
+//          extension_points, linked_modules (package files, relative to the package), random_bytes_requested,
+//          forbidden, console, errors, pending_timers, now_ms}
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 import vm from 'node:vm';
 
@@ -44,8 +55,9 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_SOURCE = path.resolve(
   HERE, '..', '..', 'connectors', 'shopify', 'app', 'extensions', 'multibuzz-pixel', 'src', 'index.js',
 );
-export const IMPORT_LINE = "import {register} from '@shopify/web-pixels-extension';";
-const SHIM_LINE = 'const register = __mbuzzHarness.register;';
+export const PACKAGE = '@shopify/web-pixels-extension';
+export const IMPORT_LINE = `import {register} from '${PACKAGE}';`;
+export const PACKAGE_DIR = path.join(HERE, 'node_modules', ...PACKAGE.split('/'));
 const DEFAULT_START = '2026-05-20T03:15:00.000Z';
 
 function mulberry32(seed) {
@@ -73,15 +85,68 @@ function jsonSafe(value) {
   }
 }
 
-// The extension source with its one import line swapped for the shim (SHP-92): anything else that looks like a
-// module statement is refused, so a second import cannot slip in.
-export function extensionCode(source) {
+// SHP-92: exactly one line `import {register} from '@shopify/web-pixels-extension';` and no other module statement,
+// so nothing else can be linked and the custom-pixel generator (SHP-79) can swap that line.
+export function checkSource(source) {
   const lines = source.split('\n');
   const hits = lines.filter((line) => line.replace(/\r$/, '') === IMPORT_LINE).length;
   if (hits !== 1) throw new Error(`expected exactly one line "${IMPORT_LINE}", found ${hits}`);
   const other = lines.find((line) => line.replace(/\r$/, '') !== IMPORT_LINE && /^\s*(import|export)\b/.test(line));
   if (other !== undefined) throw new Error(`unexpected module statement: ${other}`);
-  return lines.map((line) => (line.replace(/\r$/, '') === IMPORT_LINE ? SHIM_LINE : line)).join('\n');
+  return source;
+}
+
+// The file Node's ESM resolver would pick for `import ... from '@shopify/web-pixels-extension'`: the package.json
+// "exports" entry "." under the "import" condition (then "default", then "module"). Read here rather than through
+// import.meta.resolve, which Node 18 only has behind a flag.
+export function packageEntry(dir = PACKAGE_DIR) {
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  } catch (error) {
+    throw new Error(`${PACKAGE} is not installed in ${dir}: run \`make node-install\` (npm ci in tests/shopify)`);
+  }
+  const root = manifest.exports && typeof manifest.exports === 'object' && '.' in manifest.exports
+    ? manifest.exports['.'] : manifest.exports;
+  const target = typeof root === 'string' ? root : (root && (root.import || root.default)) || manifest.module;
+  if (typeof target !== 'string') throw new Error(`${PACKAGE} ${manifest.version} has no ESM entry`);
+  return path.resolve(dir, target);
+}
+
+// Loads the extension as an ES module in `context`, its one import linked to the installed package's ESM build and
+// the package's relative imports to its own files; every module is evaluated inside the sandbox context.
+async function loadExtension(filename, context, report) {
+  if (typeof vm.SourceTextModule !== 'function') {
+    throw new Error('vm.SourceTextModule is missing: run the harness as node --experimental-vm-modules');
+  }
+  const entry = packageEntry();
+  const root = realpathSync(PACKAGE_DIR);
+  const modules = new Map();
+  const packageModule = (file) => {
+    const real = realpathSync(file);
+    if (!real.startsWith(root + path.sep)) throw new Error(`refused to link ${file}: outside ${PACKAGE}`);
+    if (!modules.has(real)) {
+      report.linked_modules.push(path.relative(root, real).split(path.sep).join('/'));
+      modules.set(real, new vm.SourceTextModule(readFileSync(real, 'utf8'), {
+        identifier: pathToFileURL(real).href, context,
+      }));
+    }
+    return modules.get(real);
+  };
+  const extension = new vm.SourceTextModule(checkSource(readFileSync(filename, 'utf8')), {
+    identifier: pathToFileURL(filename).href, context,
+  });
+  await extension.link((specifier, referencing) => {
+    if (referencing === extension) {
+      if (specifier !== PACKAGE) throw new Error(`the pixel may import ${PACKAGE} only, not ${specifier}`);
+      return packageModule(entry);
+    }
+    if (!/^\.\.?\//.test(specifier)) {
+      throw new Error(`${referencing.identifier} imports ${specifier}: only the package's own files are linked`);
+    }
+    return packageModule(path.resolve(path.dirname(fileURLToPath(referencing.identifier)), specifier));
+  });
+  await extension.evaluate();
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -106,6 +171,8 @@ async function run(scenario) {
     subscriptions: [],
     privacy_subscriptions: [],
     register_calls: 0,
+    extension_points: [],
+    linked_modules: [],
     random_bytes_requested: [],
     forbidden: [],
     console: [],
@@ -351,9 +418,11 @@ async function run(scenario) {
       userAgent: 'pixel-harness',
       sendBeacon: () => trap('navigator.sendBeacon', true),
     },
-    __mbuzzHarness: {
-      register: (fn) => {
+    // The host object the package's `register` calls: shopify.extend('WebPixel::Render', fn).
+    shopify: {
+      extend: (extensionPoint, fn) => {
         report.register_calls += 1;
+        report.extension_points.push(String(extensionPoint));
         registered.push(fn);
       },
     },
@@ -366,18 +435,10 @@ async function run(scenario) {
     get: () => trap('location', { href: 'https://sandbox.invalid/' }), enumerable: true,
   });
   Object.defineProperty(globals, 'document', { get: () => trap('document', undefined), enumerable: true });
-  let code;
-  let filename;
-  if (mode === 'extension') {
-    filename = scenario.source_path || DEFAULT_SOURCE;
-    code = extensionCode(readFileSync(filename, 'utf8'));
-  } else if (mode === 'custom_pixel') {
-    filename = 'custom-pixel.js';
-    code = String(scenario.source || '');
-    if (code.includes(IMPORT_LINE)) throw new Error('the custom-pixel snippet still carries the import line');
-    delete globals.__mbuzzHarness;
+  if (mode === 'custom_pixel') {
+    delete globals.shopify;
     Object.assign(globals, { analytics, browser, init, customerPrivacy });
-  } else {
+  } else if (mode !== 'extension') {
     throw new Error(`unknown mode ${mode}`);
   }
   const context = vm.createContext(globals);
@@ -386,7 +447,13 @@ async function run(scenario) {
   const onRejection = (error) => report.errors.push(`unhandled rejection: ${describe(error)}`);
   process.on('unhandledRejection', onRejection);
   try {
-    new vm.Script(code, { filename }).runInContext(context);
+    if (mode === 'extension') {
+      await loadExtension(scenario.source_path || DEFAULT_SOURCE, context, report);
+    } else {
+      const code = String(scenario.source || '');
+      if (code.includes(IMPORT_LINE)) throw new Error('the custom-pixel snippet still carries the import line');
+      new vm.Script(code, { filename: 'custom-pixel.js' }).runInContext(context);
+    }
   } catch (error) {
     report.errors.push(`load: ${describe(error)}`);
   }
