@@ -4,7 +4,9 @@ Each scenario gets a fresh SQLite database loaded from `seed.json`, a real gatew
 thread, inline processing, the clock at each step's instant), its `requires` played first, then its own steps:
 HTTP requests sent as raw bytes, or a `template` block run through the real sGTM template under the Node
 harness. Answers, appended connector commands and stored state are compared by the fixture rules; every
-mismatch is reported.
+mismatch is reported. A scenario's `config` and `installation_settings` hold while its own steps play (so a
+required scenario plays as it does alone), and each of its `variants` is replayed on a fresh database with its
+overrides over the scenario's (rule 4; docs/shopify.md SHP-100-D1).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import logging
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,6 +58,8 @@ class Placeholders:
 @dataclass
 class Live(Placeholders):
     app: Flask | None = None
+    base_config: dict[str, Any] = field(default_factory=dict)  # the seed's configuration and the runner's
+    installations: list[str] = field(default_factory=list)  # the seed's installation ids (rule 4)
 
     @property
     def flask(self) -> Flask:
@@ -105,26 +109,57 @@ def seed(app: Flask, data: dict[str, Any]) -> None:
                 created_at=SEED_AT, updated_at=SEED_AT))
 
 
+# --- configuration (README rules 1 and 4) ----------------------------------------------------------------------
+
+CONFIG_SETTINGS = {  # a fixture `config` name -> the Settings field it sets (None when empty)
+    "SHOPIFY_API_SECRET": "shopify_api_secret",
+    "SHOPIFY_API_SECRET_PREVIOUS": "shopify_api_secret_previous",
+    "SHOPIFY_API_KEY": "shopify_api_key",
+    "MBUZZ_SHOPIFY_OUTBOUND_BASE": "shopify_outbound_base",
+    "MBUZZ_SHOPIFY_AUTO_CONNECT_ACCOUNT": "shopify_auto_connect_account",
+}
+CONFIG_DEFAULTED = {  # likewise, the Settings default when empty
+    "SHOPIFY_API_VERSION": "shopify_api_version",
+    "SHOPIFY_SCOPES": "shopify_scopes",
+    "MBUZZ_PUBLIC_URL": "public_url",
+}
+CONFIG_RUNNER = ("MBUZZ_SYNC_WAIT_MS", "queue", "nonce_generator")  # read by the runner itself
+
+
+def settings_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The Settings values a fixture configuration sets (the seed's, with a scenario's over it)."""
+    from gateway.config import Settings
+
+    fields: dict[str, Any] = {field: config.get(name) or None for name, field in CONFIG_SETTINGS.items()}
+    fields |= {field: config.get(name) or getattr(Settings, field) for name, field in CONFIG_DEFAULTED.items()}
+    fields["sync_wait_ms"] = int(config.get("MBUZZ_SYNC_WAIT_MS", 3000))
+    return fields
+
+
+def config_problems(config: dict[str, Any], label: str) -> list[str]:
+    """A configuration the runner cannot honour is reported, never silently ignored."""
+    known = {*CONFIG_SETTINGS, *CONFIG_DEFAULTED, *CONFIG_RUNNER}
+    problems = [f"{label} config {name}: not supported by the fixture runner" for name in config if name not in known]
+    if config.get("queue", "inline") != "inline":
+        problems.append(f"{label} config queue: only 'inline' is supported, got {config['queue']!r}")
+    return problems
+
+
 @contextmanager
-def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = None) -> Iterator[Live]:
+def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = None,
+                 scenario_config: dict[str, Any] | None = None) -> Iterator[Live]:
+    """A seeded gateway on 127.0.0.1 started with the seed's configuration, `overrides` (the runner's own, such
+    as the fake Shopify's URL) and the played scenario's `config`; the base every scenario's `config` is put
+    over while it plays is the first two only (rule 4)."""
     from gateway import create_app
     from gateway.config import Settings
 
     with tempfile.TemporaryDirectory(prefix="mbuzz-fixture-") as folder:
         url = f"sqlite:///{folder}/fixture.db"
         migrate(url)
-        config = {**seed_data.get("config", {}), **(overrides or {})}
-        app = create_app(Settings.from_env(
-            database_url=url, redis_url=None, sync_wait_ms=int(config.get("MBUZZ_SYNC_WAIT_MS", 3000)),
-            shopify_api_secret=config.get("SHOPIFY_API_SECRET") or None,
-            shopify_api_secret_previous=config.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
-            shopify_api_key=config.get("SHOPIFY_API_KEY") or None,
-            shopify_api_version=config.get("SHOPIFY_API_VERSION") or "2025-10",
-            shopify_scopes=config.get("SHOPIFY_SCOPES") or Settings.shopify_scopes,
-            public_url=config.get("MBUZZ_PUBLIC_URL") or Settings.public_url,
-            shopify_outbound_base=config.get("MBUZZ_SHOPIFY_OUTBOUND_BASE") or None,
-            shopify_auto_connect_account=config.get("MBUZZ_SHOPIFY_AUTO_CONNECT_ACCOUNT") or None,
-        ))
+        base = {**seed_data.get("config", {}), **(overrides or {})}
+        config = {**base, **(scenario_config or {})}
+        app = create_app(Settings.from_env(database_url=url, redis_url=None, **settings_fields(config)))
         app.extensions[RECORDER] = []
         seed(app, seed_data)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the report
@@ -132,7 +167,8 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app)
+            yield Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app, base_config=base,
+                       installations=[inst["id"] for inst in seed_data.get("installations", [])])
         finally:
             server.shutdown()
             thread.join(timeout=5)
@@ -387,12 +423,25 @@ def _run_template(live: Live, scenario: dict[str, Any], expected: dict[str, Any]
     return problems
 
 
+def _step_expectation(expected: dict[str, Any], step: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """The expected entry of a step: by name, else by position; an expected file without `steps` compares
+    nothing."""
+    steps = expected.get("steps")
+    if steps is None:
+        return {}
+    name = step.get("name")
+    named = next((s for s in steps if name is not None and s.get("name") == name), None)
+    return named if named is not None else (steps[index] if index < len(steps) else None)
+
+
 def _run_steps(live: Live, scenario: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    wanted = {s.get("name"): s for s in expected.get("steps", [])}
     for index, step in enumerate(scenario.get("steps", [])):
         label = f"{scenario['id']} step {step.get('name', index)}"
-        want = wanted.get(step.get("name")) or (expected.get("steps") or [{}] * (index + 1))[index]
+        want = _step_expectation(expected, step, index)
+        if want is None:
+            problems.append(f"{label}: the expected file has nothing for this step")
+            want = {}
         live.at(step["at"])
         request = step.get("request")
         if request is None and step.get("action") == "shopify_sweep":  # the due-retry sweep (SHP-54)
@@ -422,7 +471,9 @@ def _run_steps(live: Live, scenario: dict[str, Any], expected: dict[str, Any]) -
     return problems
 
 
-def _play(live: Live, path: Path, folder: Path, done: set[Path]) -> list[str]:
+def _play(live: Live, path: Path, folder: Path, done: set[Path], variant: dict[str, Any] | None = None) -> list[str]:
+    """The scenario's `requires` (each under its own overrides only, never the variant's), then the scenario
+    under its overrides with the variant's on top (rule 4)."""
     scenario = json.loads(path.read_text(encoding="utf-8"))
     problems: list[str] = []
     for required in scenario.get("requires", []):
@@ -431,26 +482,143 @@ def _play(live: Live, path: Path, folder: Path, done: set[Path]) -> list[str]:
             problems += _play(live, target, folder, done)
     expected_path = path.with_name(path.name.removesuffix(".json") + ".expected.json")
     expected = json.loads(expected_path.read_text(encoding="utf-8"))
-    if "template" in scenario:
-        problems += _run_template(live, scenario, expected, folder)
-    elif "cases" in scenario:
-        problems += _run_cases(live, path, scenario, expected)
-    else:
-        problems += _run_steps(live, scenario, expected)
+    if variant is not None:
+        if "steps" not in scenario:
+            return problems + [f"{scenario['id']}: variants are supported for scenarios with request steps only"]
+        expected = variant_expected(expected, variant, scenario)
+    refused, undo = _apply_overrides(live, scenario, variant)
+    if refused:
+        return problems + refused
+    try:
+        if "template" in scenario:
+            problems += _run_template(live, scenario, expected, folder)
+        elif "cases" in scenario:
+            problems += _run_cases(live, path, scenario, expected)
+        else:
+            problems += _run_steps(live, scenario, expected)
+    finally:
+        undo()
     done.add(path)
     return problems
 
 
 def run_fixture(path: Path) -> list[str]:
-    """Every mismatch of one scenario (after its `requires`), on a fresh seeded database."""
+    """Every mismatch of one scenario (after its `requires`), on a fresh seeded database; then of each of its
+    `variants`, each on a fresh seeded database too (rule 4), reported with the variant's name."""
     seed_path = path.parent.parent / "seed.json"
     seed_data = json.loads(seed_path.read_text(encoding="utf-8"))
+    expected = json.loads(path.with_name(path.name.removesuffix(".json") + ".expected.json").read_text(
+        encoding="utf-8"))
+    problems = _run_once(path, seed_data, None)
+    for variant in expected.get("variants") or []:
+        if checkable(variant):
+            problems += [f"variant {variant.get('name', '?')!r}: {p}" for p in _run_once(path, seed_data, variant)]
+    return problems
+
+
+def _run_once(path: Path, seed_data: dict[str, Any], variant: dict[str, Any] | None) -> list[str]:
     scenario = json.loads(path.read_text(encoding="utf-8"))
-    overrides = scenario.get("config", {})
-    with _fake_shopify(scenario) as fake, live_gateway(seed_data, {**overrides, **_fake_config(fake)}) as live, \
+    config = {**scenario.get("config", {}), **(variant or {}).get("config", {})}
+    with _fake_shopify(scenario) as fake, live_gateway(seed_data, _fake_config(fake), config) as live, \
             tempfile.TemporaryDirectory() as folder:
-        _shopify_hooks(live, overrides, fake)
-        return _play(live, path, Path(folder), set())
+        live.flask.extensions[SHOPIFY_RUN] = {"fake": fake, "responses": {}}
+        return _play(live, path, Path(folder), set(), variant)
+
+
+# --- rule 4: a scenario's own `config` and `installation_settings`, and `variants` -----------------------------
+
+EXPECTATIONS = ("response", "commands", "commands_ordered", "state", "after_processing", "http_mocks_called",
+                "export_contains")
+
+
+def checkable(variant: dict[str, Any]) -> bool:
+    """A variant with something to compare; one with only a `note` (F9's stale update) is prose for people."""
+    return "steps" in variant or any(key in variant for key in EXPECTATIONS)
+
+
+def variant_expected(expected: dict[str, Any], variant: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
+    """The variant's expectations as an expected file: its own `steps` if it lists them, else its `response`,
+    `commands`, `state`... for the scenario's last step, the earlier steps played but not compared."""
+    if "steps" in variant:
+        return {**expected, "steps": variant["steps"]}
+    steps = scenario.get("steps", [])
+    unchecked = [{"name": step.get("name")} for step in steps[:-1]]
+    last = {"name": steps[-1].get("name")} if steps else {}
+    return {**expected, "steps": [*unchecked, {**last, **{k: variant[k] for k in EXPECTATIONS if k in variant}}]}
+
+
+def _apply_overrides(live: Live, scenario: dict[str, Any],
+                     variant: dict[str, Any] | None) -> tuple[list[str], Callable[[], None]]:
+    """Put the scenario's (then the variant's) `config` over the seed's configuration and its
+    `installation_settings` over each seed installation's settings; answer the problems that prevent it, or
+    how to put everything back once the scenario has played."""
+    from connectors.shopify.install import generators, use_generators
+    from connectors.shopify.settings import validate_settings
+
+    label = scenario["id"]
+    config = {**scenario.get("config", {}), **(variant or {}).get("config", {})}
+    accepted, errors = validate_settings({**scenario.get("installation_settings", {}),
+                                          **(variant or {}).get("installation_settings", {})})
+    problems = config_problems(config, label) + [f"{label} installation_settings {e}" for e in errors]
+    if problems:
+        return problems, lambda: None
+    services = live.flask.config["MBUZZ"]
+    settings, chosen = services.settings, generators(services)
+    services.settings = replace(settings, **settings_fields({**live.base_config, **config}))
+    use_generators(services, _generators_for(config))
+    undo_installations = _set_installation_settings(live, accepted)
+
+    def undo() -> None:
+        undo_installations()
+        services.settings = settings
+        use_generators(services, chosen)
+
+    return [], undo
+
+
+def _generators_for(config: dict[str, Any]) -> Any:
+    """The scenario's injectable generators (SHP-4: `nonce_generator` is the fixed OAuth nonce)."""
+    from connectors.shopify.install import Generators
+
+    chosen = Generators()
+    if config.get("nonce_generator"):
+        nonce = str(config["nonce_generator"])
+        chosen.nonce = lambda: nonce
+    return chosen
+
+
+def _set_installation_settings(live: Live, accepted: dict[str, Any]) -> Callable[[], None]:
+    """`installation_settings` over the seed installations' settings (`environment` is the installation's own
+    column, as SHP-99 stores it); the undo puts back only the overridden keys, so what the steps changed
+    otherwise (connector state) stays."""
+    if not accepted:
+        return lambda: None
+    sessions = live.flask.config["MBUZZ"].sessions
+    query = sa.select(m.Installation).where(m.Installation.id.in_(live.installations))
+    saved: dict[str, tuple[str, dict[str, Any]]] = {}
+    with sessions.begin() as db:
+        for inst in db.scalars(query):
+            saved[inst.id] = (inst.environment, dict(inst.settings or {}))
+            inst.settings = {**(inst.settings or {}), **{k: v for k, v in accepted.items() if k != "environment"}}
+            inst.environment = accepted.get("environment", inst.environment)
+
+    def undo() -> None:
+        with sessions.begin() as db:
+            for inst in db.scalars(query):
+                if inst.id not in saved:  # deleted and made again by the steps: nothing of ours to put back
+                    continue
+                environment, before = saved[inst.id]
+                current = dict(inst.settings or {})
+                for key in accepted:
+                    if key == "environment":
+                        inst.environment = environment
+                    elif key in before:
+                        current[key] = before[key]
+                    else:
+                        current.pop(key, None)
+                inst.settings = current
+
+    return undo
 
 
 # --- Shopify install fixtures (F13a–F13f): the fake Shopify, cookies, redirects and case lists ------------------
@@ -508,18 +676,6 @@ def _note_shop(note: str) -> dict[str, Any] | None:
 
 def _fake_config(fake: Any) -> dict[str, Any]:
     return {"MBUZZ_SHOPIFY_OUTBOUND_BASE": fake.base_url} if fake is not None else {}
-
-
-def _shopify_hooks(live: Live, config: dict[str, Any], fake: Any) -> None:
-    """The scenario's injectable generators (SHP-4: `nonce_generator` is the fixed OAuth nonce)."""
-    from connectors.shopify.install import Generators, use_generators
-
-    live.flask.extensions[SHOPIFY_RUN] = {"fake": fake, "responses": {}}
-    chosen = Generators()
-    if config.get("nonce_generator"):
-        nonce = str(config["nonce_generator"])
-        chosen.nonce = lambda: nonce
-    use_generators(live.flask.config["MBUZZ"], chosen)
 
 
 def _set_cookies(resp: requests.Response) -> list[tuple[str, str, str]]:

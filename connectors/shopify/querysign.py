@@ -5,6 +5,11 @@ rebuilt from the raw query string exactly as SHP-17 describes (decode, drop `hma
 delimiters, join), so a parameter cannot be smuggled by re-encoding it. Every candidate secret is compared in
 constant time. The webhook body signature lives here too so the two HMAC rules sit side by side and F13e's
 known answers cover both.
+
+A signature arrives from the client as text: werkzeug decodes header bytes as latin-1 and percent-decoded query
+values as UTF-8, so any code point can reach the comparison. `hmac.compare_digest` raises TypeError for a
+non-ASCII `str`, so both sides are compared as bytes (UTF-8; `surrogatepass` so no text can fail to encode): a
+hostile signature is then just a mismatch, never an error (issue 14).
 """
 
 from __future__ import annotations
@@ -19,10 +24,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-__all__ = ["body_hmac_valid", "canonical_query", "decoded_host", "fresh", "query_hmac_valid", "secrets_of"]
+__all__ = ["body_hmac_valid", "canonical_query", "decoded_host", "digest_equal", "fresh", "query_hmac_valid",
+           "secrets_of"]
 
 _HOST = (re.compile(r"admin\.shopify\.com/store/[a-z0-9][a-z0-9-]*"),
          re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com/admin"))
+
+
+HTTP_SPACE = " \t"  # the only whitespace around a field value (RFC 9110 OWS); `str.strip()` would also take
+# \x0b, \x1c-\x1f, \x85 and \xa0, which are part of the value: a right signature followed by them is junk
+
+
+def digest_equal(expected: str, given: str) -> bool:
+    """`hmac.compare_digest` on the UTF-8 bytes of both: constant time, and any text compares (issue 14)."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 class DuplicateParameter(ValueError):
@@ -76,19 +91,21 @@ def query_hmac_valid(raw_query: str, secrets: Iterable[str]) -> bool:
         message = canonical_query(raw_query).encode()
     except DuplicateParameter:
         return False
+    text = given[0].strip(HTTP_SPACE)
+    text = text.lower() if text.isascii() else text  # hex is case-free; only ASCII may be folded
     matched = False
     for secret in secrets:  # every candidate is compared, in constant time
         digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(digest, given[0].strip().lower())
+        matched |= digest_equal(digest, text)
     return matched
 
 
 def body_hmac_valid(raw: bytes, header: str, secrets: Iterable[str]) -> bool:
     """SHP-33: the base64 (standard alphabet) HMAC-SHA256 of the raw body equals the header, in constant time."""
     matched = False
-    for secret in secrets:
+    for secret in secrets:  # every candidate is compared, in constant time
         digest = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
-        matched |= hmac.compare_digest(digest, header.strip())
+        matched |= digest_equal(digest, header.strip(HTTP_SPACE))
     return matched
 
 
@@ -107,9 +124,17 @@ def decoded_host(value: str | None) -> str | None:
     return decoded if any(p.fullmatch(decoded) for p in _HOST) else None
 
 
+MAX_TIMESTAMP_DIGITS = 15  # Unix seconds stay under 12 digits for 30,000 years; longer is not a timestamp
+
+
 def fresh(timestamp: str | None, now: datetime, max_age_s: int, max_ahead_s: int = 60) -> bool:
-    """SHP-18: `timestamp` (Unix seconds) is at most `max_age_s` old and at most `max_ahead_s` ahead of `now`."""
-    if not timestamp or not timestamp.strip().isdigit():
+    """SHP-18: `timestamp` (Unix seconds) is at most `max_age_s` old and at most `max_ahead_s` ahead of `now`.
+
+    Only ASCII digits count (`"²".isdigit()` is true but `int("²")` fails) and at most 15 of them (a longer
+    number overflows the float subtraction or Python's int-parsing limit): anything else is not fresh.
+    """
+    text = (timestamp or "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_TIMESTAMP_DIGITS):
         return False
-    age = now.timestamp() - int(timestamp)
+    age = now.timestamp() - int(text)
     return -max_ahead_s <= age <= max_age_s

@@ -5,13 +5,15 @@ compared in constant time, before anything is parsed or stored. A delivery is an
 ledger row, holding the encrypted body, is committed; duplicates (same webhook id, or same shop, topic and
 event id) only count a redelivery. Topic processing runs after the commit: in an RQ job when Redis is
 configured, in the request otherwise (SHP-36, SHP-37).
+
+Headers are client text: werkzeug decodes their bytes as latin-1, so any of 0x00-0xFF can arrive. The signature
+is compared as bytes (`querysign.body_hmac_valid`), so a hostile one is a 401, never a 500; the values stored
+from a verified delivery's headers lose their NUL characters, which PostgreSQL text cannot hold (SHP-32-D1).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import logging
 from typing import Any
@@ -21,6 +23,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from connectors.shopify.envelopes import shop_domain
+from connectors.shopify.querysign import body_hmac_valid, secrets_of
 from connectors.shopify.sweep import sweep_due
 from connectors.shopify.topics import COMPLIANCE, HANDLED, enqueue_delivery, process_delivery
 from core.crypto import cipher
@@ -34,12 +37,11 @@ bp = Blueprint("shopify_webhooks", __name__, url_prefix="/shopify")
 
 MAX_BODY = 5 * 1024 * 1024
 
-def _signature_ok(raw: bytes, given: str, secrets: list[str]) -> bool:
-    matched = False
-    for secret in secrets:  # every candidate is compared, in constant time
-        digest = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
-        matched |= hmac.compare_digest(digest, given.strip())
-    return matched
+
+def _header(name: str, limit: int) -> str:
+    """A header of a verified delivery as it is stored: NUL characters dropped (PostgreSQL text cannot hold
+    them), surrounding whitespace stripped, cut to its column (a long header never refuses a delivery, SHP-32)."""
+    return (request.headers.get(name) or "").replace("\x00", "").strip()[:limit]
 
 
 def _ids_of(topic: str, raw: bytes) -> tuple[str | None, str | None]:
@@ -86,12 +88,11 @@ def receive() -> Response:
     raw = _raw_body()
     if isinstance(raw, Response):
         return raw
-    settings = current_app.config["MBUZZ"].settings
     given = request.headers.get("X-Shopify-Hmac-Sha256")
     if not given:
         return json_response({"error": "missing_hmac"}, 401)
-    secrets = [s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s]
-    if not secrets or not _signature_ok(raw, given, secrets):
+    secrets = secrets_of(current_app.config["MBUZZ"].settings)
+    if not secrets or not body_hmac_valid(raw, given, secrets):
         return json_response({"error": "invalid_hmac"}, 401)
     shop = shop_domain(request.headers.get("X-Shopify-Shop-Domain"))
     if shop is None:
@@ -120,7 +121,7 @@ def receive_manual(token: str) -> Response:
         return json_response({"error": "unknown_connector"}, 401)
     signing_key = cipher(services.settings.encryption_keys, services.settings.secret_key).decrypt(
         signing_key_enc.encode()).decode()
-    if not _signature_ok(raw, given, [signing_key]):
+    if not body_hmac_valid(raw, given, [signing_key]):
         return json_response({"error": "invalid_hmac"}, 401)
     if shop_domain(request.headers.get("X-Shopify-Shop-Domain")) != installed_shop:
         return json_response({"error": "shop_mismatch"}, 401)
@@ -141,13 +142,11 @@ def _store(raw: bytes, shop: str, manual: bool) -> Response:
     """SHP-33..SHP-36 for a verified delivery: deduplicate, store the ledger row, answer, then process."""
     services = current_app.config["MBUZZ"]
     settings = services.settings
-    topic = (request.headers.get("X-Shopify-Topic") or "").strip()
+    topic = _header("X-Shopify-Topic", 64)
     if not topic:
         return json_response({"error": "missing_topic"}, 400)
-    # Header values are cut to their columns: a verified delivery is never refused for a long header (SHP-32).
-    topic = topic[:64]
-    webhook_id = (request.headers.get("X-Shopify-Webhook-Id") or f"none:{hashlib.sha256(raw).hexdigest()}")[:255]
-    event_id = (request.headers.get("X-Shopify-Event-Id") or "")[:255] or None
+    webhook_id = _header("X-Shopify-Webhook-Id", 255) or f"none:{hashlib.sha256(raw).hexdigest()}"  # SHP-8-D1
+    event_id = _header("X-Shopify-Event-Id", 255) or None
     now = services.now()
     try:
         with services.sessions.begin() as db:
@@ -164,8 +163,8 @@ def _store(raw: bytes, shop: str, manual: bool) -> Response:
             customer_id, order_id = _ids_of(topic, raw)
             delivery = ShopifyWebhookDelivery(
                 id=new_id("whd", now), webhook_id=webhook_id, event_id=event_id, topic=topic, shop_domain=shop,
-                api_version=(request.headers.get("X-Shopify-API-Version") or "")[:16] or None,
-                triggered_at=(request.headers.get("X-Shopify-Triggered-At") or "")[:40] or None, received_at=now,
+                api_version=_header("X-Shopify-API-Version", 16) or None,
+                triggered_at=_header("X-Shopify-Triggered-At", 40) or None, received_at=now,
                 body_sha256=hashlib.sha256(raw).hexdigest(),
                 body_enc=None if reason == "unknown_topic" else
                 cipher(settings.encryption_keys, settings.secret_key).encrypt(raw).decode(),

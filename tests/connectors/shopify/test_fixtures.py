@@ -1,7 +1,8 @@
 """Every Shopify fixture through `mbuzz run-fixtures`' runner: a live gateway, real HTTP, the fixture rules.
 
 The OAuth and session-token fixtures (F13*) are run by the install tests; the rest are here, each on a fresh
-database loaded from `seed.json` with its `requires` played first.
+database loaded from `seed.json` with its `requires` played first, then each of its `variants` on a fresh
+database of its own (README rule 4: F4's `offline_orders` and F5's `exclude_test_orders`).
 """
 
 from __future__ import annotations
