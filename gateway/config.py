@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.shopify.api_version import API_VERSION as SHOPIFY_API_VERSION
+
 
 def _int(name: str, default: int, low: int, high: int) -> int:
     raw = os.environ.get(name)
@@ -37,7 +39,7 @@ class Settings:
     shopify_api_secret_previous: str | None = None  # accepted too while the secret is rotated (SHP-33)
     encryption_keys: tuple[str, ...] = ()  # MBUZZ_ENCRYPTION_KEYS: Fernet keys, newest first
     shopify_api_key: str | None = None  # the app's client id (SHP-6)
-    shopify_api_version: str = "2025-10"
+    shopify_api_version: str = SHOPIFY_API_VERSION  # SHP-6
     shopify_scopes: str = "read_orders,read_customers,write_pixels,read_customer_events"
     public_url: str = "http://127.0.0.1:5000"  # MBUZZ_PUBLIC_URL: the https base URL Shopify calls back
     shopify_auto_connect_account: str | None = None  # SHP-28 (c)
@@ -67,7 +69,7 @@ class Settings:
             "shopify_api_secret": env.get("SHOPIFY_API_SECRET") or None,
             "shopify_api_secret_previous": env.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
             "shopify_api_key": env.get("SHOPIFY_API_KEY") or None,
-            "shopify_api_version": env.get("SHOPIFY_API_VERSION") or "2025-10",
+            "shopify_api_version": env.get("SHOPIFY_API_VERSION") or SHOPIFY_API_VERSION,
             "shopify_scopes": env.get("SHOPIFY_SCOPES") or cls.shopify_scopes,
             "public_url": (env.get("MBUZZ_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/"),
             "shopify_auto_connect_account": env.get("MBUZZ_SHOPIFY_AUTO_CONNECT_ACCOUNT") or None,

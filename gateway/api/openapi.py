@@ -212,7 +212,7 @@ def document() -> dict[str, Any]:
         },
         "/health": {
             "get": {
-                "summary": "Liveness (deep=1 also checks the database and Redis)",
+                "summary": "Liveness (deep=1 also checks the database, Redis and the Shopify API version)",
                 "security": [],
                 "parameters": [{"name": "deep", "in": "query", "required": False, "schema": {"type": "string"}}],
                 "responses": {"200": _json(_ref(s.HealthOut), "Healthy"),

@@ -259,6 +259,7 @@ class HealthOut(BaseModel):
     version: str
     mode: Literal["queued", "inline", "degraded"]
     checks: dict[str, str] | None = None
+    warnings: list[str] | None = None  # deep=1: e.g. a Shopify API version past its support (shopify.md SHP-6)
 
 
 # ------------------------------------------------------------------------------------------ data API (§8.6)

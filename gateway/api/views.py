@@ -12,6 +12,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
+from connectors.shopify.api_version import configured_version_status
 from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult, EventCommand, TouchCommand
 from core.ids import new_id
@@ -202,6 +203,10 @@ def health() -> Response:
     if request.args.get("deep") in ("1", "true"):
         checks = _services().deep_checks()
         body["checks"] = checks
+        shopify = configured_version_status(_services().settings, _services().now())  # shopify.md SHP-6
+        checks["shopify_api_version"] = "absent" if shopify is None else "ok" if shopify.supported else "unsupported"
+        if shopify is not None and not shopify.supported:
+            body["warnings"] = [shopify.message]  # reported, not fatal: Shopify still answers, older behaviour
         if "down" in checks.values():
             body["status"] = "down"
             return json_response(body, 503)

@@ -28,7 +28,7 @@ def test_API111_health_needs_no_key(client: FlaskClient) -> None:
                             resp.get_json())
     assert resp.get_json()["mode"] == "inline"
     deep = client.get("/api/v1/health?deep=1").get_json()
-    assert deep["checks"] == {"database": "ok", "redis": "absent"}
+    assert deep["checks"] == {"database": "ok", "redis": "absent", "shopify_api_version": "absent"}
 
 
 def test_API110_validate_names_account_and_environment(client: FlaskClient, acct: AccountKeys) -> None:

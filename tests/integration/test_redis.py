@@ -44,7 +44,7 @@ def test_API140_limits_are_shared_by_every_process_through_redis(database_url: s
 def test_API111_deep_health_reports_redis(database_url: str, redis_url: str) -> None:
     app = create_app(make_settings(database_url, redis_url=redis_url))
     body = app.test_client().get("/api/v1/health?deep=1").get_json()
-    assert body["checks"] == {"database": "ok", "redis": "ok"}
+    assert body["checks"] == {"database": "ok", "redis": "ok", "shopify_api_version": "absent"}
     down = create_app(make_settings(database_url, redis_url="redis://127.0.0.1:1/0"))
     resp = down.test_client().get("/api/v1/health?deep=1")
     assert resp.status_code == 503 and resp.get_json()["checks"]["redis"] == "down"

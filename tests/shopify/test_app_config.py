@@ -1,7 +1,8 @@
 """The Shopify app configuration files (shopify.md SHP-90, SHP-91, SHP-97; tested as SHP-100 asks).
 
 Both TOML files parse with `tomllib` and carry exactly the keys and values of the spec; the extension's package.json
-pins `@shopify/web-pixels-extension` with a caret range; `make shopify-config` fills the placeholders.
+pins `@shopify/web-pixels-extension`; the Admin API version is the gateway's one constant; `make shopify-config`
+fills the placeholders.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import os
 import shutil
 import subprocess
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from connectors.shopify.api_version import API_VERSION, version_status
+from gateway.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "connectors" / "shopify" / "app"
@@ -36,14 +41,13 @@ def test_app_toml_has_the_content_of_shp_97() -> None:
         "handle": "multibuzz-attribution",
         "application_url": "https://REPLACE_WITH_HOST/shopify/app",
         "embedded": True,
-        "build": {"include_config_on_deploy": True},
         "access_scopes": {
             "scopes": "read_orders,read_customers,write_pixels,read_customer_events",
             "use_legacy_install_flow": False,
         },
         "auth": {"redirect_urls": ["https://REPLACE_WITH_HOST/shopify/auth/callback"]},
         "webhooks": {
-            "api_version": "2025-10",
+            "api_version": "2026-10",
             "subscriptions": [
                 {"topics": ["app/uninstalled"], "uri": HOOKS},
                 {"compliance_topics": ["customers/data_request", "customers/redact", "shop/redact"], "uri": HOOKS},
@@ -51,6 +55,16 @@ def test_app_toml_has_the_content_of_shp_97() -> None:
         },
         "pos": {"embedded": False},
     }
+
+
+def test_SHP6_SHP97_app_toml_speaks_the_gateways_api_version_and_no_obsolete_keys() -> None:
+    """One constant names the Admin API version: the app configuration's webhooks use the version the gateway's
+    Admin calls use, it is within Shopify's 12 months of support on the day of writing (2026-12-07), and the key
+    the current Shopify CLI removes on deploy (`[build] include_config_on_deploy`) is not there."""
+    config = load(APP_TOML)
+    assert config["webhooks"]["api_version"] == API_VERSION == Settings().shopify_api_version
+    assert version_status(API_VERSION, date(2026, 12, 7)).supported
+    assert "build" not in config
 
 
 def test_app_toml_never_requests_script_tags() -> None:

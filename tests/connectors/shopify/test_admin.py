@@ -16,6 +16,7 @@ from connectors.shopify.admin import (
     admin_client,
     throttle_delay,
 )
+from connectors.shopify.api_version import API_VERSION
 from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import SHOP_QUERY
 from tests.connectors.shopify.install_env import AURORA, Env
@@ -29,7 +30,7 @@ THROTTLED = {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTL
 
 
 def _client(fake: FakeShopify, sleeps: list[float], **kwargs: Any) -> AdminClient:
-    return AdminClient(AURORA, "2025-10", lambda: "shpat_test", outbound_base=fake.base_url, sleep=sleeps.append,
+    return AdminClient(AURORA, API_VERSION, lambda: "shpat_test", outbound_base=fake.base_url, sleep=sleeps.append,
                        **kwargs)
 
 
@@ -38,7 +39,7 @@ def test_SHP26_executes_through_the_outbound_base_and_clears_the_session(fake: F
     data = _client(fake, sleeps).execute(SHOP_QUERY)
     assert data["shop"]["myshopifyDomain"] == AURORA
     (call,) = fake.requests
-    assert call.path == f"/{AURORA}/admin/api/2025-10/graphql.json"  # http://127.0.0.1:PORT/{shop}/admin/api/...
+    assert call.path == f"/{AURORA}/admin/api/{API_VERSION}/graphql.json"  # http://127.0.0.1:PORT/{shop}/...
     assert call.headers["X-Shopify-Access-Token"] == "shpat_test"
     assert call.query == SHOP_QUERY and call.body["variables"] is None
     assert shopify.ShopifyResource.get_site() is None  # the package's class state is cleared after each call
@@ -96,7 +97,7 @@ def test_SHP26_one_call_at_a_time_across_threads(fake: FakeShopify) -> None:
     results: dict[str, str] = {}
 
     def call(token: str) -> None:
-        client = AdminClient(AURORA, "2025-10", lambda: token, outbound_base=fake.base_url)
+        client = AdminClient(AURORA, API_VERSION, lambda: token, outbound_base=fake.base_url)
         client.execute(SHOP_QUERY)
         results[token] = "ok"
 
