@@ -216,6 +216,7 @@ def worker_command(burst: bool) -> None:
 
     from rq import Queue, SimpleWorker
 
+    from connectors.shopify.api_version import warn_if_unsupported
     from connectors.shopify.queue import SHOPIFY_QUEUE
     from core import jobs
     from core.fitting.tasks import FITS_QUEUE
@@ -223,6 +224,7 @@ def worker_command(burst: bool) -> None:
 
     client = _redis()
     settings = _services().settings
+    warn_if_unsupported(settings, _services().now())  # shopify.md SHP-6; the daily maintenance repeats it
     os.environ.setdefault("DATABASE_URL", settings.database_url)
     os.environ.setdefault("REDIS_URL", settings.redis_url or "")
     jobs.sweep(client)
@@ -404,7 +406,8 @@ def shopify_sweep_command() -> None:
 def shopify_maintenance_command(force: bool) -> None:
     """Run the Shopify daily maintenance now, unless it ran in the last 24 h (SHP-8, SHP-27, SHP-37, SHP-87):
     retry recent failed deliveries once, null ledger bodies after 30 days, expire data request exports, and
-    re-check webhook subscriptions. Without a worker, run it daily (cron)."""
+    re-check webhook subscriptions, move non-expiring tokens to expiring ones, warn about an unsupported API version.
+    Without a worker, run it daily (cron)."""
     from connectors.shopify.maintenance import claim_daily_run, run_daily_maintenance
 
     services = current_app.config["MBUZZ"]
@@ -415,6 +418,28 @@ def shopify_maintenance_command(force: bool) -> None:
     click.echo(" ".join(f"{name}={value}" for name, value in counts.items()))
     if counts["errors"]:
         raise click.ClickException(f"{counts['errors']} step(s) failed; see the log")
+
+
+@cli.command("shopify-migrate-tokens")
+@click.option("--shop", default=None, help="only this *.myshopify.com store (default: every app installation)")
+def shopify_migrate_tokens_command(shop: str | None) -> None:
+    """Move every app installation still holding a non-expiring offline token to an expiring one (SHP-23; public
+    apps must use expiring tokens from 2027-01-01). The daily maintenance and the next embedded load do the same."""
+    from connectors.shopify.envelopes import shop_domain
+    from connectors.shopify.outbound import migrate_non_expiring_tokens
+
+    valid = shop_domain(shop) if shop is not None else None
+    if shop is not None and valid is None:
+        raise click.ClickException("--shop must be a *.myshopify.com domain")
+    results = migrate_non_expiring_tokens(_services(), valid)
+    for result in results:
+        click.echo(f"{result.shop} ({result.installation_id}): "
+                   + ("moved to an expiring token" if result.migrated else f"not moved: {result.error}"))
+    failed = sum(1 for r in results if not r.migrated)
+    click.echo(f"{len(results) - failed} of {len(results)} installation(s) moved to an expiring token")
+    if failed:
+        raise click.ClickException(f"{failed} installation(s) not moved; see above (the next embedded load or "
+                                   "daily maintenance tries again)")
 
 
 @cli.command("run-fixtures")

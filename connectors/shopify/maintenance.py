@@ -11,6 +11,10 @@ One run, at most once per 24 h across every process (`claim_daily_run`):
 5. SHP-27: step 2 of the post-install job (the webhook subscriptions) for every active app installation:
    `install.recheck_subscriptions_job` on `<prefix>-shopify` when Redis answers, `recheck_subscriptions` inline
    otherwise, since it calls the Admin API once or more per shop.
+6. SHP-23: app installations still holding a non-expiring offline token are moved to an expiring one
+   (`outbound.migrate_non_expiring_tokens`; public apps must use expiring tokens from 2027-01-01), so a shop whose
+   merchant never opens the app keeps working.
+7. SHP-6: a configured `SHOPIFY_API_VERSION` past Shopify's 12 months of support is logged as a warning.
 
 Nulling bodies after 30 days loses nothing the connector still needs: `stored` rows are processed on receipt,
 `failed` ones are retried within 7 days, `waiting_order` refunds end after 24 h, `deferred` rows older than
@@ -33,8 +37,10 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from connectors.shopify.api_version import warn_if_unsupported
 from connectors.shopify.compliance import EXPORT_KEPT
 from connectors.shopify.install import recheck_subscriptions
+from connectors.shopify.outbound import migrate_non_expiring_tokens
 from connectors.shopify.queue import SHOPIFY_QUEUE, enqueue
 from connectors.shopify.topics import process_delivery
 from core.storage.models import ShopifyCheckoutLink, ShopifyDataRequest, ShopifyOAuthState, ShopifyWebhookDelivery
@@ -209,6 +215,22 @@ def recheck_subscriptions_step(services: Any) -> dict[str, int]:
     return {"subscriptions_created": recheck_subscriptions(services), "subscription_checks_queued": 0}
 
 
+def api_version_step(services: Any) -> int:
+    """SHP-6: a configured Admin API version past its 12 months of support is logged every day (1), else 0."""
+    status = warn_if_unsupported(services.settings, services.now())
+    return int(status is not None and not status.supported)
+
+
+# --- SHP-23: non-expiring offline tokens moved to expiring ones ---------------------------------------------------
+
+def migrate_tokens_step(services: Any) -> dict[str, int]:
+    """Every app installation still holding a non-expiring token is moved to an expiring one (public apps must use
+    them from 2027-01-01), so a shop whose merchant never opens the app keeps working."""
+    results = migrate_non_expiring_tokens(services)
+    migrated = sum(1 for r in results if r.migrated)
+    return {"tokens_migrated": migrated, "token_migrations_failed": len(results) - migrated}
+
+
 # --- the run --------------------------------------------------------------------------------------------------
 
 def run_daily_maintenance(services: Any) -> dict[str, int]:
@@ -219,10 +241,13 @@ def run_daily_maintenance(services: Any) -> dict[str, int]:
         ("ledger bodies", lambda: {"bodies_nulled": null_old_bodies(services)}),
         ("data requests", lambda: {"data_requests_expired": expire_data_requests(services)}),
         ("checkout links", lambda: {"checkout_links_deleted": delete_old_checkout_links(services)}),
+        ("expiring tokens", lambda: migrate_tokens_step(services)),  # first: the Admin calls below need a token
         ("subscriptions", lambda: recheck_subscriptions_step(services)),
+        ("api version", lambda: {"api_version_unsupported": api_version_step(services)}),
     ]
     counts = {"retried": 0, "recovered": 0, "still_failed": 0, "bodies_nulled": 0, "data_requests_expired": 0,
-              "checkout_links_deleted": 0, "subscriptions_created": 0, "subscription_checks_queued": 0, "errors": 0}
+              "checkout_links_deleted": 0, "subscriptions_created": 0, "subscription_checks_queued": 0,
+              "tokens_migrated": 0, "token_migrations_failed": 0, "api_version_unsupported": 0, "errors": 0}
     for name, step in steps:
         try:
             counts.update(step())

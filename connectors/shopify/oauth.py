@@ -2,11 +2,12 @@
 `/shopify/auth/callback`.
 
 `GET /shopify/app` is the App URL inside the Shopify admin: it verifies the signed query and the `id_token`,
-performs token exchange when the shop has no usable token (managed install, SHP-21), and renders the
-embedded page. `GET /shopify/auth` and its callback are the authorization-code grant for installs started
-outside the admin; the callback runs SHP-23's checks in its exact order, each with its own status. The OAuth
-state is single use: its nonce is stored only as a SHA-256 and travels in a cookie signed with the Flask
-secret, so a callback must come back to the browser that started it.
+performs token exchange when the shop has no usable token (managed install, SHP-21) or still holds a
+non-expiring one (public apps must use expiring offline tokens from 2027-01-01), and renders the embedded page.
+`GET /shopify/auth` and its callback are the authorization-code grant for installs started outside the admin
+(asking for an expiring token too); the callback runs SHP-23's checks in its exact order, each with its own
+status. The OAuth state is single use: its nonce is stored only as a SHA-256 and travels in a cookie signed with
+the Flask secret, so a callback must come back to the browser that started it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from werkzeug.wrappers import Response
 from connectors.shopify.embedded import METHODS
 from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import generators, missing_scopes, schedule_post_install, upsert_installation
-from connectors.shopify.outbound import ShopifyHTTPError, exchange_token, request_code_token
+from connectors.shopify.outbound import (
+    ShopifyHTTPError,
+    exchange_token,
+    holds_non_expiring_token,
+    request_code_token,
+)
 from connectors.shopify.querysign import decoded_host, fresh, query_hmac_valid, secrets_of
 from connectors.shopify.session_tokens import InvalidSessionToken, decode_session_token
 from core.storage.models import Installation, ShopifyOAuthState
@@ -146,7 +152,7 @@ def callback() -> Response:
     missing = missing_scopes(settings.shopify_scopes, grant.scope)
     if missing:
         return _page_error(400, "Shopify did not grant these permissions: " + ", ".join(missing))
-    installation_id, connected = upsert_installation(services, shop, grant)  # SHP-23 (7), no expiry
+    installation_id, connected = upsert_installation(services, shop, grant)  # SHP-23 (7)
     schedule_post_install(services, installation_id, connected)
     host = decoded_host(request.args.get("host"))
     target = f"https://{host}/apps/{settings.shopify_api_key}" if host else \
@@ -183,7 +189,7 @@ def app_page() -> Response:
     with services.sessions() as db:
         installation = db.scalars(sa.select(Installation).where(Installation.shop_domain == shop)).first()
         needs_token = installation is None or installation.status == "uninstalled" or \
-            not token_usable(installation, now)
+            not token_usable(installation, now) or holds_non_expiring_token(installation)  # moved to expiring
     if needs_token:
         try:
             grant = exchange_token(settings, shop, id_token)

@@ -14,19 +14,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 
 from connectors.shopify.envelopes import shop_domain
 from core.crypto import cipher
 from core.storage.models import Installation
 
-__all__ = ["REFRESH_MARGIN", "TIMEOUT_S", "ShopifyHTTPError", "TokenGrant", "TokenInvalid", "exchange_token",
-           "fresh_access_token", "outbound_url", "refresh_token", "request_code_token", "store_grant"]
+__all__ = ["REFRESH_MARGIN", "TIMEOUT_S", "ShopifyHTTPError", "TokenGrant", "TokenInvalid", "TokenMigration",
+           "exchange_token", "fresh_access_token", "holds_non_expiring_token", "migrate_installation_token",
+           "migrate_non_expiring_tokens", "migrate_offline_token", "outbound_url", "refresh_token",
+           "request_code_token", "store_grant"]
 
 log = logging.getLogger("mbuzz.shopify")
 
 TIMEOUT_S = 10
 REFRESH_MARGIN = timedelta(seconds=300)  # SHP-25: refresh when the token expires within this margin
 TOKEN_PATH = "/admin/oauth/access_token"
+OFFLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:offline-access-token"
 
 
 class ShopifyHTTPError(Exception):
@@ -105,16 +109,35 @@ def exchange_token(settings: Any, shop: str, id_token: str) -> TokenGrant:
         "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
         "subject_token": id_token,
         "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-        "requested_token_type": "urn:shopify:params:oauth:token-type:offline-access-token",
+        "requested_token_type": OFFLINE_TOKEN_TYPE,
         "expiring": "1",
     }, "token exchange")
 
 
 def request_code_token(settings: Any, shop: str, code: str) -> TokenGrant:
-    """SHP-23 step 5: the offline token for an authorization code."""
+    """SHP-23 step 5: an expiring offline token for an authorization code (required of public apps from
+    2027-01-01; its answer carries `expires_in` and a refresh token, as token exchange's does)."""
     return _post_token(settings, shop, {"client_id": settings.shopify_api_key,
-                                        "client_secret": settings.shopify_api_secret, "code": code},
+                                        "client_secret": settings.shopify_api_secret, "code": code,
+                                        "expiring": "1"},
                        "authorization code grant")
+
+
+def migrate_offline_token(settings: Any, shop: str, token: str) -> TokenGrant:
+    """An expiring offline token (with its refresh token) in exchange for a non-expiring one, without a user.
+
+    Shopify invalidates the old token once it answers; a lost answer is recovered by sending the same old token
+    again within 7 days, which returns the same pair.
+    """
+    return _post_token(settings, shop, {
+        "client_id": settings.shopify_api_key,
+        "client_secret": settings.shopify_api_secret,
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": token,
+        "subject_token_type": OFFLINE_TOKEN_TYPE,
+        "requested_token_type": OFFLINE_TOKEN_TYPE,
+        "expiring": "1",
+    }, "token migration")
 
 
 def refresh_token(settings: Any, shop: str, token: str) -> TokenGrant:
@@ -188,3 +211,62 @@ def fresh_access_token(services: Any, installation_id: str) -> str:
                 return grant.access_token
     assert invalid
     raise TokenInvalid(f"installation {installation_id}: the token could not be refreshed")
+
+
+# --- moving non-expiring tokens to expiring ones (SHP-23, SHP-25) ------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenMigration:
+    """The outcome of moving one installation's non-expiring token to an expiring one."""
+
+    installation_id: str
+    shop: str
+    migrated: bool
+    error: str | None = None  # why not: the Shopify error (endpoint, status, OAuth code), never a token
+
+
+def holds_non_expiring_token(installation: Installation) -> bool:
+    """An app installation whose usable token has no expiry: issued before `expiring=1` was asked for."""
+    return (installation.mode == "app" and installation.status != "uninstalled"
+            and installation.access_token_enc is not None and installation.token_status == "valid"
+            and installation.token_expires_at is None)
+
+
+def migrate_installation_token(services: Any, installation_id: str) -> TokenMigration | None:
+    """Moves one installation to an expiring token under a row lock (None when it holds none to move).
+
+    A refused or failed exchange changes nothing: the old token keeps working until Shopify stops accepting it,
+    and the next embedded load exchanges the page's session token instead (SHP-20).
+    """
+    settings = services.settings
+    box = cipher(settings.encryption_keys, settings.secret_key)
+    with services.sessions.begin() as db:
+        installation = db.get(Installation, installation_id, with_for_update=True)
+        if installation is None or not holds_non_expiring_token(installation):
+            return None
+        shop = installation.shop_domain
+        assert installation.access_token_enc is not None
+        old = box.decrypt(installation.access_token_enc.encode()).decode()
+        try:
+            grant = migrate_offline_token(settings, shop, old)
+        except ShopifyHTTPError as exc:
+            log.warning("moving installation %s to an expiring token failed: %s", installation_id, exc)
+            return TokenMigration(installation_id, shop, False, str(exc))
+        if grant.expires_in is None:
+            return TokenMigration(installation_id, shop, False, "token migration: the answer has no expiry")
+        store_grant(installation, grant, settings, services.now())
+    return TokenMigration(installation_id, shop, True)
+
+
+def migrate_non_expiring_tokens(services: Any, shop: str | None = None) -> list[TokenMigration]:
+    """Every app installation (or the one of `shop`) that still holds a non-expiring token, moved one by one."""
+    with services.sessions() as db:
+        query = sa.select(Installation.id).where(
+            Installation.mode == "app", Installation.status != "uninstalled",
+            Installation.access_token_enc.is_not(None), Installation.token_status == "valid",
+            Installation.token_expires_at.is_(None)).order_by(Installation.shop_domain)
+        if shop is not None:
+            query = query.where(Installation.shop_domain == shop)
+        targets = list(db.scalars(query))
+    results = [migrate_installation_token(services, installation_id) for installation_id in targets]
+    return [r for r in results if r is not None]

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.shopify.admin import admin_client
+from connectors.shopify.api_version import API_VERSION
 from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import (
     SHOP_QUERY,
@@ -106,8 +107,10 @@ def test_SHP22_refusals(env: Env) -> None:
 
 def test_SHP23_SHP27_callback_installs_then_the_post_install_job_runs(env: Env, fake: FakeShopify) -> None:
     _nonces(env)
-    token_rule(fake, BIRCH, name="code_grant", subset={"client_id": API_KEY, "client_secret": SECRET,
-                                                        "code": "a1b2c3d4e5f60718293a4b5c6d7e8f90"})
+    token_rule(fake, BIRCH, name="code_grant", expires_in=86400, refresh_token="shprt_code_grant",
+               refresh_token_expires_in=7776000,
+               subset={"client_id": API_KEY, "client_secret": SECRET, "code": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+                       "expiring": "1"})  # SHP-23 (5): the code grant asks for an expiring token too
     state = _begin(env)
     status, location = _callback(env, state)
     assert (status, location) == (302, f"https://admin.shopify.com/store/birch-goods/apps/{API_KEY}")
@@ -120,7 +123,11 @@ def test_SHP23_SHP27_callback_installs_then_the_post_install_job_runs(env: Env, 
             installation.iana_timezone) == ("gid://shopify/Shop/777001", "Birch Goods", "birchgoods.example", "USD",
                                             "America/New_York")
     assert installation.domains == ["birchgoods.example", BIRCH]
-    assert (installation.scopes, installation.token_status, installation.token_expires_at) == (SCOPES, "valid", None)
+    assert (installation.scopes, installation.token_status, installation.token_expires_at,
+            installation.refresh_expires_at) == (SCOPES, "valid", NOW + timedelta(seconds=86400),
+                                                 NOW + timedelta(seconds=7776000))
+    assert installation.refresh_token_enc is not None and env.decrypt(installation.refresh_token_enc) == \
+        "shprt_code_grant"
     # SHP-7/SHP-25: the token is stored encrypted only, and in plain text nowhere in the database
     assert installation.access_token_enc is not None
     assert env.decrypt(installation.access_token_enc) == "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"
@@ -131,7 +138,7 @@ def test_SHP23_SHP27_callback_installs_then_the_post_install_job_runs(env: Env, 
     assert ops == ["shop", "webhookSubscriptions"] + ["webhookSubscriptionCreate"] * 7
     assert all(r.headers.get("X-Shopify-Access-Token") == "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"
                for r in fake.graphql(BIRCH))
-    assert all(r.path == f"/{BIRCH}/admin/api/2025-10/graphql.json" for r in fake.graphql(BIRCH))
+    assert all(r.path == f"/{BIRCH}/admin/api/{API_VERSION}/graphql.json" for r in fake.graphql(BIRCH))
     creates = _creates(fake, BIRCH)
     assert sorted(creates) == sorted(ALL_TOPICS)
     for subscription in creates.values():
@@ -227,8 +234,9 @@ def test_SHP27_existing_pixel_is_updated_and_the_job_is_idempotent(env: Env, fak
     ]
     result = post_install(env.services, "inst_01")
     assert sorted(result.topics_created) == sorted(set(ALL_TOPICS) - {"ORDERS_PAID", "REFUNDS_CREATE"})
-    ops = fake.operations(AURORA)
-    assert ops[-3:] == ["webPixelCreate", "webPixel", "webPixelUpdate"]
+    ops = fake.operations(AURORA)  # the pixel first, then the subscriptions (issue 14: pixel before topics)
+    assert ops == ["shop", "webPixelCreate", "webPixel", "webPixelUpdate", "webhookSubscriptions"] + \
+        ["webhookSubscriptionCreate"] * 5
     (update,) = [r for r in fake.graphql(AURORA) if r.operation == "webPixelUpdate"]
     assert update.variables["id"] == "gid://shopify/WebPixel/31001"
     first_key = json.loads(update.variables["webPixel"]["settings"])["ingestKey"]
