@@ -32,6 +32,8 @@ from connectors.shopify.install import (
     connect_with_code,
     connect_with_new_account,
     connector_state,
+    pcd_refused_topics,
+    refused_topics,
     schedule_post_install,
 )
 from connectors.shopify.session_tokens import InvalidSessionToken, SessionClaims, authenticate, bearer_token
@@ -149,6 +151,7 @@ def status_of(services: Any, db: Session, installation: Installation) -> dict[st
     """SHP-82's `GET /shopify/api/status` document."""
     now = services.now()
     registered = set(connector_state(installation).get("webhook_topics") or [])
+    refused = refused_topics(installation)
     webhooks = []
     for topic in [TOPIC_NAMES[t] for t in API_TOPICS] + ["app/uninstalled"]:
         last = db.execute(sa.select(ShopifyWebhookDelivery.received_at, ShopifyWebhookDelivery.status).where(
@@ -159,6 +162,7 @@ def status_of(services: Any, db: Session, installation: Installation) -> dict[st
             "registered": topic == "app/uninstalled" or topic in registered,  # app/uninstalled: the app config
             "last_delivery_at": _iso(last[0]) if last else None,
             "last_status": last[1] if last else None,
+            "refused": refused[topic]["reason"] if topic in refused else None,  # SHP-27: why it is not registered
         })
     parked = 0
     if installation.account_id is not None:
@@ -178,6 +182,7 @@ def status_of(services: Any, db: Session, installation: Installation) -> dict[st
         "coverage": {"7d": _coverage(db, installation, now, 7), "30d": _coverage(db, installation, now, 30)},
         "parked_orders": parked,
         "pcd_warning": _pcd_warning(services, db, installation.shop_domain),
+        "pcd_refused_topics": pcd_refused_topics(installation),
         "settings": settings_of(installation),
     }
 

@@ -22,11 +22,18 @@ from typing import Any
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["FakeShop", "FakeShopify", "Recorded", "TokenRule", "subset_matches"]
+__all__ = ["PCD_MESSAGE", "PROTECTED_TOPICS", "FakeShop", "FakeShopify", "Recorded", "TokenRule", "subset_matches"]
 
 _TOKEN = re.compile(r"/([a-z0-9][a-z0-9-]*\.myshopify\.com)/admin/oauth/access_token")
 _GRAPHQL = re.compile(r"/([a-z0-9][a-z0-9-]*\.myshopify\.com)/admin/api/([0-9]{4}-[0-9]{2}|unstable)/graphql\.json")
 _ROOT = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+# Topics whose payloads carry customer data: without protected-customer-data approval Shopify refuses them with
+# this user error (the Partner Dashboard link in the real message names the app; it is left out here).
+PROTECTED_TOPICS = frozenset({"ORDERS_PAID", "ORDERS_CREATE", "ORDERS_CANCELLED", "CUSTOMERS_CREATE",
+                              "CUSTOMERS_UPDATE"})
+PCD_MESSAGE = ("This app is not approved to subscribe to webhook topics containing protected customer data. "
+               "See https://shopify.dev/docs/apps/launch/protected-customer-data for more details.")
 
 
 def subset_matches(expected: Any, got: Any) -> bool:
@@ -87,6 +94,7 @@ class FakeShop:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     pixel: dict[str, Any] | None = None
     tokens: set[str] | None = None  # accepted access tokens; None accepts any
+    protected_data_approved: bool = True  # False: PROTECTED_TOPICS are refused as Shopify does without approval
 
 
 class FakeShopify:
@@ -222,6 +230,9 @@ class FakeShopify:
             return {"data": {"webhookSubscriptions": {"nodes": [
                 {"id": s["id"], "topic": s["topic"], "uri": s["uri"]} for s in state.subscriptions]}}}
         if operation == "webhookSubscriptionCreate":
+            if not state.protected_data_approved and variables.get("topic") in PROTECTED_TOPICS:
+                return {"data": {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": [
+                    {"field": ["webhookSubscription"], "message": PCD_MESSAGE}]}}}
             given = variables.get("webhookSubscription") or {}
             created = {"id": self._next_id("WebhookSubscription"), "topic": variables.get("topic"),
                        "uri": given.get("uri"), "includeFields": given.get("includeFields")}

@@ -3,14 +3,17 @@ SHP-85).
 
 An install (token exchange or code grant) creates the shop's one `installations` row, or reuses it on a
 reinstall so the `inst_` id, and with it every conversion key, stays stable. The post-install job then reads
-the shop, makes sure the webhook subscriptions exist, and, once the shop is connected to an account,
-registers the web pixel with a fresh pixel key. It is idempotent: it runs after every install, reinstall,
-connect, change of `environment` and repair, as an RQ job on `mbuzz-shopify`, or inline when there is no
-Redis. Random values (OAuth nonce, pixel key, connect code) come from injectable generators (SHP-4).
+the shop, registers the web pixel with a fresh pixel key once the shop is connected to an account, and makes
+sure the webhook subscriptions exist, topic by topic: order and customer topics need Shopify's
+protected-customer-data approval, and a shop whose app lacks it must still get its pixel and the other topics.
+It is idempotent: it runs after every install, reinstall, connect, change of `environment` and repair, as an RQ
+job on `mbuzz-shopify`, or inline when there is no Redis. Random values (OAuth nonce, pixel key, connect code)
+come from injectable generators (SHP-4).
 
 Connector state that has no column yet lives under the reserved key `_connector` of `installations.settings`
 (never a SHP-99 setting: `settings_of` ignores it and the settings API refuses it): the webhook topics found
-registered by the last run, when that was, and whether SHP-24 still has to choose the environment.
+registered by the last run, the topics Shopify refused and why (`refused_topics`: protected customer data not
+approved, or another user error), when that was, and whether SHP-24 still has to choose the environment.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ from core.ids import new_id
 from core.storage.models import Account, DashboardUser, Installation, ShopifyConnectCode, ShopifyWebhookDelivery
 
 __all__ = [
-    "API_TOPICS", "CLAIM_TTL", "CODE_TTL", "ConnectRefused", "Generators", "TOPIC_NAMES", "canonical_code",
+    "API_TOPICS", "CLAIM_TTL", "CODE_TTL", "PCD_REFUSAL", "ConnectRefused", "Generators", "TOPIC_NAMES",
+    "canonical_code",
     "ManualInstall", "claimable_account", "connect_with_code", "connect_with_new_account", "connector_state",
     "create_connect_code", "create_manual_installation",
-    "generators", "missing_scopes", "post_install", "post_install_job", "process_deferred",
+    "generators", "missing_scopes", "post_install", "post_install_job", "process_deferred", "refusal_reason",
+    "pcd_refused_topics", "refused_topics",
     "recheck_subscriptions", "recheck_subscriptions_job", "schedule_post_install", "upsert_installation",
     "use_generators",
 ]
@@ -79,6 +84,7 @@ API_TOPICS: dict[str, list[str] | None] = {
     "SHOP_UPDATE": _SHOP_FIELDS,
 }
 TOPIC_NAMES = {enum: enum.lower().replace("_", "/", 1) for enum in API_TOPICS}  # ORDERS_PAID -> orders/paid
+PCD_REFUSAL = "protected_customer_data"
 
 SHOP_QUERY = ("query MbuzzShop { shop { id name myshopifyDomain primaryDomain { host } domains { host } "
               "currencyCode ianaTimezone plan { partnerDevelopment } } }")
@@ -128,6 +134,19 @@ def use_generators(services: Any, chosen: Generators) -> None:
 def connector_state(installation: Installation) -> dict[str, Any]:
     state = (installation.settings or {}).get("_connector")
     return dict(state) if isinstance(state, dict) else {}
+
+
+def refused_topics(installation: Installation) -> dict[str, dict[str, str]]:
+    """The topics Shopify refused in the last subscription run: `{topic: {"reason", "message"}}` (SHP-27)."""
+    found = connector_state(installation).get("refused_topics")
+    if not isinstance(found, dict):
+        return {}
+    return {str(t): r for t, r in found.items() if isinstance(r, dict) and isinstance(r.get("reason"), str)}
+
+
+def pcd_refused_topics(installation: Installation) -> list[str]:
+    """The topics refused because the app lacks Shopify's protected-customer-data approval, sorted."""
+    return sorted(t for t, r in refused_topics(installation).items() if r["reason"] == PCD_REFUSAL)
 
 
 def _set_state(installation: Installation, **values: Any) -> None:
@@ -239,31 +258,59 @@ def _store_shop(services: Any, installation_id: str, client: AdminClient) -> Non
         installation.updated_at = services.now()
 
 
+def refusal_reason(errors: list[dict[str, Any]]) -> str:
+    """Why Shopify refused a subscription: `protected_customer_data` when the app lacks that approval (order and
+    customer topics carry customer data; Shopify answers "This app is not approved to subscribe to webhook topics
+    containing protected customer data"), else `refused`."""
+    text = " ".join(str(e.get("message", "")) for e in errors).lower()
+    return PCD_REFUSAL if "protected customer data" in text else "refused"
+
+
+def _subscribe(client: AdminClient, uri: str, topic: str) -> dict[str, str] | None:
+    """One `webhookSubscriptionCreate`; None when created (or it exists already), else the refusal."""
+    subscription: dict[str, Any] = {"uri": uri, "format": "JSON"}
+    if API_TOPICS[topic] is not None:
+        subscription["includeFields"] = API_TOPICS[topic]
+    answer = client.execute(SUBSCRIPTION_CREATE, {"topic": topic, "webhookSubscription": subscription})
+    errors = [e for e in (answer.get("webhookSubscriptionCreate") or {}).get("userErrors") or []
+              if isinstance(e, dict)]
+    if not errors or all("taken" in str(e.get("message", "")).lower() for e in errors):
+        return None
+    return {"reason": refusal_reason(errors), "message": "; ".join(str(e.get("message")) for e in errors)[:300]}
+
+
 def _ensure_subscriptions(services: Any, installation_id: str, client: AdminClient) -> list[str]:
-    """Step 2: create each SHP-98 subscription to `{MBUZZ_PUBLIC_URL}/shopify/webhooks` that is missing."""
+    """Step 2: create each SHP-98 subscription to `{MBUZZ_PUBLIC_URL}/shopify/webhooks` that is missing, topic by
+    topic. A refused topic is recorded on the installation (`_connector.refused_topics`, shown on the embedded
+    page and the dashboard) and the others still go ahead; a refusal other than protected customer data is then
+    raised, so the job fails loudly and is retried."""
     uri = f"{services.settings.public_url.rstrip('/')}/shopify/webhooks"
     listing = client.execute(SUBSCRIPTIONS_QUERY).get("webhookSubscriptions") or {}
     nodes = listing.get("nodes") or [e.get("node") for e in listing.get("edges") or [] if isinstance(e, dict)]
     have = {n.get("topic") for n in nodes if isinstance(n, dict) and n.get("uri") == uri}
-    created = []
-    for topic, fields in API_TOPICS.items():
+    created: list[str] = []
+    refused: dict[str, dict[str, str]] = {}
+    for topic in API_TOPICS:
         if topic in have:
             continue
-        subscription: dict[str, Any] = {"uri": uri, "format": "JSON"}
-        if fields is not None:
-            subscription["includeFields"] = fields
-        answer = client.execute(SUBSCRIPTION_CREATE, {"topic": topic, "webhookSubscription": subscription})
-        errors = (answer.get("webhookSubscriptionCreate") or {}).get("userErrors") or []
-        if errors and not all("taken" in str(e.get("message", "")).lower() for e in errors):
-            raise AdminError(f"{client.shop}: webhookSubscriptionCreate {topic}: "
-                             + "; ".join(str(e.get("message")) for e in errors)[:300])
-        created.append(topic)
+        refusal = _subscribe(client, uri, topic)
+        if refusal is None:
+            created.append(topic)
+        else:
+            refused[TOPIC_NAMES[topic]] = refusal
     with services.sessions.begin() as db:
         installation = db.get(Installation, installation_id)
         if installation is not None:
             _set_state(installation, webhook_topics=sorted(TOPIC_NAMES[t] for t in API_TOPICS
                                                            if t in have or t in created),
-                       subscriptions_checked_at=services.now().isoformat())
+                       refused_topics=refused, subscriptions_checked_at=services.now().isoformat())
+    other = {topic: r["message"] for topic, r in refused.items() if r["reason"] != PCD_REFUSAL}
+    if other:
+        raise AdminError(f"{client.shop}: webhookSubscriptionCreate refused "
+                         + "; ".join(f"{topic}: {message}" for topic, message in other.items())[:300])
+    if refused:
+        log.warning("%s: protected customer data not approved; not subscribed to %s", client.shop,
+                    ", ".join(sorted(refused)))
     return created
 
 
@@ -307,7 +354,10 @@ def _register_pixel(services: Any, installation_id: str, client: AdminClient) ->
 
 
 def post_install(services: Any, installation_id: str, client: AdminClient | None = None) -> PostInstallResult:
-    """SHP-27 steps 1–3 for an app installation that is not uninstalled; raises on any Shopify failure."""
+    """SHP-27 for an app installation that is not uninstalled: the shop, then the web pixel, then the webhook
+    subscriptions topic by topic. The pixel comes first and each step runs even when the other failed, so a shop
+    whose app lacks protected-customer-data approval still gets its pixel and every topic it may have; the first
+    failure is raised at the end."""
     result = PostInstallResult()
     installation = _installation(services, installation_id)
     if installation is None or installation.status == "uninstalled" or installation.mode != "app":
@@ -315,8 +365,17 @@ def post_install(services: Any, installation_id: str, client: AdminClient | None
     client = client or admin_client(services, installation_id, installation.shop_domain)
     _store_shop(services, installation_id, client)
     result.shop_stored = True
-    result.topics_created = _ensure_subscriptions(services, installation_id, client)
-    result.pixel_id = _register_pixel(services, installation_id, client)
+    failures: list[AdminError] = []
+    try:
+        result.pixel_id = _register_pixel(services, installation_id, client)
+    except AdminError as exc:
+        failures.append(exc)
+    try:
+        result.topics_created = _ensure_subscriptions(services, installation_id, client)
+    except AdminError as exc:
+        failures.append(exc)
+    if failures:
+        raise failures[0]
     return result
 
 

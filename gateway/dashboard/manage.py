@@ -10,7 +10,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 
 from connectors.sgtm.distribution import served_template
 from connectors.shopify.compliance import delete_customer_data
-from connectors.shopify.install import create_connect_code, create_manual_installation
+from connectors.shopify.install import create_connect_code, create_manual_installation, pcd_refused_topics
 from connectors.shopify.settings import CHOICES, apply_settings, settings_of, validate_settings
 from core.accounts import create_api_key, revoke_api_key
 from core.attribution import MODELS
@@ -133,7 +133,8 @@ def _integrations_page(shown: dict[str, str] | None) -> Any:
                                       .group_by(ShopifyOrder.attribution_method)).all())
             unattributed = methods.pop("none", 0)
             shops.append({"inst": inst, "settings": settings_of(inst), "last_webhook": last_webhook,
-                          "linked": sum(methods.values()), "unattributed": unattributed})
+                          "linked": sum(methods.values()), "unattributed": unattributed,
+                          "pcd_refused": pcd_refused_topics(inst)})
         sgtm_last = db.execute(sa.select(Event.received_at, Event.event_type, Event.url).where(
             Event.account_id == who.account_id, Event.environment == who.environment, Event.source == "sgtm")
             .order_by(Event.received_at.desc()).limit(1)).first()

@@ -91,14 +91,15 @@ def test_SHP82_status_document(env: Env) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
     body = resp.get_json()
     assert set(body) == {"installation", "webhooks", "pixel", "token", "coverage", "parked_orders", "pcd_warning",
-                         "settings"}
+                         "pcd_refused_topics", "settings"}
     assert body["installation"] == {"shop_domain": AURORA, "status": "active", "mode": "app", "environment": "live",
                                     "account_id": "acct_01", "connected": True}
     hooks = {h["topic"]: h for h in body["webhooks"]}
     assert set(hooks) == {"orders/paid", "orders/create", "orders/cancelled", "refunds/create", "customers/create",
                           "customers/update", "shop/update", "app/uninstalled"}
     assert hooks["orders/paid"] == {"topic": "orders/paid", "registered": False,
-                                    "last_delivery_at": "2026-05-20T02:30:00Z", "last_status": "failed"}
+                                    "last_delivery_at": "2026-05-20T02:30:00Z", "last_status": "failed",
+                                    "refused": None}
     assert hooks["app/uninstalled"]["registered"] is True  # declared in the app configuration file
     assert body["pixel"] == {"registered": True, "last_seen_at": None}
     assert body["token"] == {"status": "valid", "expires_at": "2026-12-31T00:00:00Z"}
@@ -112,6 +113,7 @@ def test_SHP82_status_document(env: Env) -> None:
     assert month["email_identity"] == {"count": 1, "share": "0.2500"} and month["offline"]["count"] == 0
     assert body["parked_orders"] == 1
     assert body["pcd_warning"] is True  # a customer id without an e-mail in the last 50 order deliveries
+    assert body["pcd_refused_topics"] == []  # no subscription run has been refused
     assert body["settings"] == {"revenue_basis": "total", "offline_orders": "include_unattributed",
                                 "exclude_test_orders": False, "journey_summary": False, "environment": "live"}
 
@@ -245,7 +247,7 @@ def test_SHP28_code_reading_rules() -> None:
 def test_SHP27_repair_is_202_and_reruns_the_job(env: Env, fake: FakeShopify) -> None:
     resp = _post(env, "/shopify/api/repair", {})
     assert (resp.status_code, resp.get_json()) == (202, {"status": "queued"})
-    assert fake.operations(AURORA)[:2] == ["shop", "webhookSubscriptions"]
+    assert fake.operations(AURORA)[:3] == ["shop", "webPixelCreate", "webhookSubscriptions"]
 
 
 def _data_request(env: Env, shop: str, expires_in: timedelta, status: str = "ready") -> str:
