@@ -92,4 +92,4 @@ shopify-config:
 		connectors/shopify/app/shopify.app.toml > $(or $(SHOPIFY_CONFIG_OUT),connectors/shopify/app/shopify.app.local.toml)
 
 clean:
-	rm -rf $(VENV) mbuzz.db* test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) mbuzz.db* test-artifacts .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
