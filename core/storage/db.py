@@ -2,10 +2,18 @@
 
 Heroku-style URLs (``postgres://``) are accepted and mapped to psycopg 3. SQLite gets a busy timeout and WAL so
 the embedded default survives several gunicorn threads.
+
+PostgreSQL connections never outlive their owner (quality.md Q-20): a forked child (the RQ scheduler a worker
+forks) must not inherit a pooled connection, or after `kill -9` of the worker the child keeps the socket open and
+the worker's transaction, with its visitors' advisory locks, stays "idle in transaction" for ever. So every
+PostgreSQL engine's idle connections are closed in the parent right before a fork, and a session left idle in a
+transaction is ended by the server after ``IDLE_IN_TRANSACTION_TIMEOUT_MS``, releasing its locks.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +22,19 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000  # no code path waits this long inside a transaction without a statement
+
+_POSTGRES_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _close_pooled_connections_before_fork() -> None:
+    """Runs in the parent just before `os.fork()`: idle pooled connections are closed (and reopened on demand)
+    so the child holds none of them. Subprocesses started with `subprocess` do not run this hook."""
+    for engine in list(_POSTGRES_ENGINES):
+        engine.dispose()
+
+
+os.register_at_fork(before=_close_pooled_connections_before_fork)
 
 
 def normalize_url(url: str) -> str:
@@ -41,7 +62,11 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **kwargs)
+    kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
+                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}"})
+    engine = sa.create_engine(url, **kwargs)
+    _POSTGRES_ENGINES.add(engine)
+    return engine
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:

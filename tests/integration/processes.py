@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -132,7 +133,10 @@ def queued_redis_url(worker_id: str, is_postgres: bool) -> str:
 def env_for(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MBUZZ_TEST", "PYTEST"))}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "t", "PYTHONUNBUFFERED": "1",
-                "MBUZZ_DRAIN_LOCK_MS": "3000", "MBUZZ_RATELIMIT_AUTH_FAILURES": "100000 per minute"})
+                "MBUZZ_DRAIN_LOCK_MS": "3000", "MBUZZ_RATELIMIT_AUTH_FAILURES": "100000 per minute",
+                # The longest sync wait (API-62): tests that expect 201 check behaviour, not how fast a loaded
+                # machine drains; a test of the pending answer sets its own short wait.
+                "MBUZZ_SYNC_WAIT_MS": "10000"})
     env.update(extra)
     return env
 
@@ -164,10 +168,38 @@ def gunicorn(
         out.close()
 
 
+WORKER_READY = b"*** Listening on"  # what an RQ worker prints once it takes jobs
+WORKER_START_TIMEOUT = 180.0  # a loaded 2-core machine can take long to import the app; speed is not under test
+
+
 def start_worker(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = open(log or os.devnull, "ab")
-    return subprocess.Popen([str(BIN / "flask"), "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
-                            stdout=out, stderr=out)
+    """An RQ drain worker process, returned once it listens: tests that expect a prompt answer (201 rather than
+    202 pending) must not race the worker's start-up, which on a loaded machine takes seconds."""
+    if log is None:
+        log = Path(tempfile.mkdtemp(prefix="mbuzz-worker-")) / "worker.log"
+    start = log.stat().st_size if log.exists() else 0
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(BIN / "flask"), "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
+                                stdout=out, stderr=out, start_new_session=True)  # its own group: see kill_group
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the worker exited with {proc.returncode}; see {log}")
+        with open(log, "rb") as text:
+            text.seek(start)
+            return WORKER_READY in text.read()
+
+    assert wait_until(listening, WORKER_START_TIMEOUT, 0.1), f"the worker did not start listening; see {log}"
+    return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker's whole process group: after `kill -9` of the worker its forked RQ scheduler lives on as an
+    orphan, which must not outlive the test."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
