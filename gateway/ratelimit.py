@@ -1,21 +1,59 @@
-"""Per-key rate limits (api.md API-140) with Flask-Limiter.
+"""Per-key rate limits (api.md API-140) with Flask-Limiter, and what every limit of the gateway shares.
 
 Keys are limited by the digest of the presented token so no database read is needed; storage is Redis when
 configured, else per-process memory, and a Redis outage falls back to memory instead of failing requests.
 Each app gets its own Limiter, so two apps in one process (tests, benchmarks) never share limits.
+
+Shared by every limit (issue 15 item 11):
+- Keys live under `MBUZZ_REDIS_PREFIX` (`<prefix>:limits:`, as core.queue's streams and queues do), so two
+  deployments sharing one Redis never share limits (`storage_options`, also used by the dashboard's login limit).
+- No raw IP address is a key: per-address limits count `address_key(...)`, a keyed digest (no raw IP or e-mail
+  stored anywhere).
+- One retry figure per 429: an answer whose JSON body carries `retry_after` gets exactly that number as its
+  `Retry-After` header (API-140, API-141), after Flask-Limiter has written its own, floored, value.
 """
 
 from __future__ import annotations
 
-from flask import Flask, request
+import hashlib
+import hmac
+
+from flask import Flask, Response, request
 from flask_limiter import Limiter
 
 from connectors.shopify.pixel import pixel_key_for_limits
+from core.queue import PREFIX
 from gateway.api.auth import client_ip, token_digest
 from gateway.config import Settings
 
+KEY_PREFIX = f"{PREFIX}:limits"
+
+
+def storage_options() -> dict[str, str | int]:
+    """Options of every `limits` storage: Redis keys start with `<MBUZZ_REDIS_PREFIX>:limits:` (memory ignores it)."""
+    return {"key_prefix": KEY_PREFIX}
+
+
+def address_key(secret_key: str, kind: str, value: str) -> str:
+    """A limit key for an address or e-mail that never holds it in the clear: HMAC-SHA256 under SECRET_KEY."""
+    digest = hmac.new(secret_key.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind}:{digest[:32]}"
+
+
+def one_retry_after(response: Response) -> Response:
+    """API-140/API-141: `Retry-After` is the body's `retry_after` (one computation for both)."""
+    if response.status_code not in (429, 503) or not response.is_json or response.direct_passthrough:
+        return response
+    body = response.get_json(silent=True)
+    retry = body.get("retry_after") if isinstance(body, dict) else None
+    if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 1:
+        response.headers["Retry-After"] = str(retry)
+    return response
+
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
+    # Registered before the Limiter's own after-request hook, so it runs after it (Flask runs them in reverse).
+    app.after_request(one_retry_after)
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
     limiter = Limiter(
         key_func=token_digest,
@@ -24,6 +62,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         strategy="moving-window",
         swallow_errors=True,
         in_memory_fallback_enabled=True,
+        storage_options=storage_options(),
     )
     views = app.view_functions
     ingest = limiter.shared_limit(lambda: settings.ratelimit_ingest, scope="ingest")
@@ -43,7 +82,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     # shopify.md SHP-71: per pixel key and per shopper IP (the pixel is called by browsers).
     pixel = views["shopify_pixel.events"]
     pixel = limiter.limit(lambda: settings.ratelimit_pixel_key, key_func=pixel_key_for_limits)(pixel)
-    by_ip = limiter.limit(lambda: settings.ratelimit_pixel_ip, key_func=lambda: "ip:" + client_ip(),
+    by_ip = limiter.limit(lambda: settings.ratelimit_pixel_ip,
+                          key_func=lambda: address_key(settings.secret_key, "ip", client_ip()),
                           exempt_when=lambda: request.method == "OPTIONS")
     views["shopify_pixel.events"] = by_ip(pixel)
     limiter.exempt(views["api_v1.health"])

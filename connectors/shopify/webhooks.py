@@ -9,6 +9,13 @@ configured, in the request otherwise (SHP-36, SHP-37).
 Headers are client text: werkzeug decodes their bytes as latin-1, so any of 0x00-0xFF can arrive. The signature
 is compared as bytes (`querysign.body_hmac_valid`), so a hostile one is a 401, never a 500; the values stored
 from a verified delivery's headers lose their NUL characters, which PostgreSQL text cannot hold (SHP-32-D1).
+
+Only the body is signed, and in app mode one secret signs every shop's deliveries, so the signature does not say
+which shop a body belongs to (SHP-33-D1). Where the body names its shop (`myshopify_domain` of `shop/update` and
+`app/uninstalled`, `shop_domain` of the compliance topics) it must be the header's shop, which in manual mode is
+the installation's: otherwise 401 `shop_mismatch` and nothing is stored. The deduplication key is the webhook id
+within the shop the delivery was accepted for, so a copy sent under another shop's header, refused or ignored,
+never makes the genuine delivery a "duplicate".
 """
 
 from __future__ import annotations
@@ -44,13 +51,39 @@ def _header(name: str, limit: int) -> str:
     return (request.headers.get(name) or "").replace("\x00", "").strip()[:limit]
 
 
-def _ids_of(topic: str, raw: bytes) -> tuple[str | None, str | None]:
-    """The customer and order ids a redaction may later look for (SHP-8), extracted at receipt."""
+# SHP-33-D1: where a topic's body names its own shop (SHP-98's fields; the compliance payloads). Order, refund and
+# customer bodies name none: for them the header is the only claim of the shop.
+SHOP_IN_BODY = {"shop/update": "myshopify_domain", "app/uninstalled": "myshopify_domain",
+                "shop/redact": "shop_domain", "customers/redact": "shop_domain",
+                "customers/data_request": "shop_domain"}
+
+
+def _object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (stored as received; the topic's processor reports it)."""
     try:
         body: Any = json.loads(raw)
-    except (ValueError, RecursionError):  # stored as received; the topic's processor reports it
-        return None, None
-    if not isinstance(body, dict):
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _shop_refusal(topic: str, body: dict[str, Any] | None, shop: str) -> Response | None:
+    """SHP-33-D1: 401 when the body names a shop and it is not `shop` (the header's, and the installation's in
+    manual mode). A body without the field, or a topic without one, is not refused: the header is the claim."""
+    field = SHOP_IN_BODY.get(topic)
+    if field is None or body is None or field not in body:
+        return None
+    claimed = body[field]
+    if isinstance(claimed, str) and shop_domain(claimed) == shop:
+        return None
+    return json_response({"error": "shop_mismatch", "message": (
+        f"{field} in the body must name the shop of the X-Shopify-Shop-Domain header and of its installation "
+        f"({shop})")}, 401)
+
+
+def _ids_of(topic: str, body: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The customer and order ids a redaction may later look for (SHP-8), extracted at receipt."""
+    if body is None:
         return None, None
     if topic.startswith("orders/"):
         customer = body.get("customer") or {}
@@ -145,22 +178,27 @@ def _store(raw: bytes, shop: str, manual: bool) -> Response:
     topic = _header("X-Shopify-Topic", 64)
     if not topic:
         return json_response({"error": "missing_topic"}, 400)
+    body = _object(raw)
+    refusal = _shop_refusal(topic, body, shop)
+    if refusal is not None:  # nothing stored: the webhook id stays free for the genuine delivery
+        return refusal
     webhook_id = _header("X-Shopify-Webhook-Id", 255) or f"none:{hashlib.sha256(raw).hexdigest()}"  # SHP-8-D1
     event_id = _header("X-Shopify-Event-Id", 255) or None
     now = services.now()
     try:
         with services.sessions.begin() as db:
-            original = db.scalars(sa.select(ShopifyWebhookDelivery).where(sa.or_(
-                ShopifyWebhookDelivery.webhook_id == webhook_id,
-                sa.and_(ShopifyWebhookDelivery.shop_domain == shop, ShopifyWebhookDelivery.topic == topic,
-                        ShopifyWebhookDelivery.event_id == event_id) if event_id else sa.false(),
-            )).with_for_update()).first()
+            original = db.scalars(sa.select(ShopifyWebhookDelivery).where(  # SHP-34 within the shop (SHP-33-D1)
+                ShopifyWebhookDelivery.shop_domain == shop, sa.or_(
+                    ShopifyWebhookDelivery.webhook_id == webhook_id,
+                    sa.and_(ShopifyWebhookDelivery.topic == topic, ShopifyWebhookDelivery.event_id == event_id)
+                    if event_id else sa.false(),
+                )).with_for_update()).first()
             if original is not None:  # SHP-34
                 original.redeliveries += 1
                 return json_response({"status": "duplicate"})
             installation = db.scalars(sa.select(Installation).where(Installation.shop_domain == shop)).first()
             status, reason = _route(topic, installation, manual)
-            customer_id, order_id = _ids_of(topic, raw)
+            customer_id, order_id = _ids_of(topic, body)
             delivery = ShopifyWebhookDelivery(
                 id=new_id("whd", now), webhook_id=webhook_id, event_id=event_id, topic=topic, shop_domain=shop,
                 api_version=_header("X-Shopify-API-Version", 16) or None,

@@ -51,6 +51,8 @@ class DashboardUser(Base):
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime]
+    # docs/dashboard.md DSH-2-D1: held in the signed session cookie; logging out bumps it, ending every copy.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
 
 
 class ApiKey(Base):
@@ -321,9 +323,12 @@ class ShopifyWebhookDelivery(Base):
     __table_args__ = (
         sa.Index("ux_deliveries_event", "shop_domain", "topic", "event_id", unique=True,
                  postgresql_where=sa.text("event_id IS NOT NULL"), sqlite_where=sa.text("event_id IS NOT NULL")),
+        # docs/shopify.md SHP-33-D1: a webhook id is unique within the shop a delivery was accepted for, so a copy
+        # sent under another shop's header never makes the genuine delivery a duplicate.
+        sa.Index("ux_deliveries_webhook", "shop_domain", "webhook_id", unique=True),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    webhook_id: Mapped[str] = mapped_column(KEY, unique=True)
+    webhook_id: Mapped[str] = mapped_column(KEY)
     event_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
     topic: Mapped[str] = mapped_column(sa.String(64))
     shop_domain: Mapped[str] = mapped_column(KEY)

@@ -5,10 +5,21 @@ token. Logging in replaces the whole session (rotation), so a cookie planted bef
 after it. Every POST of the dashboard carries the session's CSRF token; one that does not is refused with 400
 before any view runs. Failed logins are limited per e-mail and per IP, and the answer never says which of the
 two was wrong or whether the e-mail exists.
+
+Sessions end on the server too (DSH-2-D1, issue 15 item 11): the cookie also carries the user's session epoch
+and a keyed mark of their password hash, and every request compares both with the user's row. Logging out
+bumps the epoch, so a copy of the cookie (taken before the logout, on any device) answers as logged out; a
+password change alters the hash and ends every session the same way.
+
+The login limit counts the client IP chosen by the API's rule (API-141, `MBUZZ_TRUSTED_PROXIES`), so behind a
+proxy one client's failures do not lock out everyone behind it; its keys are digests under
+`MBUZZ_REDIS_PREFIX` (gateway.ratelimit), never a raw e-mail or address.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +36,7 @@ from limits.strategies import MovingWindowRateLimiter
 from core.accounts import hash_password, verify_password
 from core.storage.models import Account, DashboardUser
 from core.tenant import Tenant
+from gateway.api.auth import client_ip
 
 __all__ = ["CSRF_FIELD", "Viewer", "csrf_token", "log_in", "log_out", "login_required", "viewer"]
 
@@ -70,34 +82,56 @@ def check_csrf() -> Response | None:
 
 
 class LoginLimiter:
-    """DSH-4 with the `limits` package (Flask-Limiter's engine): shared through Redis when configured."""
+    """DSH-4 with the `limits` package (Flask-Limiter's engine): shared through Redis when configured.
 
-    def __init__(self, storage_uri: str, limit: str = LOGIN_LIMIT) -> None:
+    Counted per e-mail and per client IP, each as a keyed digest (`address_key`), under the Redis prefix."""
+
+    def __init__(self, storage_uri: str, secret_key: str, limit: str = LOGIN_LIMIT) -> None:
+        from gateway.ratelimit import storage_options
+
         self._limit = parse(limit)
-        self._window = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._window = MovingWindowRateLimiter(storage_from_string(storage_uri, **storage_options()))
+        self._secret_key = secret_key
+
+    def _parts(self, email: str, ip: str) -> tuple[str, str]:
+        from gateway.ratelimit import address_key
+
+        return address_key(self._secret_key, "email", email), address_key(self._secret_key, "ip", ip)
 
     def allowed(self, email: str, ip: str) -> bool:
-        return all(self._window.test(self._limit, "login", part) for part in (f"email:{email}", f"ip:{ip}"))
+        return all(self._window.test(self._limit, "login", part) for part in self._parts(email, ip))
 
     def failed(self, email: str, ip: str) -> None:
-        for part in (f"email:{email}", f"ip:{ip}"):
+        for part in self._parts(email, ip):
             self._window.hit(self._limit, "login", part)
 
 
 def _limiter() -> LoginLimiter:
     found = current_app.extensions.get("mbuzz.login_limiter")
     if found is None:
-        uri = current_app.config["MBUZZ"].settings.redis_url or "memory://"
-        found = current_app.extensions["mbuzz.login_limiter"] = LoginLimiter(uri)
-    return found  # type: ignore[no-any-return]
+        settings = current_app.config["MBUZZ"].settings
+        found = current_app.extensions["mbuzz.login_limiter"] = LoginLimiter(
+            settings.redis_url or "memory://", settings.secret_key)
+    return found
 
 
-def log_in(email: str, password: str, ip: str) -> str | None:
-    """The error to show, or None once the session belongs to the user."""
+def _password_mark(password_hash: str) -> str:
+    """DSH-2-D1: changes whenever the password does; keyed, so the (readable) cookie says nothing about the hash."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"dashboard-session:" + password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def log_in(email: str, password: str, ip: str | None = None) -> str | None:
+    """The error to show, or None once the session belongs to the user.
+
+    The limit counts `client_ip()` (API-141's rule, `MBUZZ_TRUSTED_PROXIES`), whatever `ip` the caller read:
+    the socket peer alone is the proxy's address for every client behind a proxy."""
+    del ip  # kept for callers; the address is chosen here, by the same rule as the API's
+    address = client_ip()
     email = email.strip().lower()
     limiter = _limiter()
     try:
-        allowed = limiter.allowed(email, ip)
+        allowed = limiter.allowed(email, address)
     except Exception:  # the limit store is down: refuse nothing, count nothing
         allowed = True
     if not allowed:
@@ -109,20 +143,31 @@ def log_in(email: str, password: str, ip: str) -> str | None:
         ok = verify_password(password, user.password_hash if user is not None else _DUMMY_HASH)
         if user is None or account is None or not ok or account.status != "active":
             try:
-                limiter.failed(email, ip)
+                limiter.failed(email, address)
             except Exception:
                 pass
             return "Wrong e-mail or password."
         user_id, account_id = user.id, user.account_id
+        epoch, mark = user.session_epoch, _password_mark(user.password_hash)
     session.clear()  # DSH-2: rotated on login
     session.permanent = True
-    session.update(user_id=user_id, account_id=account_id, environment="live")
+    session.update(user_id=user_id, account_id=account_id, environment="live", epoch=epoch, pw=mark)
     csrf_token()
+    g.pop("viewer", None)
     return None
 
 
 def log_out() -> None:
+    """DSH-2-D1: ends this session and every other session of the user (copies of the cookie included)."""
+    who = viewer()
+    if who is not None:  # only a live session's logout bumps the epoch: a stale copy cannot end a newer session
+        with current_app.config["MBUZZ"].sessions.begin() as db:
+            db.execute(sa.update(DashboardUser).where(
+                DashboardUser.account_id == who.account_id, DashboardUser.id == who.user_id,
+                DashboardUser.session_epoch == session.get("epoch"),
+            ).values(session_epoch=DashboardUser.session_epoch + 1))
     session.clear()
+    g.pop("viewer", None)
 
 
 def logged_in() -> Viewer:
@@ -142,12 +187,19 @@ def viewer() -> Viewer | None:
         with current_app.config["MBUZZ"].sessions() as db:
             user = db.get(DashboardUser, (account_id, user_id))
             account = db.get(Account, account_id)
-            if user is not None and account is not None and account.status == "active":
+            if user is not None and account is not None and account.status == "active" and _current(user):
                 environment = session.get("environment")
                 found = Viewer(user.id, user.email, account.id, account.name,
                                environment if environment in ENVIRONMENTS else "live")
     g.viewer = found
     return found
+
+
+def _current(user: DashboardUser) -> bool:
+    """DSH-2-D1: the cookie was issued for the user's present epoch and password (a cookie without them is old)."""
+    epoch, mark = session.get("epoch"), session.get("pw")
+    return (isinstance(epoch, int) and epoch == user.session_epoch and isinstance(mark, str)
+            and hmac.compare_digest(mark, _password_mark(user.password_hash)))
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
