@@ -42,7 +42,7 @@ run: install
 	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz migrate
 	DATABASE_URL=$(DATABASE_URL) $(BIN)/flask --app gateway mbuzz bootstrap-demo
 	@echo "serving on http://127.0.0.1:$(PORT)  (API: http://127.0.0.1:$(PORT)/api/v1)"
-	DATABASE_URL=$(DATABASE_URL) $(BIN)/gunicorn --workers 1 --worker-class gthread --threads 8 \
+	DATABASE_URL=$(DATABASE_URL) $(BIN)/gunicorn -c gunicorn.conf.py --workers 1 --threads 8 \
 		--bind 127.0.0.1:$(PORT) 'gateway:create_app()'
 
 # Queued mode: the web process appends to Redis Streams and one RQ drain worker processes the log.
@@ -52,7 +52,7 @@ run-redis: install
 	@echo "serving on http://127.0.0.1:$(PORT) with REDIS_URL=$(REDIS_URL) and one drain worker"
 	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/flask --app gateway mbuzz worker & \
 	worker=$$!; trap "kill $$worker" EXIT INT TERM; \
-	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/gunicorn --workers 2 --worker-class gthread \
+	DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) $(BIN)/gunicorn -c gunicorn.conf.py --workers 2 \
 		--threads 8 --bind 127.0.0.1:$(PORT) 'gateway:create_app()'
 
 lint: install node-install

@@ -25,9 +25,10 @@ from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
 from core.ids import new_id
+from core.money import MAX_REVENUE
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
 from gateway.api.auth import client_ip
-from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
+from gateway.api.fields import clean_user_agent, fingerprint, mask_ip, stored_int
 from gateway.api.views import json_response
 
 __all__ = ["EVENT_TYPES", "bp", "pixel_key_for_limits"]
@@ -93,7 +94,7 @@ def _properties(name: str, data: dict[str, Any], currency: str | None) -> dict[s
             continue
         if field in MONEY:
             amount = decimal_of(value)
-            if amount is None:
+            if amount is None or abs(amount) > MAX_REVENUE:  # beyond any amount, dropped like a non-number
                 continue
             value = quantize(amount, str(data.get("currency") or currency or "USD").upper())
         elif field in TAILED:
@@ -101,7 +102,7 @@ def _properties(name: str, data: dict[str, Any], currency: str | None) -> dict[s
         elif field == "is_first_order":
             value = bool(value)
         elif field in ("quantity", "line_count"):
-            value = int(value) if isinstance(value, int | Decimal) and not isinstance(value, bool) else None
+            value = stored_int(value) if isinstance(value, int | Decimal) else None  # i64 or dropped
         elif not isinstance(value, str):
             value = str(value)
         if value is not None:

@@ -1,5 +1,5 @@
 """Field rules shared by the write endpoints (api.md §3 API-22 messages, §4 limits, §5 API-40..API-49;
-sessions.md FP-1, FP-2, VIS-1).
+sessions.md FP-1, FP-2, VIS-1; quality.md Q-60 for the numbers a property may hold, docs/api.md API-47-D1).
 
 Convention: a rule takes the raw JSON value and ``errors`` / ``warnings`` lists owned by the caller and
 returns the cleaned value, or ``None`` when the field is absent *or* invalid. Invalid input appends exactly
@@ -15,6 +15,7 @@ import hashlib
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
@@ -36,7 +37,9 @@ __all__ = [
     "mask_ip",
     "name_field",
     "normalize_server_id",
+    "plain_number",
     "properties",
+    "stored_int",
     "render_value",
     "timestamp",
     "type_name",
@@ -369,29 +372,88 @@ class _TooDeep(Exception):
     pass
 
 
-def _count_bad_keys(node: dict[str, object] | list[object], depth: int) -> int:
-    """Depth check and bad-key count in one pass. Recursion is bounded by PROPERTY_DEPTH_MAX + 1."""
+# Q-60 / API-47-D1: PostgreSQL keeps a JSON number exactly, so a float such as 2e19 comes back from a JSONB
+# column as the integer 20000000000000000000, which no 64-bit JSON writer (orjson) can answer with. A number
+# that is not a signed 64-bit integer or a float below 2**63 in magnitude is therefore stored as its string.
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_FLOAT_LIMIT = 2.0**63  # exactly representable; floats at or beyond it are integers outside i64 once stored
+
+
+def _out_of_range(v: object) -> bool:
+    """A number a JSON property may not keep as a number (only finite floats and i64 reach here from a body,
+    but the rule is total: any int, any float)."""
+    t = type(v)
+    if t is float:
+        return not -_FLOAT_LIMIT <= v < _FLOAT_LIMIT  # type: ignore[operator]  # also true for NaN and inf
+    if t is int:
+        return not _I64_MIN <= v <= _I64_MAX  # type: ignore[operator]
+    return False
+
+
+def plain_number(v: int | float | Decimal) -> int | float | str | None:
+    """API-47-D1: the number itself when it is stored and read back exactly; otherwise the shortest decimal
+    string that reads back as the same number (``2e19`` -> ``"2e+19"``, ``2**64`` -> ``"18446744073709551616"``);
+    ``None`` for NaN and the infinities, which JSON cannot hold.
+
+    A ``Decimal`` (bodies parsed with decimal floats, as the connectors parse theirs) becomes the int or float
+    JSON would have given, under the same rule; one beyond it keeps its exact text (``"1E+5000"``). Its
+    magnitude is checked before any conversion: ``int(Decimal('1e999999'))`` alone takes longer than a request
+    may (Q-60)."""
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            return None
+        if v.adjusted() > 18:
+            return str(v)
+        v = int(v) if v == v.to_integral_value() else float(v)
+    if not _out_of_range(v):
+        return v
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else None
+    return str(v)
+
+
+def stored_int(v: object) -> int | None:
+    """An integer within signed 64 bits from a parsed JSON number (int, float or Decimal), cut toward zero like
+    ``int()``; ``None`` for anything else. The magnitude is checked *before* converting, because ``int()`` of
+    ``Decimal('1e999999')`` takes longer than any request may (Q-60)."""
+    if isinstance(v, bool) or not isinstance(v, int | float | Decimal):
+        return None
+    if isinstance(v, Decimal):
+        if not v.is_finite() or v.adjusted() > 18:
+            return None
+    elif isinstance(v, float) and not math.isfinite(v):
+        return None
+    n = int(v)
+    return n if _I64_MIN <= n <= _I64_MAX else None
+
+
+def _scan(node: dict[str, object] | list[object], depth: int) -> tuple[int, int]:
+    """Depth check, bad-key count and out-of-range number count in one pass. Recursion is bounded by
+    PROPERTY_DEPTH_MAX + 1."""
     if depth > PROPERTY_DEPTH_MAX:
         raise _TooDeep
-    bad = 0
+    bad = numbers = 0
+    children = node.values() if isinstance(node, dict) else node
     if isinstance(node, dict):
-        for k, child in node.items():
-            if not k or len(k) > NAME_MAX:
-                bad += 1
-            if isinstance(child, dict | list):
-                bad += _count_bad_keys(child, depth + 1)
-    else:
-        for child in node:
-            if isinstance(child, dict | list):
-                bad += _count_bad_keys(child, depth + 1)
-    return bad
+        bad = sum(1 for k in node if not k or len(k) > NAME_MAX)
+    for child in children:
+        if isinstance(child, dict | list):
+            child_bad, child_numbers = _scan(child, depth + 1)
+            bad += child_bad
+            numbers += child_numbers
+        elif _out_of_range(child):
+            numbers += 1
+    return bad, numbers
 
 
-def _without_bad_keys(node: object) -> object:
+def _cleaned(node: object, drop_keys: bool) -> object:
+    """A copy without bad keys (when ``drop_keys``) and with API-47-D1 numbers as strings."""
     if isinstance(node, dict):
-        return {k: _without_bad_keys(c) for k, c in node.items() if k and len(k) <= NAME_MAX}
+        return {k: _cleaned(c, drop_keys) for k, c in node.items() if not drop_keys or (k and len(k) <= NAME_MAX)}
     if isinstance(node, list):
-        return [_without_bad_keys(c) for c in node]
+        return [_cleaned(c, drop_keys) for c in node]
+    if isinstance(node, int | float) and not isinstance(node, bool):
+        return plain_number(node)
     return node
 
 
@@ -400,9 +462,10 @@ def properties(field: str, v: object, errors: list[str], warnings: list[str]) ->
 
     Steps: ``[]``/``null`` -> ``{}``; an object under the key named like the field itself is merged in
     (outer keys win, outer document order first); depth check (error, result ``{}``); keys empty or longer
-    than 255 dropped at every depth; top-level key cap (``url``, ``referrer``, ``funnel`` exempt for
-    properties). May return ``v`` itself when nothing changes, so callers must not mutate the input
-    expecting a copy. Email hashing (ID-11) is not done here.
+    than 255 dropped at every depth; numbers outside the signed 64-bit range turned into strings (API-47-D1,
+    with a warning); top-level key cap (``url``, ``referrer``, ``funnel`` exempt for properties). May return
+    ``v`` itself when nothing changes, so callers must not mutate the input expecting a copy. Email hashing
+    (ID-11) is not done here.
     """
     if v is None:
         return {}
@@ -419,13 +482,16 @@ def properties(field: str, v: object, errors: list[str], warnings: list[str]) ->
             merged.setdefault(k, x)
         obj = merged
     try:
-        bad = _count_bad_keys(obj, 1)
+        bad, numbers = _scan(obj, 1)
     except _TooDeep:
         errors.append(f"{field} nesting exceeds maximum depth of {PROPERTY_DEPTH_MAX}")
         return {}
+    if bad or numbers:
+        obj = cast("dict[str, object]", _cleaned(obj, drop_keys=bool(bad)))
     if bad:
-        obj = cast("dict[str, object]", _without_bad_keys(obj))
         warnings.append(f"{field}: dropped {bad} keys longer than {NAME_MAX} characters or empty")
+    if numbers:
+        warnings.append(f"{field}: stored {numbers} numbers outside the signed 64-bit range as strings")
     if len(obj) > PROPERTY_KEYS_MAX:
         exempt = _UNCOUNTED_PROPERTY_KEYS if field == "properties" else _NO_UNCOUNTED
         counted = [k for k in obj if k not in exempt]

@@ -148,7 +148,7 @@ def gunicorn(
     port = free_port()
     out = open(log or os.devnull, "ab")
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread", "--threads", "8",
+        [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--workers", str(workers), "--threads", "8",
          "--graceful-timeout", "20", "--bind", f"127.0.0.1:{port}", "gateway:create_app()"],
         cwd=ROOT, env=env, stdout=out, stderr=out,
     )
