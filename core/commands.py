@@ -3,6 +3,11 @@
 A command is already validated and cleaned at the edge (ids assigned, IP masked, emails hashed), so processors
 never see raw client input and the raw IP never reaches the log (FP-1). Commands are plain, serializable
 records: the inline backend hands them straight to the processors, a queued backend stores them.
+
+Every command scrubs itself when it is built (``__post_init__``, :mod:`core.privacy`, quality.md Q-45): this is
+the one choke point every source goes through (REST API, sGTM, Shopify, the demo, a worker reading the stream),
+so no raw e-mail or IP address reaches the log, a Redis idempotency key or a table. Scrubbing is idempotent, so
+rebuilding a command from the stream changes nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +16,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
+
+from core.privacy import scrub_envelope, scrub_identifier, scrub_json, scrub_name, scrub_text, scrub_url
+
+USER_AGENT_MAX = 1024  # the stored column's width (api.md API-45)
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Free text scrubbed, then kept within its column: a hash is longer than the shortest address it replaces."""
+    return None if value is None else scrub_text(value)[:limit]
+
+
+def _postal_code(value: str | None) -> str | None:
+    """A postal code holding an e-mail or IP address is no postal code: dropped rather than stored hashed."""
+    return value if value is None or scrub_text(value) == value else None
+
+
+def _utm(values: dict[str, str]) -> dict[str, str]:
+    return {key: scrub_text(value) if isinstance(value, str) else value for key, value in values.items()}
 
 
 @dataclass(slots=True)
@@ -37,6 +60,15 @@ class TouchCommand:
     source: str | None = None  # connectors: shopify_webhook | shopify_pixel | sgtm (shopify.md SHP-1)
     origin: str | None = None  # connectors: e.g. shopify:{installation}; stored on the rows it creates
 
+    def __post_init__(self) -> None:
+        self.visitor_key, self.user_key = scrub_identifier(self.visitor_key), scrub_identifier(self.user_key)
+        self.client_session_id = scrub_identifier(self.client_session_id)
+        self.idempotency_key = scrub_identifier(self.idempotency_key)
+        self.url, self.referrer = scrub_url(self.url), scrub_url(self.referrer)
+        self.user_agent = _text(self.user_agent, USER_AGENT_MAX)
+        self.explicit_utm, self.postal_code = _utm(self.explicit_utm), _postal_code(self.postal_code)
+        self.fbp, self.fbc = scrub_identifier(self.fbp), scrub_identifier(self.fbc)
+
 
 @dataclass(slots=True)
 class EventCommand:
@@ -62,6 +94,16 @@ class EventCommand:
     source: str | None = None
     origin: str | None = None
 
+    def __post_init__(self) -> None:
+        self.event_type = scrub_name(self.event_type)
+        self.visitor_key, self.user_key = scrub_identifier(self.visitor_key), scrub_identifier(self.user_key)
+        self.client_session_id = scrub_identifier(self.client_session_id)
+        self.idempotency_key, self.funnel = scrub_identifier(self.idempotency_key), scrub_name(self.funnel)
+        self.url, self.referrer = scrub_url(self.url), scrub_url(self.referrer)
+        self.user_agent = _text(self.user_agent, USER_AGENT_MAX)
+        self.explicit_utm, self.properties = _utm(self.explicit_utm), scrub_json(self.properties)
+        self.sdk_name, self.sdk_version = _text(self.sdk_name, 64), _text(self.sdk_version, 32)
+
 
 @dataclass(slots=True)
 class ConversionCommand:
@@ -86,6 +128,12 @@ class ConversionCommand:
     source: str | None = None
     origin: str | None = None
 
+    def __post_init__(self) -> None:
+        self.conversion_type = scrub_name(self.conversion_type)
+        self.visitor_key, self.user_key = scrub_identifier(self.visitor_key), scrub_identifier(self.user_key)
+        self.idempotency_key, self.funnel = scrub_identifier(self.idempotency_key), scrub_name(self.funnel)
+        self.properties, self.warnings = scrub_json(self.properties), scrub_json(self.warnings)
+
 
 @dataclass(slots=True)
 class IdentifyCommand:
@@ -101,6 +149,11 @@ class IdentifyCommand:
     phone_sha256: str | None = None
     idempotency_key: str | None = None  # connectors: an identify is applied once per key (sgtm.md SGTM-25)
     origin: str | None = None  # connectors: stored on an identity it creates (shopify.md SHP-89)
+
+    def __post_init__(self) -> None:
+        self.user_key = scrub_identifier(self.user_key)
+        self.visitor_key, self.traits = scrub_identifier(self.visitor_key), scrub_json(self.traits)
+        self.idempotency_key = scrub_identifier(self.idempotency_key)
 
 
 @dataclass(slots=True)
@@ -123,6 +176,11 @@ class OrderAdjustmentCommand:
     properties: dict[str, Any] = field(default_factory=dict)
     visitor_key: None = None  # adjustments name no visitor (the batch locks visitors by this field)
     origin: str | None = None
+
+    def __post_init__(self) -> None:
+        self.idempotency_key = scrub_identifier(self.idempotency_key)
+        self.conversion_key = scrub_identifier(self.conversion_key)
+        self.properties = scrub_json(self.properties)
 
 
 @dataclass(slots=True)
@@ -147,6 +205,11 @@ class RedactCommand:
     origin: str | None = None
     visitor_key: None = None
 
+    def __post_init__(self) -> None:
+        self.idempotency_key = scrub_identifier(self.idempotency_key)
+        self.user_key = scrub_identifier(self.user_key)
+        self.conversion_keys = [scrub_identifier(key) for key in self.conversion_keys]
+
 
 @dataclass(slots=True)
 class OrderLinkCommand:
@@ -169,6 +232,12 @@ class OrderLinkCommand:
     ga_client_id: str | None = None
     conversion: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None
+
+    def __post_init__(self) -> None:
+        self.idempotency_key = scrub_identifier(self.idempotency_key)
+        self.transaction_id = scrub_identifier(self.transaction_id)
+        self.visitor_key, self.ga_client_id = scrub_identifier(self.visitor_key), scrub_identifier(self.ga_client_id)
+        self.conversion = scrub_envelope(self.conversion)
 
 
 Command = (TouchCommand | EventCommand | ConversionCommand | IdentifyCommand | OrderAdjustmentCommand | RedactCommand
