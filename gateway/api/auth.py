@@ -1,12 +1,14 @@
 """Bearer-key authentication (api.md API-10..API-13, API-141).
 
 Steps 1–3 are pure string checks; only a well-formed secret key reaches the database, and only after the
-per-IP failed-authentication limiter allows it.
+per-IP failed-authentication limiter allows it. While the database is unreachable a known key is served from
+its last good cache entry (quality.md Q-22, docs/api.md API-13-D2); a revoked key is still refused at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from flask import current_app, g, request
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy.exc import OperationalError
 
 from core import keycache
 from core.accounts import KEY_PATTERN, KeyLookup, key_digest, lookup_key
@@ -33,6 +36,7 @@ PROBLEMS = {
     "suspended": "Account suspended",
 }
 _SCHEME = re.compile(r"(?i)bearer[ \t]+(\S+)")
+log = logging.getLogger("mbuzz.auth")
 
 
 class AuthFailure(Exception):
@@ -103,23 +107,35 @@ class FailureLimiter:
 
 
 def cached_lookup(services: Any, token: str) -> KeyLookup:
-    """API-13: valid keys are cached in Redis (cleared by revocation); the database decides every refusal."""
+    """API-13: valid keys are cached in Redis; revocation marks them there. The database decides every other
+    refusal, and only its unavailability lets a stale entry (the key's last good answer) stand in (Q-22)."""
     digest = key_digest(token)
-    if services.redis is not None:
-        try:
-            hit = keycache.cached(services.redis, digest)
-            if hit is not None:
-                return hit
-        except Exception:  # Redis trouble: the database answers
-            pass
-    with services.sessions.begin() as db:
-        found = lookup_key(db, token)
-    if services.redis is not None:
+    entry = _cached(services, digest)
+    if entry is not None and entry.fresh:
+        return entry.lookup
+    try:
+        with services.sessions.begin() as db:
+            found = lookup_key(db, token)
+    except OperationalError:
+        if entry is None:
+            raise  # a key never seen cannot be verified: 503
+        log.warning("database unavailable; key %s served from its last good cache entry", entry.lookup.key_prefix)
+        return entry.lookup
+    if services.redis is not None and (found.problem is None or entry is not None):
         try:
             keycache.remember(services.redis, digest, found)
         except Exception:
             pass
     return found
+
+
+def _cached(services: Any, digest: str) -> keycache.Cached | None:
+    if services.redis is None:
+        return None
+    try:
+        return keycache.cached(services.redis, digest)
+    except Exception:  # Redis trouble: the database answers
+        return None
 
 
 def authenticate() -> Principal:

@@ -1,8 +1,15 @@
-"""REST API v1 endpoints (api.md §8). Thin: parse → build commands → append to the log → answer."""
+"""REST API v1 endpoints (api.md §8). Thin: parse → build commands → append to the log → answer.
+
+A request's rejections (API-24) are handed to the log with its accepted commands, so the answer needs the log
+alone: with PostgreSQL down and Redis up a request answers 2xx exactly when something was appended (API-66,
+quality.md Q-22), and a keyed rejection gets an id derived from its key, so a retry records it once (API-24-D1).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -16,9 +23,8 @@ from connectors.shopify.api_version import configured_version_status
 from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult, EventCommand, TouchCommand
 from core.ids import new_id
-from core.log import LogUnavailable
+from core.log import LogUnavailable, Rejected
 from core.reads import pending_conversion_body, pending_identify_body
-from core.storage.models import Rejection
 from core.usage import quota_reached
 from gateway.api import normalize
 from gateway.api.auth import AuthFailure, Principal, authenticate
@@ -26,6 +32,7 @@ from gateway.api.body import BodyError, parse_body
 from gateway.api.fields import idempotency_header
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+log = logging.getLogger("mbuzz.api")
 
 EVENTS_LIMIT = 524_288
 OTHER_LIMIT = 32_768
@@ -136,44 +143,51 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
     return wrap
 
 
-def _append(principal: Principal, commands: list[Command]) -> list[CommandResult]:
-    appended = _services().log.append(principal.tenant, commands)
+def _append(
+    principal: Principal, commands: list[Command], rejections: list[Rejected] | None = None
+) -> list[CommandResult]:
+    appended = _services().log.append(principal.tenant, commands, rejections=rejections or ())
     g.processing = appended.mode
     return appended.results
 
 
-def _record_rejections(
-    principal: Principal, endpoint_name: str, items: list[tuple[int | None, Any, list[str]]]
-) -> None:
-    """API-24: what was rejected and why, never the body."""
-    if not items:
-        return
-    now = _services().now()
-    with _services().sessions.begin() as db:
-        for index, name, errors in items:
-            db.add(
-                Rejection(
-                    account_id=principal.tenant.account_id,
-                    environment=principal.tenant.environment,
-                    id=new_id("rej"),
-                    endpoint=endpoint_name,
-                    item_index=index,
-                    name=name[:255] if isinstance(name, str) else None,
-                    errors=errors,
-                    key_prefix=principal.key_prefix,
-                    request_id=g.get("request_id"),
-                    created_at=now,
-                )
-            )
+def _rejected(
+    principal: Principal, endpoint_name: str, index: int | None, name: Any, errors: list[str], key: str | None
+) -> Rejected:
+    """API-24: what was rejected and why, never the body. A keyed item (the key API-51/52/53 would use) gets an
+    id derived from its tenant, endpoint and key, so a retry of the same rejected item is recorded once."""
+    if key is None:
+        rejection_id = new_id("rej")
+    else:
+        seed = "\n".join((principal.tenant.environment, endpoint_name, key))
+        rejection_id = "rej_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+    return Rejected(id=rejection_id, endpoint=endpoint_name, index=index,
+                    name=name[:255] if isinstance(name, str) else None, errors=errors,
+                    key_prefix=principal.key_prefix, request_id=g.get("request_id"), created_at=_services().now())
+
+
+def _raw_key(value: Any) -> str | None:
+    """The client's idempotency key of a rejected item as sent, when it is one (API-51: string or integer)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= 255 else None
 
 
 def _billing_blocked(principal: Principal) -> Response | None:
-    """API-33: once the monthly quota is used up, events and sessions answer 402 (conversions never do)."""
+    """API-33: once the monthly quota is used up, events and sessions answer 402 (conversions never do).
+
+    With the database unreachable the quota cannot be read; the request is accepted into the log rather than
+    refused (quality.md Q-22; docs/api.md API-33-D1): usage is still counted when the drain processes it."""
     if principal.monthly_event_quota is None:
         return None
-    with _services().sessions() as db:
-        if not quota_reached(db, principal.tenant.account_id, principal.monthly_event_quota, _services().now()):
-            return None
+    try:
+        with _services().sessions() as db:
+            if not quota_reached(db, principal.tenant.account_id, principal.monthly_event_quota, _services().now()):
+                return None
+    except OperationalError:
+        log.warning("database unavailable: quota of %s not checked", principal.tenant.account_id)
+        return None
     return json_response({"error": "Account cannot accept events", "billing_blocked": True}, 402)
 
 
@@ -188,8 +202,10 @@ def _unwrap(value: Any, key: str) -> dict[str, Any]:
     return value
 
 
-def _unprocessable(principal: Principal, name: str, item: Any, errors: list[str]) -> Response:
-    _record_rejections(principal, name, [(None, item, errors)])
+def _unprocessable(principal: Principal, name: str, item: Any, errors: list[str], key: str | None) -> Response:
+    """A 422, recorded through the log (API-24): with PostgreSQL down it is still a 422, not a 503 (Q-22)."""
+    _services().log.append(principal.tenant, [], wait=False, rejections=[_rejected(principal, name, None, item,
+                                                                                    errors, key)])
     return json_response({"success": False, "errors": errors}, 422)
 
 
@@ -253,16 +269,16 @@ def events(principal: Principal, value: Any, warnings: list[str], header_key: st
     sdk = _sdk()
     built = [normalize.build_event(item, i, now, header_key, sdk) for i, item in enumerate(items)]
     commands = [_server_side_sessions(b.command) for b in built if b.command is not None]
-    results = iter(_append(principal, commands))
+    rejections = [_event_rejection(principal, index, item, b.errors, header_key)
+                  for index, (item, b) in enumerate(zip(items, built, strict=True)) if b.command is None]
+    results = iter(_append(principal, commands, rejections))
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    rejections: list[tuple[int | None, Any, list[str]]] = []
     for index, (item, b) in enumerate(zip(items, built, strict=True)):
         if b.command is None:
             name = item.get("event_type") if isinstance(item, dict) else None
             rejected.append({"index": index, "event_type": name if isinstance(name, str) else None,
                              "status": "rejected", "errors": b.errors})
-            rejections.append((index, name, b.errors))
             continue
         result = next(results)
         entry: dict[str, Any] = {
@@ -278,8 +294,18 @@ def events(principal: Principal, value: Any, warnings: list[str], header_key: st
         if item_warnings:
             entry["warnings"] = item_warnings
         accepted.append(entry)
-    _record_rejections(principal, "events", rejections)
     return json_response({"accepted": len(accepted), "rejected": rejected, "events": accepted}, 202)
+
+
+def _event_rejection(
+    principal: Principal, index: int, item: Any, errors: list[str], header_key: str | None
+) -> Rejected:
+    """The API-24 record of a rejected event, keyed as API-51 keys events (message_id, id, header:index)."""
+    raw = item if isinstance(item, dict) else {}
+    key = _raw_key(raw.get("message_id", raw.get("id")))
+    if key is None and header_key is not None:
+        key = f"{header_key}:{index}"
+    return _rejected(principal, "events", index, raw.get("event_type"), errors, key)
 
 
 def _event_items(value: Any) -> list[Any]:
@@ -311,7 +337,7 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
     now = _services().now()
     built = normalize.build_touch(raw, now, header_key)
     if built.command is None:
-        return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors)
+        return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors, header_key)
     _append(principal, [_server_side_sessions(built.command)])
     cmd = built.command
     channel = "bot" if cmd.user_agent and is_bot(cmd.user_agent) else traffic_for(
@@ -335,13 +361,14 @@ def conversions(principal: Principal, value: Any, warnings: list[str], header_ke
     raw = _unwrap(value, "conversion")
     now = _services().now()
     built = normalize.build_conversion(raw, now, header_key, principal.currency)
+    key = _raw_key(raw.get("idempotency_key")) or header_key  # API-52's key, as sent
     if built.command is None:
-        return _unprocessable(principal, "conversions", raw.get("conversion_type"), built.errors)
+        return _unprocessable(principal, "conversions", raw.get("conversion_type"), built.errors, key)
     (result,) = _append(principal, [built.command])
     if result.status == "rejected":
         if g.get("processing") == "queued":  # the drain that rejected it has recorded it already (API-24)
             return json_response({"success": False, "errors": result.errors}, 422)
-        return _unprocessable(principal, "conversions", raw.get("conversion_type"), result.errors)
+        return _unprocessable(principal, "conversions", raw.get("conversion_type"), result.errors, key)
     if not result.body:  # API-62: still in the log when the wait ran out
         duplicate = result.status == "duplicate"
         pending = pending_conversion_body(built.command, result.result_id or built.command.id, duplicate)
@@ -362,7 +389,7 @@ def identify(principal: Principal, value: Any, warnings: list[str], header_key: 
     raw = _unwrap(value, "identify")
     built = normalize.build_identify(raw, _services().now())
     if built.command is None:
-        return _unprocessable(principal, "identify", None, built.errors)
+        return _unprocessable(principal, "identify", None, built.errors, None)
     (result,) = _append(principal, [built.command])
     if not result.body:  # API-101: the wait ran out
         return json_response(pending_identify_body(built.command), 202)
