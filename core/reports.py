@@ -14,7 +14,6 @@ which a JSON writer such as orjson refuses. :func:`json_safe` turns such numbers
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from sqlalchemy.orm import aliased, sessionmaker
 from core import rollups
 from core.attribution import MODELS
 from core.channels import CHANNELS
+from core.numbers import json_safe
 from core.reads import conversion_body
 from core.settings import load_config
 from core.storage.models import (
@@ -419,65 +419,6 @@ def conversion_credit_lines(db: DbSession, tenant: Tenant, conversions: Sequence
     return lines
 
 
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-_FLOAT_LIMIT = 2.0**63
-
-
-def _unsafe(v: object) -> bool:
-    t = type(v)
-    if t is int:
-        return not _I64_MIN <= v <= _I64_MAX  # type: ignore[operator]
-    if t is float:
-        return not -_FLOAT_LIMIT <= v < _FLOAT_LIMIT  # type: ignore[operator]  # NaN and inf too
-    return False
-
-
-def _safe_scalar(v: Any) -> Any:
-    if not _unsafe(v):
-        return v
-    if type(v) is int:
-        return str(v)
-    return repr(v) if math.isfinite(v) else None
-
-
-def _holds_unsafe(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif _unsafe(node):
-            return True
-    return False
-
-
-def json_safe(value: Any) -> Any:
-    """A stored JSON value every JSON writer can answer with (API-47-D1): an integer outside signed 64 bits
-    becomes its decimal digits (``"20000000000000000000"``), a float of magnitude 2**63 or more its shortest
-    decimal string (``"1e+30"``), NaN or an infinity ``None``. Returns ``value`` itself when nothing needs a
-    change (the common case: one walk, no copy); iterative, so no stored depth can raise RecursionError."""
-    if not _holds_unsafe(value):
-        return value
-    if not isinstance(value, dict | list):
-        return _safe_scalar(value)
-    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
-    stack: list[tuple[Any, dict[Any, Any] | list[Any]]] = [(value, root)]
-    while stack:
-        src, dst = stack.pop()
-        for key, item in (src.items() if isinstance(src, dict) else enumerate(src)):
-            out: Any = item
-            if isinstance(item, dict | list):
-                out = {} if isinstance(item, dict) else []
-                stack.append((item, out))
-            else:
-                out = _safe_scalar(item)
-            if isinstance(dst, dict):
-                dst[key] = out
-            else:
-                dst.append(out)
-    return root
 
 
 def event_rows(db: DbSession, tenant: Tenant, events: Sequence[Event]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from core.aliases import derived_visitor
 from core.money import currency_exponent
+from core.numbers import plain_number, stored_int
 
 __all__ = ["Outputs", "Payload", "output_kind", "outputs_for", "sent_visitor", "validate"]
 
@@ -142,11 +143,19 @@ def _properties(v: object, errors: list[str], name: str = "properties") -> dict[
     return _plain(v)  # type: ignore[no-any-return]
 
 
+def _integral(value: int | Decimal) -> bool:
+    """Whether a JSON number is a whole number, without converting a huge Decimal (those are whole anyway)."""
+    if isinstance(value, int):
+        return True
+    return value.is_finite() and (value.adjusted() > 18 or value == value.to_integral_value())
+
+
 def _plain(value: Any) -> Any:
     """Custom properties as JSON stores them: the body is parsed with decimal floats (for money), but a
-    property number is a plain number, as on the REST API."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+    property number is a plain number, as on the REST API, under the same range rule (Q-60: beyond signed 64
+    bits it is kept as its decimal text; NaN and the infinities become null)."""
+    if isinstance(value, Decimal | float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return plain_number(value)
     if isinstance(value, dict):
         return {k: _plain(x) for k, x in value.items()}
     if isinstance(value, list):
@@ -175,13 +184,15 @@ def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:
     timestamp_ms = 0
     if _absent(ts):
         errors.append("timestamp_ms: required")
-    elif isinstance(ts, bool) or not isinstance(ts, int | Decimal) or int(ts) != ts:
+    elif isinstance(ts, bool) or not isinstance(ts, int | Decimal) or not _integral(ts):
         errors.append("timestamp_ms: must be an integer")
     else:
-        timestamp_ms = int(ts)
+        stamp = ts if isinstance(ts, int) else stored_int(ts)  # Q-60: never int() of Decimal('1e999999')
         lowest, highest = (int((now + d).timestamp() * 1000) for d in (-PAST, FUTURE))
-        if not lowest <= timestamp_ms <= highest:  # compared as integers: no datetime overflow for 10**30
+        if stamp is None or not lowest <= stamp <= highest:  # compared as integers: no datetime overflow
             errors.append("timestamp_ms: must be within 72 hours before and 5 minutes after the server time")
+        else:
+            timestamp_ms = stamp
     for key, limit in _STRINGS.items():
         v = raw.get(key)
         if isinstance(v, int) and not isinstance(v, bool) and key == "user_id":
@@ -316,9 +327,9 @@ def _items(v: object, errors: list[str]) -> list[dict[str, Any]]:
             clean["price"] = price
         quantity = item.get("quantity")
         if not _absent(quantity):
-            if isinstance(quantity, int | Decimal) and not isinstance(quantity, bool) and quantity == int(quantity) \
-                    and 1 <= quantity <= 100_000:
-                clean["quantity"] = int(quantity)
+            count = stored_int(quantity) if isinstance(quantity, int | Decimal) else None  # Q-60: size first
+            if count is not None and count == quantity and 1 <= count <= 100_000:
+                clean["quantity"] = count
             else:
                 errors.append(f"items[{i}].quantity: must be an integer from 1 to 100000")
         items.append(clean)

@@ -26,9 +26,10 @@ from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
 from core.ids import new_id
 from core.money import MAX_REVENUE
+from core.numbers import stored_int
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
 from gateway.api.auth import client_ip
-from gateway.api.fields import clean_user_agent, fingerprint, mask_ip, stored_int
+from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
 from gateway.api.views import json_response
 
 __all__ = ["EVENT_TYPES", "bp", "pixel_key_for_limits"]

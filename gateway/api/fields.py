@@ -15,12 +15,12 @@ import hashlib
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
 import orjson
 
+from core.numbers import out_of_range, plain_number, stored_int
 from gateway.api.body import BodyError
 
 __all__ = [
@@ -372,61 +372,6 @@ class _TooDeep(Exception):
     pass
 
 
-# Q-60 / API-47-D1: PostgreSQL keeps a JSON number exactly, so a float such as 2e19 comes back from a JSONB
-# column as the integer 20000000000000000000, which no 64-bit JSON writer (orjson) can answer with. A number
-# that is not a signed 64-bit integer or a float below 2**63 in magnitude is therefore stored as its string.
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-_FLOAT_LIMIT = 2.0**63  # exactly representable; floats at or beyond it are integers outside i64 once stored
-
-
-def _out_of_range(v: object) -> bool:
-    """A number a JSON property may not keep as a number (only finite floats and i64 reach here from a body,
-    but the rule is total: any int, any float)."""
-    t = type(v)
-    if t is float:
-        return not -_FLOAT_LIMIT <= v < _FLOAT_LIMIT  # type: ignore[operator]  # also true for NaN and inf
-    if t is int:
-        return not _I64_MIN <= v <= _I64_MAX  # type: ignore[operator]
-    return False
-
-
-def plain_number(v: int | float | Decimal) -> int | float | str | None:
-    """API-47-D1: the number itself when it is stored and read back exactly; otherwise the shortest decimal
-    string that reads back as the same number (``2e19`` -> ``"2e+19"``, ``2**64`` -> ``"18446744073709551616"``);
-    ``None`` for NaN and the infinities, which JSON cannot hold.
-
-    A ``Decimal`` (bodies parsed with decimal floats, as the connectors parse theirs) becomes the int or float
-    JSON would have given, under the same rule; one beyond it keeps its exact text (``"1E+5000"``). Its
-    magnitude is checked before any conversion: ``int(Decimal('1e999999'))`` alone takes longer than a request
-    may (Q-60)."""
-    if isinstance(v, Decimal):
-        if not v.is_finite():
-            return None
-        if v.adjusted() > 18:
-            return str(v)
-        v = int(v) if v == v.to_integral_value() else float(v)
-    if not _out_of_range(v):
-        return v
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else None
-    return str(v)
-
-
-def stored_int(v: object) -> int | None:
-    """An integer within signed 64 bits from a parsed JSON number (int, float or Decimal), cut toward zero like
-    ``int()``; ``None`` for anything else. The magnitude is checked *before* converting, because ``int()`` of
-    ``Decimal('1e999999')`` takes longer than any request may (Q-60)."""
-    if isinstance(v, bool) or not isinstance(v, int | float | Decimal):
-        return None
-    if isinstance(v, Decimal):
-        if not v.is_finite() or v.adjusted() > 18:
-            return None
-    elif isinstance(v, float) and not math.isfinite(v):
-        return None
-    n = int(v)
-    return n if _I64_MIN <= n <= _I64_MAX else None
-
-
 def _scan(node: dict[str, object] | list[object], depth: int) -> tuple[int, int]:
     """Depth check, bad-key count and out-of-range number count in one pass. Recursion is bounded by
     PROPERTY_DEPTH_MAX + 1."""
@@ -441,7 +386,7 @@ def _scan(node: dict[str, object] | list[object], depth: int) -> tuple[int, int]
             child_bad, child_numbers = _scan(child, depth + 1)
             bad += child_bad
             numbers += child_numbers
-        elif _out_of_range(child):
+        elif out_of_range(child):
             numbers += 1
     return bad, numbers
 

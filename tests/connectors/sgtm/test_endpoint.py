@@ -210,3 +210,28 @@ def test_SGTM21_numeric_custom_properties_are_stored(app: Flask, seeded: FlaskCl
                           ).one()
     assert conv.revenue_minor == 350
     assert (conv.properties["score"], conv.properties["count"], conv.properties["nested"]) == (1.5, 2, {"x": 2.25})
+
+
+def test_Q60_numbers_beyond_64_bits_never_poison_the_tenant(app: Flask, seeded: FlaskClient) -> None:
+    """Q-60 on the sGTM edge: NaN, the infinities, 1e5000 and 1e30 as properties, and huge item quantities and
+    timestamps, answer without a 500; numbers beyond signed 64 bits are stored as decimal text (API-47-D1), so
+    the tenant's data API still answers."""
+    _, auth = _template_body("F14")
+    stamp = int(NOW.timestamp() * 1000)
+    head = f'{{"v": 1, "event_name": "purchase", "visitor_id": "{"c" * 64}", "value": 3.5, "currency": "USD", '
+    raw = (head + f'"timestamp_ms": {stamp}, "transaction_id": "T-q60", "properties": {{"nan": NaN, '
+           '"inf": -Infinity, "huge": 1e5000, "big": 1e30, "wide": 123456789012345678901234567890, "fine": 7}}')
+    resp = _post(seeded, raw.encode(), auth)
+    assert resp.status_code == 202, resp.get_json()
+    with app.config["MBUZZ"].sessions() as db:
+        conv = db.scalars(sa.select(m.Conversion).where(m.Conversion.idempotency_key == "sgtm:acct_02:txn:T-q60")
+                          ).one()
+    assert {k: conv.properties[k] for k in ("nan", "inf", "huge", "big", "wide", "fine")} == {
+        "nan": None, "inf": None, "huge": "1E+5000", "big": "1e+30", "wide": "123456789012345678901234567890",
+        "fine": 7}  # as the REST API stores 1e30 and the integer
+    head = f'{{"v": 1, "event_name": "purchase", "visitor_id": "{"d" * 64}", "transaction_id": "T-bad", "value": 1, '
+    for bad, error in (('"timestamp_ms": 1e1000000', "timestamp_ms: must be within 72 hours"),
+                       (f'"timestamp_ms": {stamp}, "items": [{{"item_id": "x", "quantity": 1e1000000}}]',
+                        "items[0].quantity: must be an integer from 1 to 100000")):
+        answer = _post(seeded, (head + '"currency": "USD", ' + bad + "}").encode(), auth)
+        assert answer.status_code == 422 and answer.get_json()["errors"][0].startswith(error), answer.get_json()
