@@ -481,7 +481,7 @@ class Server:
         self.log_path = logdir / f"gunicorn-{self.port}.log"
         gunicorn = Path(sys.executable).parent / "gunicorn"
         exe = str(gunicorn) if gunicorn.exists() else (shutil.which("gunicorn") or "gunicorn")
-        cmd = [exe, "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+        cmd = [exe, "-c", str(ROOT / "gunicorn.conf.py"), "--workers", str(workers), "--threads", str(threads),
                "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "30", "--log-level", "warning",
                "--graceful-timeout", "5", app]
         self.command = " ".join(cmd)

@@ -17,6 +17,7 @@ from core.queue import RedisStreamLog
 from core.storage.db import make_engine, session_factory
 from gateway.api.auth import FailureLimiter
 from gateway.config import Settings
+from gateway.ratelimit import address_key, storage_options
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Services:
             sessions=sessions,
             log=log,
             redis=client,
-            auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage),
+            auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage, storage_options(),
+                                         lambda ip: address_key(settings.secret_key, "ip", ip)),
         )
 
     def forget_keys(self, digests: list[str]) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,16 +86,21 @@ class FailureLimiter:
     window takes over (like API-140's limits) rather than failing the request.
     """
 
-    def __init__(self, rate: str, storage_uri: str) -> None:
+    def __init__(self, rate: str, storage_uri: str, options: dict[str, str | int] | None = None,
+                 key: Callable[[str], str] = lambda ip: ip) -> None:
+        """`options` go to the storage (the Redis key prefix), `key` turns an address into the counted key (a
+        keyed digest, so no raw IP is a Redis key: gateway.ratelimit)."""
         self._limit = parse(rate)
-        self._primary = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._key = key
+        self._primary = MovingWindowRateLimiter(storage_from_string(storage_uri, **(options or {})))
         self._fallback = MovingWindowRateLimiter(storage_from_string("memory://"))
 
     def _call(self, method: str, ip: str) -> Any:
+        key = self._key(ip)
         try:
-            return getattr(self._primary, method)(self._limit, "authfail", ip)
+            return getattr(self._primary, method)(self._limit, "authfail", key)
         except Exception:  # storage outage: never a 5xx because of the limiter
-            return getattr(self._fallback, method)(self._limit, "authfail", ip)
+            return getattr(self._fallback, method)(self._limit, "authfail", key)
 
     def blocked(self, ip: str) -> int | None:
         if self._call("test", ip):

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session as DbSession
 from core import reports
 from core.attribution import MODELS
 from core.channels import CHANNELS
+from core.privacy import scrub_identifier, scrub_name
 from core.reads import money, rfc3339
 from core.reports import Keyset, Range, ReportError
 from core.settings import load_config
@@ -116,6 +117,17 @@ def _arg(name: str) -> str | None:
 def _text(name: str) -> str | None:
     value = (_arg(name) or "").strip()
     return value or None
+
+
+def _identifier(name: str) -> str | None:
+    """A user or visitor id filter, scrubbed as stored ids are (Q-45): an id holding an e-mail is stored as its
+    hash, so a filter written with the raw id must look for that hash."""
+    return scrub_identifier(_text(name))
+
+
+def _name(name: str) -> str | None:
+    """An event type, funnel or conversion type filter, scrubbed as stored names are (Q-45)."""
+    return scrub_name(_text(name))
 
 
 def _boolean(name: str) -> bool:
@@ -311,8 +323,8 @@ def conversions(principal: Principal, db: DbSession) -> Response:
     if status is not None and status not in ("active", "cancelled"):
         raise BadRequest(f"Unknown status '{_shown(status)}'. Allowed: active, cancelled")
     query.filters = {
-        "conversion_type": _text("conversion_type"), "funnel": _text("funnel"), "visitor_id": _text("visitor_id"),
-        "user_id": _text("user_id"), "channels": _choices("channels", CHANNELS, "channel"), "status": status,
+        "conversion_type": _name("conversion_type"), "funnel": _name("funnel"), "visitor_id": _identifier("visitor_id"),
+        "user_id": _identifier("user_id"), "channels": _choices("channels", CHANNELS, "channel"), "status": status,
     }
     query.models = _shown_models(query)
     models = query.models
@@ -355,8 +367,8 @@ def events(principal: Principal, db: DbSession) -> Response:
     """API-126."""
     query = _paged(_query("events", principal, db))
     query.filters = {
-        "event_type": _text("event_type"), "funnel": _text("funnel"), "visitor_id": _text("visitor_id"),
-        "user_id": _text("user_id"), "session_id": _server_id(_text("session_id"), "sess_"),
+        "event_type": _name("event_type"), "funnel": _name("funnel"), "visitor_id": _identifier("visitor_id"),
+        "user_id": _identifier("user_id"), "session_id": _server_id(_text("session_id"), "sess_"),
         "include_excluded": _boolean("include_excluded"),
     }
     return _list_answer(
@@ -378,7 +390,7 @@ def sessions(principal: Principal, db: DbSession) -> Response:
     """API-127."""
     query = _paged(_query("sessions", principal, db))
     query.filters = {
-        "visitor_id": _text("visitor_id"), "user_id": _text("user_id"),
+        "visitor_id": _identifier("visitor_id"), "user_id": _identifier("user_id"),
         "channels": _choices("channels", CHANNELS, "channel"), "include_excluded": _boolean("include_excluded"),
     }
     return _list_answer(
@@ -398,7 +410,7 @@ def attribution(principal: Principal, db: DbSession) -> Response:
     channels = _choices("channels", CHANNELS, "channel")
     models = _shown_models(query)
     report = reports.attribution_report(db, query.tenant, query.rng, models=models,
-                                        conversion_type=_text("conversion_type"), funnel=_text("funnel"),
+                                        conversion_type=_name("conversion_type"), funnel=_name("funnel"),
                                         channels=channels)
     if query.csv:
         lines = ([r["model"], r["channel"], r["currency"], f"{r['conversions']:.4f}",

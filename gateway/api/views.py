@@ -24,6 +24,7 @@ from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult, EventCommand, TouchCommand
 from core.ids import new_id
 from core.log import LogUnavailable, Rejected
+from core.privacy import scrub_name
 from core.reads import pending_conversion_body, pending_identify_body
 from core.usage import quota_reached
 from gateway.api import normalize
@@ -162,7 +163,7 @@ def _rejected(
         seed = "\n".join((principal.tenant.environment, endpoint_name, key))
         rejection_id = "rej_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
     return Rejected(id=rejection_id, endpoint=endpoint_name, index=index,
-                    name=name[:255] if isinstance(name, str) else None, errors=errors,
+                    name=scrub_name(name) if isinstance(name, str) else None, errors=errors,
                     key_prefix=principal.key_prefix, request_id=g.get("request_id"), created_at=_services().now())
 
 

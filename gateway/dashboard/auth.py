@@ -121,12 +121,11 @@ def _password_mark(password_hash: str) -> str:
     return hmac.new(key, b"dashboard-session:" + password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def log_in(email: str, password: str, ip: str | None = None) -> str | None:
+def log_in(email: str, password: str) -> str | None:
     """The error to show, or None once the session belongs to the user.
 
-    The limit counts `client_ip()` (API-141's rule, `MBUZZ_TRUSTED_PROXIES`), whatever `ip` the caller read:
-    the socket peer alone is the proxy's address for every client behind a proxy."""
-    del ip  # kept for callers; the address is chosen here, by the same rule as the API's
+    The limit counts `client_ip()` (API-141's rule, `MBUZZ_TRUSTED_PROXIES`): the socket peer alone is the
+    proxy's address for every client behind a proxy."""
     address = client_ip()
     email = email.strip().lower()
     limiter = _limiter()

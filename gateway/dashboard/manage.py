@@ -43,8 +43,7 @@ def _safe_next(target: str | None) -> str:
 def login() -> Any:
     error = None
     if request.method == "POST":
-        error = log_in(request.form.get("email", ""), request.form.get("password", ""),
-                       request.remote_addr or "unknown")
+        error = log_in(request.form.get("email", ""), request.form.get("password", ""))
         if error is None:
             return redirect(_safe_next(request.form.get("next")))
     status = 429 if error and error.startswith("Too many") else (401 if error else 200)

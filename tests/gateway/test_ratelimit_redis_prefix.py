@@ -19,6 +19,7 @@ import redis
 
 from core.queue import PREFIX
 from gateway import create_app
+from gateway.ratelimit import address_key
 from tests.conftest import make_settings, new_account
 from tests.gateway.dashboard.test_dashboard import _login_token
 
@@ -69,3 +70,18 @@ def test_API140_DSH4_SHP71_limit_keys_are_under_the_redis_prefix_and_hold_no_raw
     assert len(login) >= 2, login  # the e-mail's count and the address's count
     assert _keys(store, f"*{email}*") == [] and _keys(store, f"*{address}*") == []
     assert _keys(store, f"*{email.split('@')[0]}*") == []
+
+
+def test_API141_failed_authentication_counts_are_under_the_prefix_and_hold_no_raw_address(
+        database_url: str, store: redis.Redis) -> None:
+    """API-141's per-IP count of failed authentications lives in Redis like the other limits: under the prefix,
+    keyed by a digest of the address, never the address itself."""
+    app = create_app(make_settings(database_url, redis_url=REDIS_URL))
+    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    bad = {"Authorization": "Bearer sk_test_" + "0" * 32}
+    assert client.get("/api/v1/validate", headers=bad).status_code == 401
+    digest = address_key("test-secret", "ip", address)
+    assert [k.split("/")[0] for k in _keys(store, f"*authfail/{digest}/*")] == [f"{PREFIX}:limits:LIMITER"]
+    assert _keys(store, f"*{address}*") == []  # other runs' keys may be here too: look only at this address

@@ -330,8 +330,6 @@ def _flows_still_work(db: Any, answers: dict[str, Any], transaction_id: str, ema
     assert links[0].status == "pending"
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/api/views.py _record_rejections stores the item's raw name; it "
-                   "must store core.privacy.scrub_name(name) (described in the issue 15 item 10 report)")
 def test_Q45_rejection_names_are_scrubbed(app: Flask, acct: AccountKeys) -> None:
     """API-24 keeps what was rejected for 7 days: an e-mail used as an event type must not be kept raw there."""
     email = f"q45.{uuid.uuid4().hex[:10]}@example.com"

@@ -361,6 +361,28 @@ def test_API124_filters(client: FlaskClient, acct: AccountKeys, clock: list[date
     assert ids(channels="ai,email") == [purchase, signup]
 
 
+def test_Q45_filters_written_with_the_raw_values_find_the_scrubbed_rows(client: FlaskClient, acct: AccountKeys,
+                                                                           clock: list[datetime]) -> None:
+    """Ids and names holding an e-mail are stored scrubbed (Q-45); a filter written as the client sent them
+    (user_id, visitor_id, conversion_type, funnel, event_type) still finds those rows."""
+    mail, visitor = "jane.q45@example.com", "v-203.0.113.7"  # a visitor id holding an IP is hashed too
+    made = convert(client, acct, visitor, AT - timedelta(hours=3), conversion_type=f"signup {mail}",
+                   funnel=mail, user_id=mail)["id"]
+    event(client, acct, visitor, AT - timedelta(hours=4), event_type=mail, user_id=mail)
+
+    def conversions(**params: str) -> list[str]:
+        return [c["id"] for c in get(client, acct, "/conversions", **NOV, **params).get_json()["data"]]
+
+    def events(**params: str) -> int:
+        return len(get(client, acct, "/events", **NOV, **params).get_json()["data"])
+
+    for params in ({"user_id": mail}, {"visitor_id": visitor}, {"conversion_type": f"signup {mail}"},
+                   {"funnel": mail}):
+        assert conversions(**params) == [made], params
+    assert events(event_type=mail) == 1 and events(visitor_id=visitor) == 1
+    assert conversions(user_id="someone.else@example.com") == []
+
+
 def test_API124_csv_has_one_line_per_credit(client: FlaskClient, acct: AccountKeys, clock: list[datetime]) -> None:
     created = four_touch(client, acct)
     bare = convert(client, acct, "v-bare", AT - timedelta(days=5), revenue="5.5")
