@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TEMPLATE", "join_sections", "served_template", "split_sections", "substitute"]
+__all__ = ["TEMPLATE", "join_sections", "served_filename", "served_template", "split_sections", "substitute",
+           "template_version"]
 
 TEMPLATE = Path(__file__).resolve().parent / "template.tpl"
 _HEADER = re.compile(r"^___([A-Z_]+)___$", re.MULTILINE)
@@ -27,6 +28,19 @@ def split_sections(text: str) -> list[tuple[str, str]]:
 
 def join_sections(sections: list[tuple[str, str]]) -> str:
     return "".join(f"___{name}___\n\n{body}\n\n\n" for name, body in sections).rstrip("\n") + "\n"
+
+
+def template_version(template: Path = TEMPLATE) -> str:
+    """The template's own version (`const TEMPLATE_VERSION = '2.0.0';` in its code), for the served file name."""
+    found = re.search(r"const TEMPLATE_VERSION = '([0-9]+\.[0-9]+\.[0-9]+)';", template.read_text(encoding="utf-8"))
+    if found is None:
+        raise RuntimeError(f"{template} declares no TEMPLATE_VERSION")
+    return found.group(1)
+
+
+def served_filename(template: Path = TEMPLATE) -> str:
+    """SGTM-39: the attachment's name, `multibuzz-sgtm-<version>.tpl`."""
+    return f"multibuzz-sgtm-{template_version(template)}.tpl"
 
 
 def served_template(public_url: str, template: Path = TEMPLATE) -> str:

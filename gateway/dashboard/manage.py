@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 
-from connectors.sgtm.distribution import served_template
+from connectors.sgtm.distribution import served_filename, served_template
 from connectors.shopify.compliance import delete_customer_data
 from connectors.shopify.install import create_connect_code, create_manual_installation, pcd_refused_topics
 from connectors.shopify.settings import CHOICES, apply_settings, settings_of, validate_settings
@@ -152,7 +152,7 @@ def sgtm_template() -> Response:
     """sgtm.md SGTM-39: the template with this deployment's collect URL filled in."""
     text = served_template(current_app.config["MBUZZ"].settings.public_url)
     return Response(text, mimetype="text/plain",
-                    headers={"Content-Disposition": 'attachment; filename="multibuzz-sgtm.tpl"'})
+                    headers={"Content-Disposition": f'attachment; filename="{served_filename()}"'})
 
 
 @bp.route("/integrations/shopify/connect-code", methods=["POST"])

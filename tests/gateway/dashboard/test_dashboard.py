@@ -271,6 +271,7 @@ def test_DSH17_integrations_connect_a_store_manually_and_serve_the_sgtm_template
     assert "/shopify/webhooks/m/" not in user.client.get("/dashboard/integrations").get_data(as_text=True)  # once
     template = user.client.get("/dashboard/integrations/sgtm/template.tpl")
     assert template.status_code == 200 and "___TEMPLATE_PARAMETERS___" in template.get_data(as_text=True)
+    assert template.headers["Content-Disposition"] == 'attachment; filename="multibuzz-sgtm-2.0.0.tpl"'  # SGTM-39
     code = user.client.post("/dashboard/integrations/shopify/connect-code",
                             data={"csrf_token": user.csrf("/dashboard/integrations")})
     assert code.status_code == 302
