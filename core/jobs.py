@@ -6,6 +6,13 @@ batch in one transaction and acknowledges only after the commit. Replayed comman
 command id (``process_batch(..., replay_safe=True)``), so a crash between commit and XACK doubles nothing.
 A database outage is retried with exponential backoff without acknowledging; a command that fails for any
 other reason is isolated and moved to the dead-letter stream with its error, never dropped.
+
+Lock waits are bounded (Q-20; docs/pipeline.md Q-20-D2): the batch's transaction waits at most
+``LOCK_WAIT_MS`` for any lock (a visitor's advisory lock held by an orphaned session, a row lock); then the
+batch goes back to the log untouched and a later drain retries it; nothing is dead-lettered for it. Acknowledged
+entries are deleted from the stream in the same MULTI as the XACK (docs/pipeline.md Q-20-D4), so the log only
+keeps what is not yet processed. The worker's background loops survive Redis and database outages with backoff
+(``keep_running``; docs/pipeline.md Q-21-D1).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -24,6 +31,7 @@ from typing import Any
 
 import orjson
 import redis
+import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,16 +43,19 @@ from core.processors.batch import process_batch
 from core.processors.conversions import EVENT_WAIT
 from core.queue import (
     CONSUMER,
+    DRAIN_BUSY,
     DRAIN_LOCK,
     GROUP,
     PARTITIONS,
     PENDING_DRAIN,
     PREFIX,
     RedisClient,
+    acknowledge,
     dead_key,
     partition_of,
     publish_results,
     stream_key,
+    trim_acknowledged,
     waiting_key,
 )
 from core.reattribution.tasks import RECOVERY_S, enqueue_attribution_retries, recover_batches, start_batch
@@ -56,7 +67,12 @@ log = logging.getLogger("mbuzz.drain")
 
 BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "500"))
 LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
+# Q-20: the longest a drain batch waits for a lock before it gives the batch back; below the partition lock's
+# lifetime, so a waiting drain never loses its partition.
+LOCK_WAIT_MS = min(int(os.environ.get("MBUZZ_DRAIN_LOCK_WAIT_MS", "5000")), LOCK_MS // 2)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 MAX_BACKOFF_S = 10.0
+LOOP_MAX_BACKOFF_S = 60.0  # background loops retry a failing round at most this far apart
 EVENT_RETRY_S = float(os.environ.get("MBUZZ_EVENT_WAIT_RETRY_S", "10"))  # API-93: how often a waiter retries
 QUEUE = PREFIX  # the RQ queue of this deployment
 
@@ -126,6 +142,9 @@ def drain(account_id: str, environment: str, max_batches: int | None = None, bud
     """
     rt = runtime()
     tenant = Tenant(account_id, environment)
+    busy = DRAIN_BUSY.format(account=account_id, environment=environment)
+    if rt.redis.exists(busy):
+        return 0  # a lock wait timed out moments ago: the sweeper schedules the partition again after a pause
     lock = _Lock(rt.redis, tenant)
     if not lock.acquire():
         return 0  # another drain owns the partition; it re-checks the stream before it stops
@@ -151,7 +170,14 @@ def drain(account_id: str, environment: str, max_batches: int | None = None, bud
                 entries = _read(rt.redis, stream, ">")
                 if not entries:
                     break
-            processed += _process_entries(rt, tenant, stream, entries, lock)
+            try:
+                processed += _process_entries(rt, tenant, stream, entries, lock)
+            except _LockBusy as given_back:  # the batch stays pending; the sweeper schedules the retry
+                processed += given_back.done
+                rt.redis.set(busy, b"1", px=2 * LOCK_WAIT_MS)  # other partitions get the workers meanwhile
+                log.warning("a lock of %s:%s stayed busy for %d ms; the batch goes back to the log for a later "
+                            "drain", account_id, environment, LOCK_WAIT_MS)
+                break
             batches += 1
             if time.monotonic() - started > budget_s:
                 handed_over = True
@@ -164,44 +190,62 @@ def drain(account_id: str, environment: str, max_batches: int | None = None, bud
 
 
 def _read(client: RedisClient, stream: str, start: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    reply = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=BATCH)
-    if not reply:
-        return []
-    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
+    while True:
+        reply = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=BATCH)
+        if not reply or not reply[0][1]:
+            return []
+        live = [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
+        gone = [entry_id for entry_id, fields in reply[0][1] if not fields]
+        if gone:  # pending, but deleted from the stream by hand: nothing is left to process; clear them
+            log.warning("%d pending entries of %s were deleted from the stream; acknowledging them", len(gone), stream)
+            client.xack(stream, GROUP, *gone)
+        if live or not gone:
+            return live
+
+
+Decoded = list[tuple[bytes, dict[bytes, bytes], Command]]  # (entry id, fields, command), in log order
 
 
 def _process_entries(
     rt: Runtime, tenant: Tenant, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]], lock: _Lock
 ) -> int:
-    ids = [entry_id for entry_id, _ in entries]
-    commands: list[Command] = []
-    undecodable: list[tuple[bytes, dict[bytes, bytes], str]] = []
-    for entry_id, fields in entries:
-        try:
-            commands.append(command_from_dict(orjson.loads(fields[b"c"])))
-        except Exception:
-            undecodable.append((entry_id, fields, traceback.format_exc(limit=3)))
-    if undecodable:
-        for _entry_id, fields, error in undecodable:
-            _dead_letter(rt.redis, tenant, fields, error)
-        rt.redis.xack(stream, GROUP, *[e for e, _, _ in undecodable])
-        bad = {e for e, _, _ in undecodable}
-        ids = [i for i in ids if i not in bad]
-    if not commands:
+    """Process one batch, then park, acknowledge (and delete) and publish. Raises ``_LockBusy`` when a lock
+    stayed busy: what was finished before is acknowledged, the rest stays pending, in order."""
+    decoded = _decode(rt.redis, tenant, stream, entries)
+    if not decoded:
         return 0
     try:
-        results = _commit_with_backoff(rt, tenant, commands, lock)
-    except _PoisonBatch:
-        kept = set(ids)
-        results = _one_by_one(rt, tenant, commands, [f for e, f in entries if e in kept], lock)
-    _park_waiting(rt.redis, tenant, commands, entries, results)  # before the XACK: a crash re-reads them
-    rt.redis.xack(stream, GROUP, *ids)  # only after the commit (Q-20)
+        try:
+            results = _commit_with_backoff(rt, tenant, [c for _, _, c in decoded], lock)
+        except _PoisonBatch:
+            results = _one_by_one(rt, tenant, stream, decoded, lock)
+    except _LockBusy as busy:
+        if busy.done:
+            _finish(rt, tenant, stream, decoded[: busy.done], busy.results)
+        raise
+    _finish(rt, tenant, stream, decoded, results)
+    return len(decoded)
+
+
+def _decode(client: RedisClient, tenant: Tenant, stream: str,
+            entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decoded:
+    """The batch's commands; an entry that is not a command goes to the dead letters at once."""
+    decoded: Decoded = []
+    for entry_id, fields in entries:
+        try:
+            decoded.append((entry_id, fields, command_from_dict(orjson.loads(fields[b"c"]))))
+        except Exception:
+            _dead_letter(client, tenant, stream, entry_id, fields, traceback.format_exc(limit=3))
+    return decoded
+
+
+def _finish(rt: Runtime, tenant: Tenant, stream: str, decoded: Decoded, results: Sequence[CommandResult]) -> None:
+    _park_waiting(rt.redis, tenant, decoded, results)  # before the XACK: a crash re-reads them
+    acknowledge(rt.redis, stream, [entry_id for entry_id, _, _ in decoded])  # only after the commit (Q-20)
     publish_results(rt.redis, results)
-    return len(commands)
 
 
-def _park_waiting(client: RedisClient, tenant: Tenant, commands: Sequence[Command],
-                  entries: list[tuple[bytes, dict[bytes, bytes]]], results: Sequence[CommandResult]) -> None:
+def _park_waiting(client: RedisClient, tenant: Tenant, decoded: Decoded, results: Sequence[CommandResult]) -> None:
     """API-93: a conversion waiting for its event goes to the partition's waiting set, due again soon.
 
     The member is the command itself, so parking it twice (a crash before the XACK) keeps one copy. It is
@@ -210,16 +254,12 @@ def _park_waiting(client: RedisClient, tenant: Tenant, commands: Sequence[Comman
     waiting = {r.command_id for r in results if r.status == "waiting"}
     if not waiting:
         return
-    raw = {}
-    for _entry_id, fields in entries:
-        payload = fields.get(b"c", b"")
-        raw[orjson.loads(payload).get("id")] = payload
     now = time.time()
     due: dict[bytes, float] = {}
-    for command in commands:
+    for _entry_id, fields, command in decoded:
         if command.id in waiting and isinstance(command, ConversionCommand) and command.event_id:
             deadline = (id_time(command.event_id) + EVENT_WAIT).timestamp()
-            due[raw[command.id]] = min(now + EVENT_RETRY_S, deadline)
+            due[fields[b"c"]] = min(now + EVENT_RETRY_S, deadline)
     client.zadd(waiting_key(tenant), due)
 
 
@@ -241,8 +281,24 @@ class _PoisonBatch(Exception):
     pass
 
 
+class _LockBusy(Exception):
+    """A lock stayed busy for ``LOCK_WAIT_MS``; ``done`` commands of the batch (with ``results``) were finished."""
+
+    def __init__(self, done: int = 0, results: Sequence[CommandResult] = ()) -> None:
+        super().__init__(f"lock busy after {done} command(s)")
+        self.done = done
+        self.results = list(results)
+
+
+def _bound_lock_waits(db: Session) -> None:
+    """Q-20: no statement of the batch's transaction waits longer than ``LOCK_WAIT_MS`` for a lock."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{LOCK_WAIT_MS}ms"})
+
+
 def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
     with rt.sessions.begin() as db:
+        _bound_lock_waits(db)
         results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
     run_followups(db, tenant, refit=lambda t: enqueue_fit(rt.redis, t),  # after the commit
@@ -261,7 +317,10 @@ def _commit_with_backoff(
         try:
             return _commit(rt, tenant, commands)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate == LOCK_NOT_AVAILABLE:  # rolled back: give the batch back rather than wait here
+                raise _LockBusy() from exc
+            if sqlstate in ("40001", "40P01"):
                 attempts_other += 1  # deadlock / serialization: just run it again
                 if attempts_other < 5:
                     continue
@@ -275,24 +334,33 @@ def _commit_with_backoff(
             raise _PoisonBatch() from exc
 
 
-def _one_by_one(
-    rt: Runtime, tenant: Tenant, commands: Sequence[Command], fields: Sequence[dict[bytes, bytes]], lock: _Lock
-) -> list[CommandResult]:
+def _one_by_one(rt: Runtime, tenant: Tenant, stream: str, decoded: Decoded, lock: _Lock) -> list[CommandResult]:
     results: list[CommandResult] = []
-    for command, raw in zip(commands, fields, strict=True):
+    for done, (entry_id, fields, command) in enumerate(decoded):
         try:
             results.extend(_commit_with_backoff(rt, tenant, [command], lock))
         except _PoisonBatch as exc:
             error = "".join(traceback.format_exception(exc.__cause__ or exc, limit=5))
-            _dead_letter(rt.redis, tenant, raw, error)
+            _dead_letter(rt.redis, tenant, stream, entry_id, fields, error)
             results.append(CommandResult(command_id=command.id, status="failed", errors=["processing failed"]))
+        except _LockBusy as busy:
+            raise _LockBusy(done, results) from busy
     return results
 
 
-def _dead_letter(client: RedisClient, tenant: Tenant, fields: dict[bytes, bytes], error: str) -> None:
-    """Failed work stays visible and replayable (``mbuzz dead-letters``), never silently dropped."""
-    client.xadd(dead_key(tenant), {"c": fields.get(b"c", b""), "error": error[-4000:],
-                                   "failed_at": datetime.now(UTC).isoformat()})
+def _dead_letter(client: RedisClient, tenant: Tenant, stream: str, entry_id: bytes, fields: dict[bytes, bytes],
+                 error: str) -> None:
+    """Failed work stays visible and replayable (``mbuzz dead-letters``), never silently dropped.
+
+    The dead letter keeps the command itself (its log entry is deleted) and where it came from; it is written,
+    and the entry acknowledged and deleted, in one MULTI, so a crash can neither lose it nor write it twice.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.xadd(dead_key(tenant), {"c": fields.get(b"c", b""), "error": error[-4000:],
+                                 "failed_at": datetime.now(UTC).isoformat(), "log_id": entry_id})
+    pipe.xack(stream, GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
+    pipe.execute()
     log.error("command moved to %s: %s", dead_key(tenant), error.splitlines()[-1] if error else "")
 
 
@@ -307,48 +375,85 @@ def _record_rejections(db: Session, tenant: Tenant, results: Sequence[CommandRes
 
 
 def sweep(client: RedisClient | None = None) -> int:
-    """Schedule a drain for every partition with unacknowledged or unread entries (crash recovery)."""
+    """Schedule a drain for every partition with unacknowledged or unread entries (crash recovery), and trim
+    what an older version left acknowledged in the log."""
     client = client or runtime().redis
     scheduled = 0
     for raw in client.smembers(PARTITIONS):
         tenant = partition_of(raw.decode())
-        stream = stream_key(tenant)
-        if release_waiting(client, tenant):
-            enqueue_drain(client, tenant)
-            scheduled += 1
-            continue
-        try:
-            groups = client.xinfo_groups(stream)
-        except redis.ResponseError:
-            continue
-        ours = [g for g in groups if g["name"] in (GROUP, GROUP.encode())]
-        # no group yet: the stream was never drained; otherwise unacknowledged or unread entries
-        if not ours or ours[0].get("pending") or ours[0].get("lag"):
+        if _sweep_partition(client, tenant):
             enqueue_drain(client, tenant)
             scheduled += 1
     return scheduled
 
 
+def _sweep_partition(client: RedisClient, tenant: Tenant) -> bool:
+    """True when the partition needs a drain."""
+    if release_waiting(client, tenant):
+        return True
+    stream = stream_key(tenant)
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no stream
+        return False
+    ours = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+    if ours is None:  # the stream was never drained
+        return True
+    lag = ours.get("lag")
+    if lag is None or client.xlen(stream) > ours.get("pending", 0) + lag:  # acknowledged entries left behind
+        trim_acknowledged(client, stream, ours["last-delivered-id"])
+    return bool(ours.get("pending")) or _has_unread(client, stream, ours)
+
+
+def _has_unread(client: RedisClient, stream: str, group: dict[str, Any]) -> bool:
+    lag = group.get("lag")
+    if lag is not None:
+        return bool(lag)
+    # Redis < 7, or a lag Redis cannot tell: anything appended after the last entry delivered to the group?
+    return bool(client.xinfo_stream(stream)["last-generated-id"] != group["last-delivered-id"])
+
+
+Step = tuple[str, Callable[[], object]]  # (what it does, for the log; the work)
+
+
+def keep_running(steps: Sequence[Step], interval_s: float, *, sleep: Callable[[float], object] = time.sleep,
+                 rounds: int | None = None) -> None:
+    """Q-21: run every step each ``interval_s``, for ever. A failing step (Redis or the database away) is logged
+    and does not stop the others; after a round with a failure the next round comes after a doubling pause,
+    at most ``LOOP_MAX_BACKOFF_S`` (or ``interval_s`` when longer); a good round restores the interval.
+    ``rounds`` bounds the loop for tests."""
+    pause = interval_s
+    done = 0
+    while rounds is None or done < rounds:
+        done += 1
+        failed = False
+        for label, step in steps:
+            try:
+                step()
+            except Exception:  # keep going through Redis and database outages
+                log.exception("%s failed; the next attempt in %.1f s", label, pause)
+                failed = True
+        sleep(pause if failed else interval_s)
+        pause = min(max(LOOP_MAX_BACKOFF_S, interval_s), pause * 2) if failed else interval_s
+
+
 def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL_S", "5"))) -> threading.Thread:
     """A daemon thread in the worker process: picks up partitions a crashed worker left behind, restarts
     stranded reattribution batches (ATT-54), and once an hour enqueues the refits of stale tenants (ATT-31)."""
+    next_run = {"recovery": 0.0, "maintenance": 0.0}
 
-    def loop() -> None:
-        next_maintenance = next_recovery = 0.0
-        while True:
-            try:
-                sweep()
-                if time.monotonic() >= next_recovery:  # ATT-54: no batch is left unstarted
-                    next_recovery = time.monotonic() + RECOVERY_S
-                    recover_batches(runtime().sessions, runtime().redis)
-                if time.monotonic() >= next_maintenance:
-                    next_maintenance = time.monotonic() + MAINTENANCE_EVERY_S
-                    refit_stale_tenants(runtime().sessions, runtime().redis)
-            except Exception:  # keep sweeping through Redis and database hiccups
-                log.exception("sweep failed")
-            time.sleep(interval_s)
+    def recover() -> None:
+        if time.monotonic() >= next_run["recovery"]:  # ATT-54: no batch is left unstarted
+            recover_batches(runtime().sessions, runtime().redis)
+            next_run["recovery"] = time.monotonic() + RECOVERY_S
 
-    thread = threading.Thread(target=loop, name="mbuzz-sweeper", daemon=True)
+    def refit() -> None:
+        if time.monotonic() >= next_run["maintenance"]:
+            refit_stale_tenants(runtime().sessions, runtime().redis)
+            next_run["maintenance"] = time.monotonic() + MAINTENANCE_EVERY_S
+
+    steps = [("sweep", sweep), ("batch recovery", recover), ("refit of stale tenants", refit)]
+    thread = threading.Thread(target=keep_running, args=(steps, interval_s), name="mbuzz-sweeper", daemon=True)
     thread.start()
     return thread
 

@@ -4,6 +4,11 @@ The edge appends commands with XADD inside MULTI/EXEC, so a request's commands a
 all (API-66); drain jobs (``core.jobs``) read them through a consumer group, process them in order and
 acknowledge only after the database commit. Idempotency keys are reserved with ``SET NX`` before the append
 (API-55), so of concurrent duplicates exactly one is the original.
+
+The log keeps only what is not yet processed (docs/pipeline.md Q-20-D4): an acknowledged entry is deleted in the
+same MULTI as its XACK (Redis 7.0 has no XACKDEL), and ``trim_acknowledged`` trims what older versions left
+below the oldest entry still pending or unread. An entry that is unread, or pending for any consumer, is never
+removed; a dead letter carries its own copy of the command.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ CONSUMER = "drainer"  # one consumer per partition at a time (the drain lock), s
 RESULT = PREFIX + ":result:{command_id}"
 PENDING_DRAIN = PREFIX + ":drain-pending:{account}:{environment}"
 DRAIN_LOCK = PREFIX + ":drain-lock:{account}:{environment}"
+DRAIN_BUSY = PREFIX + ":drain-busy:{account}:{environment}"  # a lock wait timed out moments ago (Q-20-D2)
 IDEMPOTENCY = PREFIX + ":idem:{account}:{environment}:{scope}:{key}"
 IDEMPOTENCY_TTL_S = 7 * 86400  # older replays are still deduplicated by the database (docs/api.md API-51-D1)
 RESULT_TTL_S = 120
@@ -164,3 +170,36 @@ def publish_results(client: RedisClient, results: Sequence[CommandResult]) -> No
             count += 1
     if count:
         pipe.execute()
+
+
+def acknowledge(client: RedisClient, stream: str, ids: Sequence[bytes]) -> None:
+    """XACK and XDEL in one MULTI: a processed entry leaves the log (raw URLs included) as it is acknowledged."""
+    if not ids:
+        return
+    pipe = client.pipeline(transaction=True)
+    pipe.xack(stream, GROUP, *ids)
+    pipe.xdel(stream, *ids)
+    pipe.execute()
+
+
+def _entry_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def trim_acknowledged(client: RedisClient, stream: str, last_delivered: bytes | str) -> int:
+    """XTRIM MINID below every entry not yet acknowledged; returns how many entries went.
+
+    ``last_delivered`` is the group's last-delivered-id read *before* this call: every entry after it is unread
+    and kept, and an entry delivered by then but not yet acknowledged is in the pending list read here, after
+    it, so it is kept too. Entries read or acknowledged in between only make the floor safer.
+    """
+    ms, seq = _entry_id(last_delivered)
+    floor = (ms, seq + 1)  # the entry after the last one delivered
+    summary = client.xpending(stream, GROUP)
+    if summary.get("pending"):
+        floor = min(floor, _entry_id(summary["min"]))
+    if floor <= (0, 1):
+        return 0
+    return int(client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
+from typing import Any
 
 import click
 from flask import current_app
@@ -15,6 +16,7 @@ from core.storage.db import migrate
 from core.tenant import Tenant
 
 cli = AppGroup("mbuzz", help="Multibuzz operator commands.")
+_log = logging.getLogger("mbuzz.worker")
 
 
 def _services():  # type: ignore[no-untyped-def]
@@ -208,13 +210,20 @@ def _redis():  # type: ignore[no-untyped-def]
     return redis.Redis.from_url(url)
 
 
+WORKER_MAX_PAUSE_S = 60.0  # the longest pause before the RQ worker loop is started again
+SCHEDULER_CHECK_S = 60  # how often a worker without a live scheduler tries to start one (RQ maintenance)
+
+
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="stop when the queue is empty (tests, one-off catch-up)")
 def worker_command(burst: bool) -> None:
-    """Run an RQ worker (non-forking) for drain, fit and reattribution jobs, with the crash-recovery sweeper."""
+    """Run an RQ worker (non-forking) for drain, fit and reattribution jobs, with the crash-recovery sweeper.
+
+    It outlives Redis and database outages (quality.md Q-21, docs/pipeline.md Q-21-D1): the RQ loop, its
+    scheduler and both sweeper threads retry with backoff. Run it under a supervisor that restarts it anyway."""
     import os
 
-    from rq import Queue, SimpleWorker
+    import redis
 
     from connectors.shopify.api_version import warn_if_unsupported
     from connectors.shopify.queue import SHOPIFY_QUEUE
@@ -222,41 +231,138 @@ def worker_command(burst: bool) -> None:
     from core.fitting.tasks import FITS_QUEUE
     from core.reattribution.tasks import ATTRIBUTION_QUEUE
 
-    client = _redis()
     settings = _services().settings
+    _redis()  # refuses to run without REDIS_URL
+    client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=10, socket_keepalive=True,
+                                  health_check_interval=30)
     warn_if_unsupported(settings, _services().now())  # shopify.md SHP-6; the daily maintenance repeats it
     os.environ.setdefault("DATABASE_URL", settings.database_url)
     os.environ.setdefault("REDIS_URL", settings.redis_url or "")
-    jobs.sweep(client)
-    if not burst:
+    if burst:
+        jobs.sweep(client)
+    else:  # the sweeper's first round runs at once
         jobs.start_sweeper()
         _start_shopify_sweeper()
-    queues = [Queue(name, connection=client) for name in (jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, SHOPIFY_QUEUE)]
     # The scheduler runs delayed work: attribution retries (ATT-45), Shopify order retries (SHP-54).
-    SimpleWorker(queues, connection=client).work(burst=burst, with_scheduler=not burst)
+    _work(client, [jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, SHOPIFY_QUEUE], burst)
+
+
+def _work(client: Any, queue_names: list[str], burst: bool) -> None:
+    """RQ's loop quits on an error it does not expect (a Redis outage in the middle of a job): start it again,
+    after a doubling pause, until a stop is asked for (SIGTERM/SIGINT) or, in burst mode, the queues are empty."""
+    import threading
+    import time
+
+    from rq.exceptions import StopRequested
+
+    stopping = threading.Event()
+    worker_class = _worker_class()
+    pause = 1.0
+    try:
+        while True:
+            began = time.monotonic()
+            worker = None
+            try:
+                worker = worker_class(queue_names, connection=client, maintenance_interval=SCHEDULER_CHECK_S)
+                worker.stopping = stopping
+                worker.work(burst=burst, with_scheduler=not burst)
+            except Exception:  # Redis unreachable when the worker registers or tears down
+                if burst:
+                    raise
+                _log.exception("the RQ worker loop failed")
+                if worker is not None:
+                    _unsubscribe(worker)
+            if burst or stopping.is_set():
+                return
+            pause = 1.0 if time.monotonic() - began > WORKER_MAX_PAUSE_S else pause
+            _log.warning("the RQ worker loop stopped (Redis unreachable?); starting it again in %.0f s", pause)
+            if stopping.wait(pause):
+                return
+            pause = min(WORKER_MAX_PAUSE_S, pause * 2)
+    except StopRequested:  # RQ's signal handler, when the stop comes between two loops
+        return
+
+
+def _unsubscribe(worker: Any) -> None:
+    """Stop the pubsub thread of a worker whose teardown could not reach Redis, so restarts leak no thread."""
+    try:
+        worker.unsubscribe()
+    except Exception:
+        if worker.pubsub_thread is not None:
+            worker.pubsub_thread.stop()
+
+
+def _worker_class() -> Any:
+    """RQ's SimpleWorker with a scheduler that survives Redis outages and a stop flag shared across restarts."""
+    import threading
+    import time
+
+    import redis
+    from rq import SimpleWorker
+    from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+    from rq.scheduler import RQScheduler
+
+    class Scheduler(RQScheduler):
+        """Runs in the forked scheduler process: a Redis error pauses it (doubling, at most 60 s), never ends it."""
+
+        stop_asked = False
+
+        def request_stop(self, signum: Any = None, frame: Any = None) -> None:
+            self.stop_asked = True
+            super().request_stop(signum, frame)
+
+        def work(self) -> None:
+            pause = 1.0
+            while not self.stop_asked:
+                began = time.monotonic()
+                try:
+                    super().work()  # returns once a stop was asked for
+                    return
+                except redis.RedisError as exc:
+                    pause = 1.0 if time.monotonic() - began > WORKER_MAX_PAUSE_S else pause
+                    self.log.warning("scheduler: Redis unavailable (%s); retrying in %.0f s", exc, pause)
+                    deadline = time.monotonic() + pause
+                    while not self.stop_asked and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    pause = min(WORKER_MAX_PAUSE_S, pause * 2)
+
+    class Worker(SimpleWorker):
+        stopping: threading.Event
+
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            self.stopping.set()
+            super().request_stop(signum, frame)
+
+        def _start_scheduler(self, burst: bool = False, logging_level: Any = "INFO",
+                             date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                             log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
+            if burst:
+                super()._start_scheduler(burst, logging_level, date_format, log_format)
+                return
+            self.scheduler = Scheduler(self.queues, connection=self.connection, date_format=date_format,
+                                       logging_level=self.log.level if logging_level is None else logging_level,
+                                       log_format=log_format, serializer=self.serializer)
+            self.scheduler.acquire_locks(auto_start=True)  # forks the scheduler when it holds a queue's lock
+
+    return Worker
 
 
 def _start_shopify_sweeper() -> None:
     """SHP-54: every 60 s the worker runs due Shopify retries, so a lost delayed job only delays a retry; and the
-    daily maintenance (SHP-8, SHP-27, SHP-37, SHP-87) when no process ran it in the last 24 h."""
+    daily maintenance (SHP-8, SHP-27, SHP-37, SHP-87) when no process ran it in the last 24 h. Each step's
+    failure is logged and retried with backoff (core.jobs.keep_running)."""
     import threading
     import time
 
     from connectors.shopify.maintenance import run_if_due
     from connectors.shopify.queue import worker_services
     from connectors.shopify.sweep import sweep_due
+    from core.jobs import keep_running
 
     def loop() -> None:
-        while True:
-            time.sleep(60)
-            try:
-                sweep_due(worker_services())
-            except Exception:  # logged; the next round tries again
-                logging.getLogger("mbuzz.shopify").exception("Shopify sweep failed")
-            try:
-                run_if_due(worker_services())
-            except Exception:  # the gate could not be read or written (steps log their own failures): next round
-                logging.getLogger("mbuzz.shopify").exception("Shopify daily maintenance failed")
+        time.sleep(60)
+        keep_running([("Shopify sweep", lambda: sweep_due(worker_services())),
+                      ("Shopify daily maintenance", lambda: run_if_due(worker_services()))], 60.0)
 
     threading.Thread(target=loop, name="mbuzz-shopify-sweeper", daemon=True).start()
 

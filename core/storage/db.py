@@ -3,11 +3,15 @@
 Heroku-style URLs (``postgres://``) are accepted and mapped to psycopg 3. SQLite gets a busy timeout and WAL so
 the embedded default survives several gunicorn threads.
 
-PostgreSQL connections never outlive their owner (quality.md Q-20): a forked child (the RQ scheduler a worker
-forks) must not inherit a pooled connection, or after `kill -9` of the worker the child keeps the socket open and
-the worker's transaction, with its visitors' advisory locks, stays "idle in transaction" for ever. So every
-PostgreSQL engine's idle connections are closed in the parent right before a fork, and a session left idle in a
-transaction is ended by the server after ``IDLE_IN_TRANSACTION_TIMEOUT_MS``, releasing its locks.
+PostgreSQL connections never outlive their owner, and a child never touches its parent's (quality.md Q-20;
+docs/pipeline.md Q-20-D1). The RQ scheduler is a forked child of the worker; a connection it inherited (idle in
+the pool, or checked out by the sweeper thread in the middle of a transaction at fork time) would keep the
+worker's session, and its visitors' advisory locks, "idle in transaction" after `kill -9` of the worker, and a
+Terminate or ROLLBACK the child sent on the shared socket would end the worker's live transaction. So, in every
+forked child, each inherited PostgreSQL socket is replaced by /dev/null (the child's copy of the socket is closed
+and whatever libpq later writes to it goes nowhere, reads see end of file) and every engine gets a fresh pool.
+As a backstop a session left idle in a transaction is ended by the server after
+``IDLE_IN_TRANSACTION_TIMEOUT_MS`` (``MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS``, read once), releasing its locks.
 """
 
 from __future__ import annotations
@@ -20,21 +24,42 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000  # no code path waits this long inside a transaction without a statement
+# No code path waits this long inside a transaction without a statement; tests shorten it.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = int(os.environ.get("MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
 
 _POSTGRES_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+_PG_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # every psycopg connection this process opened
 
 
-def _close_pooled_connections_before_fork() -> None:
-    """Runs in the parent just before `os.fork()`: idle pooled connections are closed (and reopened on demand)
-    so the child holds none of them. Subprocesses started with `subprocess` do not run this hook."""
+@event.listens_for(Pool, "connect")
+def _remember_postgres_connection(dbapi_conn: Any, _record: Any) -> None:
+    if hasattr(dbapi_conn, "pgconn"):
+        _PG_CONNECTIONS.add(dbapi_conn)
+
+
+def _disown_inherited_connections() -> None:
+    """Runs in a forked child, alone in it: the parent's PostgreSQL sockets become /dev/null here and the pools
+    are replaced without closing anything, so nothing the child does can reach the parent's sessions and the
+    parent's death closes them. Takes no lock (another thread of the parent may have held any at fork time)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for conn in list(_PG_CONNECTIONS):
+            try:
+                fd = conn.pgconn.socket
+            except Exception:  # closed or lost: libpq holds no socket
+                continue
+            os.dup2(devnull, fd, inheritable=False)
+    finally:
+        os.close(devnull)
+    _PG_CONNECTIONS.clear()
     for engine in list(_POSTGRES_ENGINES):
-        engine.dispose()
+        engine.dispose(close=False)
 
 
-os.register_at_fork(before=_close_pooled_connections_before_fork)
+os.register_at_fork(after_in_child=_disown_inherited_connections)
 
 
 def normalize_url(url: str) -> str:
