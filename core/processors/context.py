@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.ids import new_id
+from core.processors.rows import BindingRow, PendingRows, SessionRow, VisitorRow, visitor_rows, write_rows
 from core.settings import AccountConfig
 from core.storage.models import IdempotencyKey, User, Visitor, VisitorLink
 from core.tenant import Tenant
@@ -26,7 +27,7 @@ class Ctx:
     db: Session
     tenant: Tenant
     config: AccountConfig
-    visitors: dict[str, Visitor] = field(default_factory=dict)
+    visitors: dict[str, VisitorRow] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     reattribute: set[str] = field(default_factory=set)  # conversion ids, coalesced per batch (SES-13, ID-14)
     locked: set[str] = field(default_factory=set)  # visitor keys whose advisory lock this transaction holds
@@ -34,15 +35,14 @@ class Ctx:
     new_visitors: set[str] = field(default_factory=set)  # visitor ids created in this batch: no history yet
     # Batch preloads (core.processors.preload): one query per kind instead of one per item.
     window: tuple[datetime, datetime] | None = None  # earliest and latest item time of the batch
-    sessions_of: dict[str, list[Any]] = field(default_factory=dict)  # visitor id -> sessions near the window
-    bindings: dict[tuple[str, str], Any] = field(default_factory=dict)  # (visitor id, client id) -> binding
+    sessions_of: dict[str, list[SessionRow]] = field(default_factory=dict)  # visitor id -> sessions near window
+    bindings: dict[tuple[str, str], BindingRow] = field(default_factory=dict)  # (visitor id, client id) -> row
     bindings_loaded: set[str] = field(default_factory=set)  # visitor ids whose bindings are all in ``bindings``
     converters: set[str] | None = None  # visitor and user ids with conversions; None = not preloaded
     event_keys: dict[str, tuple[str, bool]] = field(default_factory=dict)  # key -> (original id, claimed here)
     unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
     pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
-    seen: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # stored visitor -> item times
-    touched_sessions: dict[str, Any] = field(default_factory=dict)  # stored sessions whose activity changed
+    rows: PendingRows = field(default_factory=PendingRows)  # visitors, sessions, bindings not yet written
     can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
     fits: dict[str, Any] | None = None  # model -> CurrentFit, read once per batch (core.fitting)
 
@@ -130,74 +130,44 @@ def lock_visitors(ctx: Ctx, visitor_keys: Iterable[str]) -> None:
     )
 
 
-def get_visitor(ctx: Ctx, visitor_key: str) -> Visitor | None:
+def get_visitor(ctx: Ctx, visitor_key: str) -> VisitorRow | None:
     cached = ctx.visitors.get(visitor_key)
     if cached is not None:
         return cached
     if visitor_key in ctx.unknown_visitors:
         return None
-    row = ctx.db.scalars(
-        sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key == visitor_key)
-    ).first()
-    if row is not None:
-        ctx.visitors[visitor_key] = row
-    return row
+    found = visitor_rows(ctx, Visitor.visitor_key == visitor_key)
+    if found:
+        ctx.visitors[visitor_key] = found[0]
+        return found[0]
+    return None
 
 
-def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> Visitor:
-    """VIS-3: a visitor is created the first time any item names it; seen times track item times."""
+def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> VisitorRow:
+    """VIS-3: a visitor is created the first time any item names it; seen times track item times.
+
+    New visitors and the seen times of stored ones are written set-based (``core.processors.rows``)."""
     lock_visitors(ctx, (visitor_key,))
     row = get_visitor(ctx, visitor_key)
     if row is None:
-        row = Visitor(
-            account_id=ctx.account_id,
-            environment=ctx.environment,
-            id=new_id("vis"),
-            visitor_key=visitor_key,
-            first_seen_at=seen_at,
-            last_seen_at=seen_at,
-            created_at=seen_at,
-        )
+        row = VisitorRow(ctx.account_id, ctx.environment, new_id("vis"), visitor_key, seen_at, seen_at, seen_at)
         # The visitor's advisory lock is held, so no concurrent transaction can insert the same key.
-        ctx.db.add(row)
+        ctx.rows.new_visitors[row.id] = row
         ctx.visitors[visitor_key] = row
+        ctx.unknown_visitors.discard(visitor_key)
         ctx.new_visitors.add(row.id)
         ctx.links[row.id] = []
         ctx.sessions_of[row.id] = []
         ctx.bindings_loaded.add(row.id)
         return row
-    if row.id in ctx.new_visitors:
+    if row.id in ctx.rows.new_visitors:  # not written yet
         row.first_seen_at = min(row.first_seen_at, seen_at)
         row.last_seen_at = max(row.last_seen_at, seen_at)
-    else:  # VIS-3 for stored visitors: collected, written set-based by write_visitor_times
-        first, last = ctx.seen.get(row.id, (seen_at, seen_at))
-        ctx.seen[row.id] = (min(first, seen_at), max(last, seen_at))
+    elif seen_at < row.first_seen_at or seen_at > row.last_seen_at:  # VIS-3: only what moves is written
+        row.first_seen_at = min(row.first_seen_at, seen_at)
+        row.last_seen_at = max(row.last_seen_at, seen_at)
+        ctx.rows.seen[row.id] = (row.first_seen_at, row.last_seen_at)
     return row
-
-
-def write_visitor_times(ctx: Ctx) -> None:
-    """One UPDATE for all stored visitors of the batch instead of one per visitor."""
-    if not ctx.seen:
-        return
-    ids = list(ctx.seen)
-    if ctx.db.get_bind().dialect.name == "postgresql":
-        ctx.db.execute(
-            sa.text(
-                "UPDATE visitors AS v SET first_seen_at = LEAST(v.first_seen_at, u.f), "
-                "last_seen_at = GREATEST(v.last_seen_at, u.l) "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:fs AS timestamptz[]), CAST(:ls AS timestamptz[])) "
-                "AS u(id, f, l) WHERE v.account_id = :account AND v.id = u.id"
-            ),
-            {"ids": ids, "fs": [ctx.seen[i][0] for i in ids], "ls": [ctx.seen[i][1] for i in ids],
-             "account": ctx.account_id},
-        )
-    else:
-        for visitor in ctx.visitors.values():
-            if visitor.id in ctx.seen:
-                first, last = ctx.seen[visitor.id]
-                visitor.first_seen_at = min(visitor.first_seen_at, first)
-                visitor.last_seen_at = max(visitor.last_seen_at, last)
-    ctx.seen.clear()
 
 
 def get_user(ctx: Ctx, user_key: str) -> User | None:
@@ -292,7 +262,7 @@ def current_link(links: list[VisitorLink]) -> VisitorLink | None:
     return None
 
 
-def add_link(ctx: Ctx, visitor: Visitor, user: User, at: datetime, first: bool) -> None:
+def add_link(ctx: Ctx, visitor: VisitorRow, user: User, at: datetime, first: bool) -> None:
     link = VisitorLink(
         account_id=ctx.account_id,
         environment=ctx.environment,
@@ -305,6 +275,7 @@ def add_link(ctx: Ctx, visitor: Visitor, user: User, at: datetime, first: bool) 
     )
     ctx.db.add(link)
     links_of_visitor(ctx, visitor.id).append(link)
+    write_rows(ctx)  # ID-14 reads the visitor's sessions, this batch's included
     ctx.db.flush()
 
 

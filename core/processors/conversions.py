@@ -15,6 +15,7 @@ from core.processors.adjustments import apply_pending_adjustments
 from core.processors.attribution import attribute_conversion
 from core.processors.context import Ctx, claim_key, ensure_visitor, links_of_visitor, owner_at, used_key
 from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
+from core.processors.rows import VisitorRow
 from core.reads import conversion_body
 from core.storage.models import Conversion, Event, Session, Visitor
 
@@ -100,7 +101,7 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     converted_at = cmd.converted_at or (event.occurred_at if event is not None else received)
     source = "timestamp" if cmd.converted_at else ("event" if event is not None else "received")
     user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, converted_at, cmd.origin)
-    visitor: Visitor
+    visitor: VisitorRow
     if event is not None:
         found = ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.id == event.visitor_id)).first()
         assert found is not None

@@ -8,9 +8,10 @@ import sqlalchemy as sa
 
 from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
-from core.processors.context import Ctx, claim_key, ensure_visitor, write_visitor_times
+from core.processors.context import Ctx, claim_key, ensure_visitor
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
-from core.processors.sessions import Item, resolve, write_session_activity
+from core.processors.rows import write_rows
+from core.processors.sessions import Item, resolve
 from core.storage.models import Event
 
 
@@ -114,13 +115,13 @@ EVENT_COLUMNS = (
 
 
 def write_pending_events(ctx: Ctx) -> None:
-    """Flush the unit of work, then write the batch's events: COPY on PostgreSQL, executemany elsewhere.
+    """Write the batch's visitors, sessions and bindings, flush the unit of work, then the batch's events: COPY on
+    PostgreSQL, executemany elsewhere.
 
     Event ids are unique and a replayed command is skipped before it gets here (``process_batch``), so
     COPY needs no conflict handling.
     """
-    write_visitor_times(ctx)
-    write_session_activity(ctx)
+    write_rows(ctx)
     ctx.db.flush()
     if not ctx.pending_events:
         return

@@ -19,17 +19,19 @@ from core.processors.context import (
     current_link,
     ensure_user,
     ensure_visitor,
+    get_visitor,
     links_of_visitor,
     owner_at,
     synthetic_visitor_key,
 )
+from core.processors.rows import VisitorRow, write_rows
 from core.storage.models import Conversion, Session, User, Visitor, VisitorLink
 
 MAX_STORED_TRAITS = 100
 MAX_STORED_TRAIT_BYTES = 32768
 
 
-def link_implicitly(ctx: Ctx, visitor: Visitor, user: User, at: datetime) -> bool:
+def link_implicitly(ctx: Ctx, visitor: VisitorRow, user: User, at: datetime) -> bool:
     """ID-3: an item naming both links them only while the visitor has no link at all."""
     links = links_of_visitor(ctx, visitor.id)
     if links:
@@ -39,16 +41,17 @@ def link_implicitly(ctx: Ctx, visitor: Visitor, user: User, at: datetime) -> boo
     return True
 
 
-def user_at(ctx: Ctx, visitor: Visitor, t: datetime) -> str | None:
+def user_at(ctx: Ctx, visitor: VisitorRow, t: datetime) -> str | None:
     return owner_at(links_of_visitor(ctx, visitor.id), t)
 
 
-def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None) -> Visitor:
+def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None) -> VisitorRow:
     """VIS-4: pick the user's visitor for an item that names only the user."""
-    ctx.db.flush()  # the queries below must see this batch's sessions and links
-    visitors = list(
+    write_rows(ctx)  # the queries below must see this batch's visitors, sessions and links
+    ctx.db.flush()
+    keys = list(
         ctx.db.scalars(
-            sa.select(Visitor)
+            sa.select(Visitor.visitor_key)
             .join(
                 VisitorLink,
                 sa.and_(
@@ -64,6 +67,7 @@ def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None)
             .order_by(Visitor.last_seen_at.desc(), Visitor.id.desc())
         )
     )
+    visitors = [row for row in (get_visitor(ctx, key) for key in keys) if row is not None]
     if not visitors:
         key = synthetic_visitor_key(user.user_key or user.id)
         visitor = ensure_visitor(ctx, key, t)
@@ -86,7 +90,7 @@ def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None)
     return visitors[0]
 
 
-def queue_reattribution_for_link(ctx: Ctx, visitor: Visitor, user: User) -> None:
+def queue_reattribution_for_link(ctx: Ctx, visitor: VisitorRow, user: User) -> None:
     """ID-14.1: the visitor's own conversions, and the user's conversions whose window holds its sessions."""
     own = ctx.db.scalars(sa.select(Conversion.id).where(ctx.scoped(Conversion), Conversion.visitor_id == visitor.id))
     ctx.reattribute.update(own)

@@ -20,6 +20,7 @@ from core.commands import (
     TouchCommand,
 )
 from core.processors.context import Ctx
+from core.processors.rows import binding_rows, session_rows, visitor_rows
 from core.storage.models import Conversion, IdempotencyKey, Session, SessionBinding, Visitor, VisitorLink
 
 WINDOW = timedelta(minutes=30)
@@ -38,7 +39,7 @@ def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
         return  # conversions and identify read what they need themselves
     keys = sorted({c.visitor_key for c in commands if c.visitor_key is not None})
     if keys:
-        for row in ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.visitor_key.in_(keys))):
+        for row in visitor_rows(ctx, Visitor.visitor_key.in_(keys)):
             ctx.visitors[row.visitor_key] = row
         ctx.unknown_visitors.update(k for k in keys if k not in ctx.visitors)
     ids = [v.id for v in ctx.visitors.values()]
@@ -69,15 +70,8 @@ def _load_sessions(ctx: Ctx, ids: list[str]) -> None:
     start, end = ctx.window
     for visitor_id in ids:
         ctx.sessions_of.setdefault(visitor_id, [])
-    rows = ctx.db.scalars(
-        sa.select(Session).where(
-            ctx.scoped(Session),
-            Session.visitor_id.in_(ids),
-            Session.last_activity_at >= start - WINDOW,
-            Session.started_at <= end + WINDOW,
-        )
-    )
-    for s in rows:
+    for s in session_rows(ctx, Session.visitor_id.in_(ids), Session.last_activity_at >= start - WINDOW,
+                          Session.started_at <= end + WINDOW):
         ctx.sessions_of[s.visitor_id].append(s)
 
 
@@ -88,15 +82,7 @@ def _load_bindings(ctx: Ctx, ids: list[str], commands: Sequence[Command]) -> Non
     ctx.bindings_loaded.update(ids)
     if not client_ids:
         return
-    rows = ctx.db.scalars(
-        sa.select(SessionBinding).where(
-            SessionBinding.account_id == ctx.account_id,
-            SessionBinding.environment == ctx.environment,
-            SessionBinding.visitor_id.in_(ids),
-            SessionBinding.client_session_id.in_(client_ids),
-        )
-    )
-    for b in rows:
+    for b in binding_rows(ctx, SessionBinding.visitor_id.in_(ids), SessionBinding.client_session_id.in_(client_ids)):
         ctx.bindings[(b.visitor_id, b.client_session_id)] = b
 
 

@@ -1,22 +1,22 @@
 """Session resolution (sessions.md SES-1..SES-13).
 
 One function decides where a touch or an event lands; it runs the R1..R5 steps of SES-7 over the handful of
-the visitor's sessions near the item's time, so its cost does not grow with the visitor's history.
+the visitor's sessions near the item's time, so its cost does not grow with the visitor's history. Sessions and
+bindings are plain rows (``core.processors.rows``): created and changed in memory, written set-based.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
 
 from core.channels import Traffic, device_type, is_bot
 from core.ids import new_id
 from core.processors.context import Ctx, links_of_visitor, owner_at
-from core.storage.models import Conversion, Session, SessionBinding, Visitor, VisitorLink
+from core.processors.rows import BindingRow, SessionRow, VisitorRow, binding_rows, session_rows
+from core.storage.models import Conversion, Session, SessionBinding
 
 WINDOW = timedelta(minutes=30)
 MAX_LENGTH = timedelta(hours=24)
@@ -26,7 +26,7 @@ MAX_LENGTH = timedelta(hours=24)
 class Item:
     """A navigation item or bare event, as session resolution needs it."""
 
-    visitor: Visitor
+    visitor: VisitorRow
     t: datetime
     kind: str  # touch | event
     traffic: Traffic | None  # None for a bare event (SES-3)
@@ -47,7 +47,7 @@ class Item:
         return is_bot(self.user_agent)
 
 
-def _relation(s: Session, t: datetime) -> str | None:
+def _relation(s: SessionRow, t: datetime) -> str | None:
     if s.started_at <= t < s.last_activity_at:
         return "inside"
     if s.last_activity_at <= t <= s.last_activity_at + WINDOW and t <= s.started_at + MAX_LENGTH:
@@ -57,13 +57,13 @@ def _relation(s: Session, t: datetime) -> str | None:
     return None
 
 
-def _session_bot(s: Session) -> bool | None:
+def _session_bot(s: SessionRow) -> bool | None:
     if s.exclusion_reason == "known_bot":
         return True
     return False if s.user_agent else None
 
 
-def _distance(s: Session, t: datetime) -> timedelta:
+def _distance(s: SessionRow, t: datetime) -> timedelta:
     if t < s.started_at:
         return s.started_at - t
     if t > s.last_activity_at:
@@ -71,10 +71,10 @@ def _distance(s: Session, t: datetime) -> timedelta:
     return timedelta(0)
 
 
-def _best(candidates: list[Session], item: Item) -> Session:
+def _best(candidates: list[SessionRow], item: Item) -> SessionRow:
     """SES-7 ties: same fingerprint (null counts as equal), human preferred, nearest, then the later one."""
 
-    def key(s: Session) -> tuple[int, int, timedelta, float]:
+    def key(s: SessionRow) -> tuple[int, int, timedelta, float]:
         fp_equal = item.fingerprint is None or s.fingerprint is None or s.fingerprint == item.fingerprint
         human = 0 if _session_bot(s) is True else 1
         return (0 if fp_equal else 1, -human, _distance(s, item.t), -s.started_at.timestamp())
@@ -82,17 +82,17 @@ def _best(candidates: list[Session], item: Item) -> Session:
     return min(candidates, key=key)
 
 
-def _compatible_class(s: Session, item: Item) -> bool:
+def _compatible_class(s: SessionRow, item: Item) -> bool:
     item_bot, session_bot = item.bot, _session_bot(s)
     return item_bot is None or session_bot is None or item_bot == session_bot
 
 
-def resolve(ctx: Ctx, item: Item) -> Session | None:
+def resolve(ctx: Ctx, item: Item) -> SessionRow | None:
     """SES-7 R1..R5, then attach or create; returns the session or None (bare event, no session)."""
     t = item.t
     nearby = [s for s in _sessions_of(ctx, item.visitor.id) if s.started_at <= t + WINDOW
               and s.last_activity_at >= t - WINDOW]
-    chosen: Session | None = None
+    chosen: SessionRow | None = None
     if item.client_session_id is not None:  # R1
         binding = _binding(ctx, item.visitor.id, item.client_session_id)
         if binding is not None:
@@ -124,79 +124,37 @@ def resolve(ctx: Ctx, item: Item) -> Session | None:
     return chosen
 
 
-def write_session_activity(ctx: Ctx) -> None:
-    """One UPDATE for the activity of every stored session the batch attached items to (SES-7)."""
-    if not ctx.touched_sessions:
-        return
-    rows = list(ctx.touched_sessions.values())
-    ctx.touched_sessions.clear()
-    if ctx.db.get_bind().dialect.name == "postgresql":
-        ctx.db.execute(
-            sa.text(
-                "UPDATE sessions AS s SET started_at = u.st, last_activity_at = u.la, touches = u.t, events = u.e "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:st AS timestamptz[]), CAST(:la AS timestamptz[]), "
-                "CAST(:t AS int[]), CAST(:e AS int[])) AS u(id, st, la, t, e) "
-                "WHERE s.account_id = :account AND s.id = u.id"
-            ),
-            {"ids": [r.id for r in rows], "st": [r.started_at for r in rows], "la": [r.last_activity_at for r in rows],
-             "t": [r.touches for r in rows], "e": [r.events for r in rows], "account": ctx.account_id},
-        )
-    else:
-        table = cast(sa.Table, Session.__table__)  # Core executemany, not the ORM bulk-by-primary-key mode
-        ctx.db.execute(
-            sa.update(table)
-            .where(table.c.account_id == sa.bindparam("a"), table.c.id == sa.bindparam("i"))
-            .values(started_at=sa.bindparam("st"), last_activity_at=sa.bindparam("la"),
-                    touches=sa.bindparam("t"), events=sa.bindparam("e")),
-            [{"a": ctx.account_id, "i": r.id, "st": r.started_at, "la": r.last_activity_at, "t": r.touches,
-              "e": r.events} for r in rows],
-        )
-
-
-def _sessions_of(ctx: Ctx, visitor_id: str) -> list[Session]:
+def _sessions_of(ctx: Ctx, visitor_id: str) -> list[SessionRow]:
     """The visitor's sessions near the batch's time window, read once per batch (core.processors.preload)."""
     cached = ctx.sessions_of.get(visitor_id)
     if cached is None:
         assert ctx.window is not None, "process_batch preloads the window"
         start, end = ctx.window
-        cached = list(
-            ctx.db.scalars(
-                sa.select(Session).where(
-                    ctx.scoped(Session),
-                    Session.visitor_id == visitor_id,
-                    Session.last_activity_at >= start - WINDOW,
-                    Session.started_at <= end + WINDOW,
-                )
-            )
-        )
+        cached = session_rows(ctx, Session.visitor_id == visitor_id, Session.last_activity_at >= start - WINDOW,
+                              Session.started_at <= end + WINDOW)
         ctx.sessions_of[visitor_id] = cached
     return cached
 
 
-def _binding(ctx: Ctx, visitor_id: str, client_session_id: str) -> SessionBinding | None:
-    if visitor_id in ctx.bindings_loaded:
-        found: SessionBinding | None = ctx.bindings.get((visitor_id, client_session_id))
-        return found
-    return ctx.db.get(SessionBinding, (ctx.account_id, ctx.environment, visitor_id, client_session_id))
+def _binding(ctx: Ctx, visitor_id: str, client_session_id: str) -> BindingRow | None:
+    key = (visitor_id, client_session_id)
+    if visitor_id not in ctx.bindings_loaded and key not in ctx.bindings:
+        for row in binding_rows(ctx, SessionBinding.visitor_id == visitor_id,
+                                SessionBinding.client_session_id == client_session_id):
+            ctx.bindings[key] = row
+    return ctx.bindings.get(key)
 
 
-def _attach(ctx: Ctx, s: Session, item: Item) -> None:
+def _attach(ctx: Ctx, s: SessionRow, item: Item) -> None:
     moved_back = item.t < s.started_at
-    counters = {
-        "last_activity_at": max(s.last_activity_at, item.t),
-        "started_at": min(s.started_at, item.t),
-        "touches": s.touches + (item.kind == "touch"),
-        "events": s.events + (item.kind != "touch"),
-    }
-    if sa.inspect(s).persistent:
-        # Stored sessions change these four columns on every item: kept current in memory without marking
-        # the row dirty, then written for the whole batch by one set-based UPDATE (write_session_activity).
-        for name, value in counters.items():
-            set_committed_value(s, name, value)
-        ctx.touched_sessions[s.id] = s
+    s.last_activity_at = max(s.last_activity_at, item.t)
+    s.started_at = min(s.started_at, item.t)
+    if item.kind == "touch":
+        s.touches += 1
     else:
-        for name, value in counters.items():
-            setattr(s, name, value)
+        s.events += 1
+    if s.id not in ctx.rows.new_sessions:  # stored: written for the whole batch by one UPDATE
+        ctx.rows.changed_sessions[s.id] = s
     # SES-8: empty fields are filled by the first later item that has them; BOT-5 for exclusion.
     if s.user_agent is None and item.user_agent:
         s.user_agent = item.user_agent
@@ -212,12 +170,12 @@ def _attach(ctx: Ctx, s: Session, item: Item) -> None:
         _queue_late_session(ctx, s)
 
 
-def _create(ctx: Ctx, item: Item) -> Session:
+def _create(ctx: Ctx, item: Item) -> SessionRow:
     traffic = item.traffic
     assert traffic is not None
     bot = item.bot is True
     exclusion = "known_bot" if bot else traffic.exclusion_reason
-    s = Session(
+    s = SessionRow(
         account_id=ctx.account_id,
         environment=ctx.environment,
         id=new_id("sess", item.t),
@@ -251,7 +209,7 @@ def _create(ctx: Ctx, item: Item) -> Session:
         created_at=item.t,
         origin=item.origin,
     )
-    ctx.db.add(s)
+    ctx.rows.new_sessions[s.id] = s
     _sessions_of(ctx, item.visitor.id).append(s)
     _queue_late_session(ctx, s)
     return s
@@ -262,28 +220,24 @@ def _cap(host: str | None) -> str | None:
     return host[:255] if host is not None else None
 
 
-def _bind(ctx: Ctx, item: Item, s: Session) -> None:
+def _bind(ctx: Ctx, item: Item, s: SessionRow) -> None:
     """SES-9: the pair is (re-)bound to the session it resolved to."""
     assert item.client_session_id is not None
-    binding = _binding(ctx, item.visitor.id, item.client_session_id)
+    key = (item.visitor.id, item.client_session_id)
+    binding = _binding(ctx, *key)
     if binding is None:
         # The visitor's advisory lock is held, so no other transaction binds the same pair meanwhile.
-        binding = SessionBinding(
-            account_id=ctx.account_id,
-            environment=ctx.environment,
-            visitor_id=item.visitor.id,
-            client_session_id=item.client_session_id,
-            session_id=s.id,
-            bound_at=item.t,
-        )
-        ctx.db.add(binding)
-        ctx.bindings[(item.visitor.id, item.client_session_id)] = binding
+        binding = BindingRow(ctx.account_id, ctx.environment, item.visitor.id, item.client_session_id, s.id, item.t)
+        ctx.rows.new_bindings[key] = binding
+        ctx.bindings[key] = binding
     elif binding.session_id != s.id:
         binding.session_id = s.id
         binding.bound_at = item.t
+        if key not in ctx.rows.new_bindings:
+            ctx.rows.changed_bindings[key] = binding
 
 
-def _queue_late_session(ctx: Ctx, s: Session) -> None:
+def _queue_late_session(ctx: Ctx, s: SessionRow) -> None:
     """SES-13: a session that appears inside an existing conversion's window re-attributes it."""
     if s.excluded or s.visitor_id in ctx.new_visitors:
         return  # a visitor first seen in this batch has no conversions yet
@@ -305,4 +259,4 @@ def _queue_late_session(ctx: Ctx, s: Session) -> None:
     ctx.reattribute.update(rows)
 
 
-__all__ = ["Item", "resolve", "VisitorLink"]
+__all__ = ["Item", "resolve"]
