@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from core.money import currency_exponent
 from core.reattribution.service import create_batch
 from core.reattribution.tasks import run_inline
 from core.settings import load_config
+from core.storage.db import refresh_statistics
 from core.storage.models import Conversion, DashboardUser, Event, IdempotencyKey, User, Visitor
 from core.storage.models import Session as VisitSession
 from core.tenant import Tenant
@@ -579,8 +580,12 @@ def seed_demo(
     seed: int = 42,
     *,
     sessions: sessionmaker[Session],
+    progress: Callable[[int, int], object] | None = None,
 ) -> DemoSummary:
     """Generate the demo for ``tenant`` and append it to ``log`` (the services' command log).
+
+    ``progress(done, total)`` is called after each appended batch with the commands processed so far and the
+    plan's total (the CLI's progress bar).
 
     ``sessions`` reads the tenant's currency and whether the demo is there already. With an inline log the
     data-driven models are then fitted on the new data and its conversions recalculated with that fit (what
@@ -598,8 +603,12 @@ def seed_demo(
         if _other_demo(db, tenant, tag) or (plan.commands and _claimed(db, tenant, plan.commands[-1][2])):
             return stored_summary(db, tenant, currency)
     fitter = _Fitter(sessions, tenant) if log.mode == "inline" else None
+    done = 0
     for batch in _batches(plan.commands):
         log.append(tenant, batch, wait=False)
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(plan.commands))
         if fitter is not None:
             fitter.appended(batch)
     if fitter is not None:
@@ -655,5 +664,6 @@ class _Fitter:
             if not self.ready:
                 return  # too little data for a fit: the data-driven models keep the linear fallback
         with self.sessions.begin() as db:
+            refresh_statistics(db)  # SQLite plans the recalculation's credit lookups by primary key only with stats
             batch_id = create_batch(db, self.tenant, "recalculate", self.models, {"ids": sorted(self.before)}).id
         run_inline(self.sessions, self.tenant, batch_id)

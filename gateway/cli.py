@@ -151,10 +151,35 @@ def _seed(tenant: Tenant, visitors: int = demo.DEFAULT_VISITORS, days: int = dem
     from core.settings import load_config
 
     services = _services()
-    summary = demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed, sessions=services.sessions)
+    with _ProgressBar("commands") as bar:
+        summary = demo.seed_demo(services.log, tenant, services.now(), visitors, days, seed,
+                                 sessions=services.sessions, progress=bar.update)
     with services.sessions() as db:  # the reports' rollups, so the first dashboard page does not build them
         rollups.refresh(db, tenant, load_config(db, tenant.account_id).timezone)
     return summary
+
+
+class _ProgressBar:
+    """A click progress bar whose total is learnt from the first update (``update(done, total)``)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 @cli.command("build-rollups")

@@ -156,18 +156,19 @@ class Attributed:
     rows: list[dict[str, Any]]  # the credit rows written, so the answer needs no read-back
 
 
-def attribute_conversion(ctx: Ctx, conv: Conversion) -> Attributed:
-    """Compute and store every enabled model's credits for ``conv``."""
+def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attributed:
+    """Compute and store every enabled model's credits for ``conv``; a ``new`` conversion has none to replace."""
     warnings: list[str] = []
     settings = ctx.config.attribution
     now = datetime.now(UTC)
     if not conv.named_user:  # ATT-5: an unnamed conversion's user is re-derived every time.
         conv.user_id = owner_at(links_of_visitor(ctx, conv.visitor_id), conv.converted_at)
-    ctx.db.execute(
-        sa.delete(AttributionCredit).where(
-            ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conv.id
+    if not new:
+        ctx.db.execute(
+            sa.delete(AttributionCredit).where(
+                ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conv.id
+            )
         )
-    )
     rows: list[dict[str, Any]] = []
     fallbacks: dict[str, str] = {}
     acquisition = _acquisition_for(ctx, conv) if conv.inherit_acquisition else None

@@ -58,6 +58,17 @@ class Ctx:
         """A WHERE clause scoping ``model`` to this tenant: every query starts here."""
         return sa.and_(model.account_id == self.account_id, model.environment == self.environment)
 
+    def one_of(self, column: Any, values: Iterable[str]) -> Any:
+        """``column IN values`` for the batch preloads: on PostgreSQL ``= ANY(array)``, one parameter for any
+        number of values (an expanded IN list of a few thousand placeholders is parsed again by psycopg on
+        every call; issue 16's profile)."""
+        wanted = list(values)
+        if self.db.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return column == sa.any_(sa.bindparam(None, wanted, type_=ARRAY(sa.Text)))
+        return column.in_(wanted)
+
 
 def insert_ignore(db: Session, model: Any, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on both dialects; True when the row was inserted."""

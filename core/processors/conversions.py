@@ -155,7 +155,7 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     savepoint = ctx.db.begin_nested()
     credits: list[dict[str, Any]] | None = None
     try:
-        attributed = attribute_conversion(ctx, conv)
+        attributed = attribute_conversion(ctx, conv, new=True)  # its row was inserted just above
         warnings.extend(attributed.warnings)
         credits = attributed.rows
         savepoint.commit()

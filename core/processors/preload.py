@@ -39,7 +39,7 @@ def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
         return  # conversions and identify read what they need themselves
     keys = sorted({c.visitor_key for c in commands if c.visitor_key is not None})
     if keys:
-        for row in visitor_rows(ctx, Visitor.visitor_key.in_(keys)):
+        for row in visitor_rows(ctx, ctx.one_of(Visitor.visitor_key, keys)):
             ctx.visitors[row.visitor_key] = row
         ctx.unknown_visitors.update(k for k in keys if k not in ctx.visitors)
     ids = [v.id for v in ctx.visitors.values()]
@@ -58,7 +58,7 @@ def _load_links(ctx: Ctx, ids: list[str]) -> None:
         ctx.links.setdefault(visitor_id, [])
     rows = ctx.db.scalars(
         sa.select(VisitorLink)
-        .where(ctx.scoped(VisitorLink), VisitorLink.visitor_id.in_(ids))
+        .where(ctx.scoped(VisitorLink), ctx.one_of(VisitorLink.visitor_id, ids))
         .order_by(VisitorLink.linked_at)
     )
     for link in rows:
@@ -70,7 +70,7 @@ def _load_sessions(ctx: Ctx, ids: list[str]) -> None:
     start, end = ctx.window
     for visitor_id in ids:
         ctx.sessions_of.setdefault(visitor_id, [])
-    for s in session_rows(ctx, Session.visitor_id.in_(ids), Session.last_activity_at >= start - WINDOW,
+    for s in session_rows(ctx, ctx.one_of(Session.visitor_id, ids), Session.last_activity_at >= start - WINDOW,
                           Session.started_at <= end + WINDOW):
         ctx.sessions_of[s.visitor_id].append(s)
 
@@ -82,7 +82,8 @@ def _load_bindings(ctx: Ctx, ids: list[str], commands: Sequence[Command]) -> Non
     ctx.bindings_loaded.update(ids)
     if not client_ids:
         return
-    for b in binding_rows(ctx, SessionBinding.visitor_id.in_(ids), SessionBinding.client_session_id.in_(client_ids)):
+    for b in binding_rows(ctx, ctx.one_of(SessionBinding.visitor_id, ids),
+                          ctx.one_of(SessionBinding.client_session_id, client_ids)):
         ctx.bindings[(b.visitor_id, b.client_session_id)] = b
 
 
@@ -90,14 +91,18 @@ def _load_converters(ctx: Ctx, ids: list[str]) -> None:
     users = sorted({link.user_id for v in ids for link in ctx.links.get(v, [])})
     found = set(
         ctx.db.scalars(
-            sa.select(Conversion.visitor_id).where(ctx.scoped(Conversion), Conversion.visitor_id.in_(ids)).distinct()
+            sa.select(Conversion.visitor_id)
+            .where(ctx.scoped(Conversion), ctx.one_of(Conversion.visitor_id, ids))
+            .distinct()
         )
     )
     if users:
         found.update(
             u
             for u in ctx.db.scalars(
-                sa.select(Conversion.user_id).where(ctx.scoped(Conversion), Conversion.user_id.in_(users)).distinct()
+                sa.select(Conversion.user_id)
+                .where(ctx.scoped(Conversion), ctx.one_of(Conversion.user_id, users))
+                .distinct()
             )
             if u is not None
         )

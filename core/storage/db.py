@@ -87,8 +87,11 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    # No automatic server-side prepared statements: the drain's preloads filter on ``= ANY(array)``, for which a
+    # prepared statement's generic plan cannot know the array's length and PostgreSQL may pick a plan ten times
+    # slower (issue 16; docs/performance.md).
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
-                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}"})
+                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}", "prepare_threshold": None})
     engine = sa.create_engine(url, **kwargs)
     _POSTGRES_ENGINES.add(engine)
     return engine
@@ -114,3 +117,12 @@ def migrate(url: str) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
+
+
+def refresh_statistics(db: Session) -> None:
+    """SQLite keeps no planner statistics until ``ANALYZE`` runs; without them it may pick a tenant-wide index
+    over a primary key for a per-conversion lookup (a scan per conversion). PostgreSQL's autovacuum keeps its
+    own (migration 0003), so this is a no-op there."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(sa.text("ANALYZE"))
+
