@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--sizes", default="", help="comma list of stored-event counts to measure at")
-    parser.add_argument("--batch", type=int, default=500, help="the drain's batch (MBUZZ_DRAIN_BATCH)")
+    parser.add_argument("--batch", type=int, default=2000, help="the drain's batch (MBUZZ_DRAIN_BATCH)")
     parser.add_argument("--workers", default="1,2", help="comma list of drain-process counts; 0 or '' for none")
     parser.add_argument("--budget", type=float, default=10.0, help="budget_s of each drain call in the workers")
     parser.add_argument("--bare-read", type=int, default=1000, help="entries per XREADGROUP of the bare drain")

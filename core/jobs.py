@@ -65,7 +65,7 @@ from core.tenant import Tenant
 
 log = logging.getLogger("mbuzz.drain")
 
-BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "500"))
+BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "2000"))  # issue 16: thousands a batch (docs/performance.md)
 LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
 # the longest a drain batch waits for a lock before it gives the batch back; below the partition lock's
 # lifetime, so a waiting drain never loses its partition.
