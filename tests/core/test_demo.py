@@ -76,3 +76,17 @@ def test_seed_demo_command(app: Flask) -> None:
     assert unknown.exit_code != 0 and "no such account" in unknown.output
     short = runner.invoke(args=["mbuzz", "seed-demo", "--account", account_id, "--days", "3"])
     assert short.exit_code != 0 and "--days" in short.output
+
+
+def test_seed_reports_progress_up_to_every_planned_command(app: Flask) -> None:
+    """Issue 16 item 2: the seed tells its caller (the CLI's progress bar) how far it is, batch by batch."""
+    services = app.config["MBUZZ"]
+    tenant = Tenant(new_account(app).account_id, "test")
+    seen: list[tuple[int, int]] = []
+    summary = demo.seed_demo(services.log, tenant, NOW, 120, 14, sessions=services.sessions,
+                             progress=lambda done, total: seen.append((done, total)))
+    assert summary.created and len(seen) > 1
+    totals = {total for _, total in seen}
+    assert len(totals) == 1 and seen[-1][0] == totals.pop()
+    assert [done for done, _ in seen] == sorted({done for done, _ in seen})  # strictly increasing
+    assert summary.events + summary.conversions <= seen[-1][0]

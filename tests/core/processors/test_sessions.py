@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -136,3 +137,35 @@ def test_BOT3_bot_sessions_are_stored_excluded(run: Callable[[list[Command]], li
 def test_BOT5_first_user_agent_decides(run: Callable[[list[Command]], list[dict[str, Any]]]) -> None:
     sessions = run([touch(0, ua=None), event(1, url=SITE, ua=BOT)])
     assert [(s["excluded"], s["events"]) for s in sessions] == [("known_bot", 1)]
+
+
+def test_SES7_one_batch_resolves_exactly_as_one_command_per_batch(app: Flask) -> None:
+    """Issue 16: within a batch, sessions, bindings and visitors are rows in memory written set-based at the end;
+    across batches they are read back from the database. Both must give the same sessions (SES-7, SES-8, SES-9,
+    BOT-5): a mixed timeline with late items, a moved-back start, a filled user agent and re-bound client ids."""
+    services = app.config["MBUZZ"]
+    gclid = SITE + "?gclid=Cj0KC"
+    timeline: list[Command] = [
+        touch(0, referrer="https://www.google.com/", sid="a"), touch(5, referrer=SITE, sid="a", ua=None),
+        event(6, sid="a", ua=BOT), touch(20, url=gclid, referrer="https://www.google.com/", sid="b"),
+        event(21, url=gclid, sid="b"), event(19, sid="b"), touch(70, referrer=SITE + "pricing", sid="a"),
+        event(25), event(-10, url=SITE, sid="c"), touch(200, referrer=SITE, sid="d", ua=None),
+        event(201, sid="d"), touch(300, sid="e", ua=None), event(301, url=SITE, sid="e", ua=BOT),
+        event(60 * 24 + 70),
+    ]
+
+    def stored(split: bool) -> list[tuple[Any, ...]]:
+        tenant = Tenant(new_account(app).account_id, "test")
+        log = InlineLog(services.sessions)
+        for part in ([[c] for c in timeline] if split else [timeline]):
+            log.append(tenant, [dataclasses.replace(c, id=new_id("evt")) for c in part])
+        with services.sessions() as db:
+            sessions = db.scalars(sa.select(Session).where(Session.account_id == tenant.account_id)
+                                  .order_by(Session.started_at)).all()
+            index = {s.id: i for i, s in enumerate(sessions)}
+            events = db.execute(sa.select(Event.occurred_at, Event.session_id)
+                                .where(Event.account_id == tenant.account_id).order_by(Event.occurred_at)).all()
+        return [(s.channel, s.started_at, s.last_activity_at, s.touches, s.events, s.user_agent, s.device_type,
+                 s.exclusion_reason) for s in sessions] + [(t, index.get(sid)) for t, sid in events]
+
+    assert stored(split=False) == stored(split=True)
