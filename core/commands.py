@@ -258,12 +258,20 @@ def command_to_dict(command: Command) -> dict[str, Any]:
     return data
 
 
+# kind -> the names of its datetime fields, worked out once (decoding runs for every drained command)
+_DATETIME_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type))
+    for kind, cls in COMMAND_TYPES.items()
+}
+
+
 def command_from_dict(data: dict[str, Any]) -> Command:
     data = dict(data)
-    cls = COMMAND_TYPES[data.pop("kind")]
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        if isinstance(value, str) and "datetime" in str(hints.get(key, "")):
+    kind = data.pop("kind")
+    cls = COMMAND_TYPES[kind]
+    for key in _DATETIME_FIELDS[kind]:
+        value = data.get(key)
+        if isinstance(value, str):
             data[key] = datetime.fromisoformat(value)
     return cls(**data)
 

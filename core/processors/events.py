@@ -10,7 +10,7 @@ from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
 from core.processors.context import Ctx, claim_key, ensure_visitor
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
-from core.processors.rows import write_rows
+from core.processors.rows import json_bytes, write_rows
 from core.processors.sessions import Item, resolve
 from core.storage.models import Event
 
@@ -133,7 +133,7 @@ def write_pending_events(ctx: Ctx) -> None:
             with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
                 for row in ctx.pending_events:
                     copy.write_row(
-                        [Jsonb(row[c]) if c == "properties" else row[c] for c in EVENT_COLUMNS]
+                        [Jsonb(row[c], dumps=json_bytes) if c == "properties" else row[c] for c in EVENT_COLUMNS]
                     )
     else:
         ctx.db.execute(sa.insert(Event), ctx.pending_events)

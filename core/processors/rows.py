@@ -14,11 +14,13 @@ they are written, marked stored, so later items of the batch keep resolving agai
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 import sqlalchemy as sa
 
 from core.storage.models import Session, SessionBinding, Visitor
@@ -143,6 +145,15 @@ def write_rows(ctx: Ctx) -> None:
         rows.changed_bindings.clear()
 
 
+def json_bytes(value: Any) -> bytes:
+    """JSON for a ``COPY``: orjson (a tenth of the standard library's cost); the standard library for what orjson
+    refuses (non-string keys, integers beyond 64 bits), so nothing that stored before fails now."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode()
+
+
 def _insert(ctx: Ctx, table: Any, columns: Sequence[str], rows: Iterable[Any]) -> None:
     """COPY on PostgreSQL (JSON columns as text), one executemany elsewhere. The visitors' advisory locks are
     held and new ids are fresh, so no row can conflict."""
@@ -152,7 +163,7 @@ def _insert(ctx: Ctx, table: Any, columns: Sequence[str], rows: Iterable[Any]) -
         raw: Any = ctx.db.connection().connection.dbapi_connection
         with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([Jsonb(v) if isinstance(v, dict) else v
+                copy.write_row([Jsonb(v, dumps=json_bytes) if isinstance(v, dict) else v
                                 for v in (getattr(row, c) for c in columns)])
         return
     ctx.db.execute(sa.insert(table), [{c: getattr(row, c) for c in columns} for row in rows])
