@@ -39,7 +39,8 @@ class Ctx:
     bindings: dict[tuple[str, str], BindingRow] = field(default_factory=dict)  # (visitor id, client id) -> row
     bindings_loaded: set[str] = field(default_factory=set)  # visitor ids whose bindings are all in ``bindings``
     converters: set[str] | None = None  # visitor and user ids with conversions; None = not preloaded
-    event_keys: dict[str, tuple[str, bool]] = field(default_factory=dict)  # key -> (original id, claimed here)
+    # (scope, idempotency key) -> (original id, claimed by this batch): events' and touches' keys (API-51)
+    batch_keys: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
     unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
     pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
     rows: PendingRows = field(default_factory=PendingRows)  # visitors, sessions, bindings not yet written
@@ -115,6 +116,18 @@ def claim_key(ctx: Ctx, scope: str, key: str | None, result_id: str, at: datetim
     if inserted:
         return None
     return used_key(ctx, scope, key) or result_id
+
+
+def claim_batch_key(ctx: Ctx, scope: str, key: str | None, command_id: str, at: datetime) -> str | None:
+    """``claim_key`` for an event or touch: read from the batch's claims (``core.processors.preload``) when the
+    preload claimed it, else claimed now. Returns the original id when the key was used before."""
+    if key is None:
+        return None
+    known = ctx.batch_keys.get((scope, key))
+    if known is None:
+        return claim_key(ctx, scope, key, command_id, at)
+    first_id, claimed_here = known
+    return None if claimed_here and first_id == command_id else first_id
 
 
 def lock_visitors(ctx: Ctx, visitor_keys: Iterable[str]) -> None:

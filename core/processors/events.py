@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
-from core.processors.context import Ctx, claim_key, ensure_visitor
+from core.processors.context import Ctx, claim_batch_key, ensure_visitor
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
 from core.processors.rows import json_bytes, write_rows
 from core.processors.sessions import Item, resolve
@@ -16,7 +16,7 @@ from core.storage.models import Event
 
 
 def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
-    original = claim_key(ctx, "session", cmd.idempotency_key, cmd.id, cmd.received_at)
+    original = claim_batch_key(ctx, "session", cmd.idempotency_key, cmd.id, cmd.received_at)
     if original is not None:
         return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
     visitor = ensure_visitor(ctx, cmd.visitor_key, cmd.occurred_at)
@@ -46,15 +46,9 @@ def process_touch(ctx: Ctx, cmd: TouchCommand) -> CommandResult:
 
 
 def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
-    if cmd.idempotency_key is not None:
-        known = ctx.event_keys.get(cmd.idempotency_key)  # claimed for the whole batch by the preload
-        if known is None:
-            original = claim_key(ctx, "event", cmd.idempotency_key, cmd.id, cmd.received_at)
-        else:
-            first_id, claimed_here = known
-            original = None if claimed_here and first_id == cmd.id else first_id
-        if original is not None:
-            return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
+    original = claim_batch_key(ctx, "event", cmd.idempotency_key, cmd.id, cmd.received_at)
+    if original is not None:
+        return CommandResult(command_id=cmd.id, status="duplicate", result_id=original)
     t = cmd.occurred_at
     user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, t, cmd.origin)
     if cmd.visitor_key is not None:

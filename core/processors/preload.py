@@ -50,7 +50,7 @@ def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
         _load_converters(ctx, ids)
     else:
         ctx.converters = set()
-    _claim_event_keys(ctx, commands)
+    _claim_batch_keys(ctx, commands)
 
 
 def _load_links(ctx: Ctx, ids: list[str]) -> None:
@@ -109,16 +109,22 @@ def _load_converters(ctx: Ctx, ids: list[str]) -> None:
     ctx.converters = found
 
 
-def _claim_event_keys(ctx: Ctx, commands: Sequence[Command]) -> None:
-    """API-51 for a whole batch: one INSERT … ON CONFLICT DO NOTHING RETURNING, one SELECT for the rest."""
-    first: dict[str, EventCommand] = {}
-    for c in commands:
-        if isinstance(c, EventCommand) and c.idempotency_key is not None:
-            first.setdefault(c.idempotency_key, c)
-    if not first:
-        return
+def _claim_batch_keys(ctx: Ctx, commands: Sequence[Command]) -> None:
+    """API-51 for a whole batch: events' and touches' idempotency keys claimed with one INSERT … ON CONFLICT DO
+    NOTHING RETURNING per scope, one SELECT for the keys used before (``process_event``/``process_touch`` then
+    read ``ctx.batch_keys`` instead of claiming one by one)."""
+    for scope, kind in (("event", EventCommand), ("session", TouchCommand)):
+        first: dict[str, Command] = {}
+        for c in commands:
+            if isinstance(c, kind) and c.idempotency_key is not None:
+                first.setdefault(c.idempotency_key, c)
+        if first:
+            _claim_keys(ctx, scope, first)
+
+
+def _claim_keys(ctx: Ctx, scope: str, first: dict[str, Command]) -> None:
     rows = [
-        {"account_id": ctx.account_id, "environment": ctx.environment, "scope": "event", "key": key,
+        {"account_id": ctx.account_id, "environment": ctx.environment, "scope": scope, "key": key,
          "result_id": c.id, "created_at": c.received_at}
         for key, c in first.items()
     ]
@@ -126,18 +132,18 @@ def _claim_event_keys(ctx: Ctx, commands: Sequence[Command]) -> None:
     stmt = dialect.insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
     claimed = set(ctx.db.scalars(stmt, rows))
     for key in claimed:
-        ctx.event_keys[key] = (first[key].id, True)
+        ctx.batch_keys[(scope, key)] = (first[key].id, True)
     known = [k for k in first if k not in claimed]
     if known:
         for key, original in ctx.db.execute(
             sa.select(IdempotencyKey.key, IdempotencyKey.result_id).where(
                 IdempotencyKey.account_id == ctx.account_id,
                 IdempotencyKey.environment == ctx.environment,
-                IdempotencyKey.scope == "event",
-                IdempotencyKey.key.in_(known),
+                IdempotencyKey.scope == scope,
+                ctx.one_of(IdempotencyKey.key, known),
             )
         ):
-            ctx.event_keys[key] = (original, False)
+            ctx.batch_keys[(scope, key)] = (original, False)
 
 
 __all__ = ["preload", "ConversionCommand"]
