@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -164,11 +164,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attri
     if not conv.named_user:  # ATT-5: an unnamed conversion's user is re-derived every time.
         conv.user_id = owner_at(links_of_visitor(ctx, conv.visitor_id), conv.converted_at)
     if not new:
-        ctx.db.execute(
-            sa.delete(AttributionCredit).where(
-                ctx.scoped(AttributionCredit), AttributionCredit.conversion_id == conv.id
-            )
-        )
+        _delete_credits(ctx, conv.id)
     rows: list[dict[str, Any]] = []
     fallbacks: dict[str, str] = {}
     acquisition = _acquisition_for(ctx, conv) if conv.inherit_acquisition else None
@@ -222,13 +218,26 @@ def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attri
         conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
         conv.sessions_analyzed = len(journey.touchpoints)
         conv.journey_truncated = journey.truncated
-    if rows:  # one multi-row INSERT (executemany) instead of a flush per credit
-        ctx.db.execute(sa.insert(AttributionCredit), rows)
+    if rows:  # one Core executemany: no ORM bulk-insert bookkeeping per credit
+        ctx.db.execute(sa.insert(cast(sa.Table, AttributionCredit.__table__)), rows)
     conv.fallbacks = fallbacks
     conv.lookback_days_used = settings.lookback_days
     conv.attribution_status = "complete"
     conv.attributed_at = now
     return Attributed(warnings, rows)
+
+
+def _delete_credits(ctx: Ctx, conversion_id: str) -> None:
+    """The conversion's credits, found by primary key (account, conversion). Without planner statistics SQLite
+    prefers the report index on (account, environment) and scans the tenant's credits for every conversion (the
+    demo seed's profile); comparing the environment through an expression (``environment || ''``) leaves it
+    only the primary key. PostgreSQL plans by its statistics and gets the plain comparison."""
+    environment: Any = AttributionCredit.environment
+    if ctx.db.get_bind().dialect.name == "sqlite":
+        environment = environment.op("||")(sa.literal(""))
+    ctx.db.execute(sa.delete(AttributionCredit).where(
+        AttributionCredit.account_id == ctx.account_id, AttributionCredit.conversion_id == conversion_id,
+        environment == ctx.environment))
 
 
 def _inherited_rows(ctx: Ctx, conv: Conversion, source: Conversion) -> list[dict[str, Any]]:
