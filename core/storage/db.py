@@ -93,8 +93,18 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
                                                   f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}", "prepare_threshold": None})
     engine = sa.create_engine(url, **kwargs)
+    event.listen(engine, "connect", _binary_arrays)
     _POSTGRES_ENGINES.add(engine)
     return engine
+
+
+def _binary_arrays(dbapi_conn: Any, _record: Any) -> None:
+    """Python lists go to PostgreSQL as binary arrays: the drain sends thousands of ids and times per statement
+    (``unnest``, ``= ANY``), and psycopg's text array format quotes every element through a regular expression
+    (7× slower for 2,000 timestamps, 5× for 2,000 ids; issue 16's profile)."""
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
