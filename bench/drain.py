@@ -24,7 +24,7 @@ Every figure is a ratio against a ceiling measured in the same run. One run prin
 Profile (``--profile`` hint): py-spy samples the in-process drain (step 2 runs in the main process; add
 ``--subprocesses`` to include the worker processes of step 3)::
 
-    .venv/bin/pip install py-spy
+    .venv/bin/pip install -e '.[bench]'   # py-spy, pinned in pyproject.toml
     py-spy record -o drain.svg -- .venv/bin/python bench/drain.py --events 20000 --workers 1
     py-spy record --format raw -o drain.txt -- .venv/bin/python bench/drain.py --events 20000 --workers 0
     py-spy top -- .venv/bin/python bench/drain.py --events 20000 --workers 1
