@@ -38,7 +38,6 @@ from core.money import currency_exponent
 from core.reattribution.service import create_batch
 from core.reattribution.tasks import run_inline
 from core.settings import load_config
-from core.storage.db import refresh_statistics
 from core.storage.models import Conversion, DashboardUser, Event, IdempotencyKey, User, Visitor
 from core.storage.models import Session as VisitSession
 from core.tenant import Tenant
@@ -664,6 +663,5 @@ class _Fitter:
             if not self.ready:
                 return  # too little data for a fit: the data-driven models keep the linear fallback
         with self.sessions.begin() as db:
-            refresh_statistics(db)  # SQLite plans the recalculation's credit lookups by primary key only with stats
             batch_id = create_batch(db, self.tenant, "recalculate", self.models, {"ids": sorted(self.before)}).id
         run_inline(self.sessions, self.tenant, batch_id)

@@ -355,12 +355,9 @@ def _dead_letter(client: RedisClient, tenant: Tenant, stream: str, entry_id: byt
     The dead letter keeps the command itself (its log entry is deleted) and where it came from; it is written,
     and the entry acknowledged and deleted, in one MULTI, so a crash can neither lose it nor write it twice.
     """
-    pipe = client.pipeline(transaction=True)
-    pipe.xadd(dead_key(tenant), {"c": fields.get(b"c", b""), "error": error[-4000:],
-                                 "failed_at": datetime.now(UTC).isoformat(), "log_id": entry_id})
-    pipe.xack(stream, GROUP, entry_id)
-    pipe.xdel(stream, entry_id)
-    pipe.execute()
+    letter = {"c": fields.get(b"c", b""), "error": error[-4000:], "failed_at": datetime.now(UTC).isoformat(),
+              "log_id": entry_id}
+    acknowledge(client, stream, [entry_id], also=lambda pipe: pipe.xadd(dead_key(tenant), letter))
     log.error("command moved to %s: %s", dead_key(tenant), error.splitlines()[-1] if error else "")
 
 

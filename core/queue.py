@@ -172,11 +172,15 @@ def publish_results(client: RedisClient, results: Sequence[CommandResult]) -> No
         pipe.execute()
 
 
-def acknowledge(client: RedisClient, stream: str, ids: Sequence[bytes]) -> None:
-    """XACK and XDEL in one MULTI: a processed entry leaves the log (raw URLs included) as it is acknowledged."""
+def acknowledge(client: RedisClient, stream: str, ids: Sequence[bytes], also: Any = None) -> None:
+    """XACK and XDEL in one MULTI: a processed entry leaves the log (raw URLs included) as it is acknowledged.
+
+    ``also(pipe)`` queues more commands into the same MULTI (a dead letter written with its acknowledgement)."""
     if not ids:
         return
     pipe = client.pipeline(transaction=True)
+    if also is not None:
+        also(pipe)
     pipe.xack(stream, GROUP, *ids)
     pipe.xdel(stream, *ids)
     pipe.execute()

@@ -127,19 +127,16 @@ def _columns(table: Any, names: Sequence[str]) -> list[Any]:
 def write_rows(ctx: Ctx) -> None:
     """Write what the batch's touches and events created or changed so far; idempotent, cheap when idle."""
     rows = ctx.rows
-    if rows.new_visitors:
-        _insert(ctx, Visitor.__table__, VISITOR_COLUMNS, rows.new_visitors.values())
-        rows.new_visitors.clear()
+    for pending, table, columns in ((rows.new_visitors, Visitor.__table__, VISITOR_COLUMNS),
+                                    (rows.new_sessions, Session.__table__, SESSION_COLUMNS),
+                                    (rows.new_bindings, SessionBinding.__table__, BINDING_COLUMNS)):
+        if pending:  # visitors, sessions, bindings: in that order, so nothing refers to a row not yet written
+            _insert(ctx, table, columns, pending.values())
+            pending.clear()
     _write_visitor_times(ctx)
-    if rows.new_sessions:
-        _insert(ctx, Session.__table__, SESSION_COLUMNS, rows.new_sessions.values())
-        rows.new_sessions.clear()
     if rows.changed_sessions:
         _update_sessions(ctx, list(rows.changed_sessions.values()))
         rows.changed_sessions.clear()
-    if rows.new_bindings:
-        _insert(ctx, SessionBinding.__table__, BINDING_COLUMNS, rows.new_bindings.values())
-        rows.new_bindings.clear()
     if rows.changed_bindings:
         _update_bindings(ctx, list(rows.changed_bindings.values()))
         rows.changed_bindings.clear()

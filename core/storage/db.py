@@ -127,12 +127,3 @@ def migrate(url: str) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
-
-
-def refresh_statistics(db: Session) -> None:
-    """SQLite keeps no planner statistics until ``ANALYZE`` runs; without them it may pick a tenant-wide index
-    over a primary key for a per-conversion lookup (a scan per conversion). PostgreSQL's autovacuum keeps its
-    own (migration 0003), so this is a no-op there."""
-    if db.get_bind().dialect.name == "sqlite":
-        db.execute(sa.text("ANALYZE"))
-
