@@ -51,8 +51,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DB = "postgresql://postgres@127.0.0.1:5432/mbuzz_drain_bench"
-REDIS = "redis://127.0.0.1:6379/13"
+# Overridable so that two checkouts can benchmark side by side without sharing a database or a Redis db.
+DB = os.environ.get("MBUZZ_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mbuzz_drain_bench")
+REDIS = os.environ.get("MBUZZ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 SOURCES = ("?utm_source=google&utm_medium=cpc", "?utm_source=newsletter&utm_medium=email", "?gclid=Cj0KC", "")
 BARE_COLUMNS = (
