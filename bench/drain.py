@@ -11,11 +11,13 @@ Every figure is a ratio against a ceiling measured in the same run. One run prin
    process exactly as an RQ worker would; events/s, µs/event, the ratio to the bare drain and the process RSS.
    ``--sizes 10000,100000`` repeats it after the database already holds that many events, to show whether the
    per-event cost stays flat as the tables grow;
-3. **drain workers** (``--workers 1,2``): for each count, a fresh tenant's stream is filled with N events and
-   that many OS processes (multiprocessing, spawn) each call ``core.jobs.drain(account, env, budget_s=...)``
-   until the stream has nothing pending or unread; wall time from the start signal to fully drained (rows
-   checked in ``events``), events/s, the ratio to the bare drain and the 2-vs-1 ratio. A tenant is one
-   partition with one drain lock, so a second worker on one tenant can only wait for the lock.
+3. **drain workers** (``--workers 1,2``): for each count, a fresh tenant's log of ``--partitions`` partitions
+   (default 4; docs/pipeline.md Q-3-D1) is filled with N events, each routed to its visitor's partition as the
+   edge routes it, and that many OS processes (multiprocessing, spawn) call
+   ``core.jobs.drain(account, env, budget_s=..., partition=i)`` over the partitions in turn, as RQ workers take
+   the partitions' drain jobs, until no partition has anything pending or unread; wall time from the start
+   signal to fully drained (rows checked in ``events``), events/s, the ratio to the bare drain and the 2-vs-1
+   ratio.
 
     python bench/drain.py --events 20000
     python bench/drain.py --events 100000 --workers 1,2,4
@@ -75,9 +77,11 @@ def current_rss_mb() -> float:
     return 0.0
 
 
-def commands(n: int, visitors: int, start: datetime, seed: int) -> list[bytes]:
+def commands(n: int, visitors: int, start: datetime, seed: int, partitions: int = 1) -> list[tuple[int, bytes]]:
+    """(partition index, payload) per event, routed as the edge routes them (``core.queue.partition_index``)."""
     from core.commands import EventCommand, command_to_dict
     from core.ids import new_id
+    from core.queue import partition_index
 
     r = random.Random(seed)
     out = []
@@ -89,17 +93,19 @@ def commands(n: int, visitors: int, start: datetime, seed: int) -> list[bytes]:
                            occurred_at=at, received_at=at, visitor_key=f"bench-{v:06d}", url=url,
                            referrer="https://www.google.com/" if url and r.random() < 0.3 else None,
                            user_agent=UA, fingerprint=f"{v:032x}"[-32:], properties={"i": i})
-        out.append(orjson.dumps(command_to_dict(cmd)))
+        out.append((partition_index(cmd, partitions), orjson.dumps(command_to_dict(cmd))))
     return out
 
 
-def fill(client: object, stream: str, n: int, visitors: int, start: datetime, seed: int) -> None:
-    """Generated and appended 5,000 at a time, so the benchmark's own memory stays out of the RSS figures."""
+def fill(client: object, streams: list[str], n: int, visitors: int, start: datetime, seed: int) -> None:
+    """Generated and appended 5,000 at a time, so the benchmark's own memory stays out of the RSS figures; with
+    several streams (a tenant's partitions) each event goes to its visitor's partition."""
     for offset in range(0, n, 5000):
         pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
-        chunk = commands(min(5000, n - offset), visitors, start + timedelta(seconds=offset * 0.5), seed + offset)
-        for payload in chunk:
-            pipe.xadd(stream, {"c": payload})
+        chunk = commands(min(5000, n - offset), visitors, start + timedelta(seconds=offset * 0.5), seed + offset,
+                         len(streams))
+        for index, payload in chunk:
+            pipe.xadd(streams[index], {"c": payload})
         pipe.execute()
 
 
@@ -142,8 +148,10 @@ def bare_drain(client: Any, conn: Any, stream: str, account_id: str, environment
         done += len(entries)
 
 
-def drain_worker(account_id: str, environment: str, budget_s: float, barrier: Any, results: Any) -> None:
-    """One OS process: calls ``core.jobs.drain`` until the partition's stream is fully drained.
+def drain_worker(account_id: str, environment: str, budget_s: float, partitions: int, first: int, barrier: Any,
+                 results: Any) -> None:
+    """One OS process: calls ``core.jobs.drain`` on the tenant's partitions in turn (from ``first``), as an RQ
+    worker takes the partitions' drain jobs, until every partition's stream is fully drained.
 
     Connections are opened before the start signal, so imports and connects stay out of the measurement.
     Reports (pid, events drained, drain calls, calls that drained nothing while work was left).
@@ -159,28 +167,34 @@ def drain_worker(account_id: str, environment: str, budget_s: float, barrier: An
     rt.redis.ping()
     with rt.sessions() as db:
         db.execute(sa.text("SELECT 1"))
-    stream = stream_key(Tenant(account_id, environment))
+    streams = [stream_key(Tenant(account_id, environment), i) for i in range(partitions)]
     barrier.wait()
     done = calls = turned_away = 0
+    turn = first
     while True:
-        n = jobs.drain(account_id, environment, budget_s=budget_s)
+        index = turn % partitions
+        turn += 1
+        n = jobs.drain(account_id, environment, budget_s=budget_s, partition=index)
         calls += 1
         done += n
-        if n == 0:
-            if fully_drained(rt.redis, stream):
-                break
+        if n == 0 and not fully_drained(rt.redis, streams[index]):
             turned_away += 1  # another worker holds the partition's drain lock
             time.sleep(0.01)
+        if turn % partitions == first % partitions and all(fully_drained(rt.redis, s) for s in streams):
+            break
     results.put((os.getpid(), done, calls, turned_away))
 
 
-def run_workers(count: int, account_id: str, environment: str, budget_s: float) -> tuple[float, list[tuple[int, ...]]]:
-    """Start ``count`` drain processes together; wall time until every one has seen the stream fully drained."""
+def run_workers(count: int, account_id: str, environment: str, budget_s: float,
+                partitions: int) -> tuple[float, list[tuple[int, ...]]]:
+    """Start ``count`` drain processes together; wall time until every one has seen the streams fully drained."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(count + 1)
     results = ctx.Queue()
-    procs = [ctx.Process(target=drain_worker, args=(account_id, environment, budget_s, barrier, results))
-             for _ in range(count)]
+    procs = [ctx.Process(target=drain_worker,
+                         args=(account_id, environment, budget_s, partitions, n * partitions // count, barrier,
+                               results))
+             for n in range(count)]
     try:
         for proc in procs:
             proc.start()
@@ -217,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="the drain's batch (MBUZZ_DRAIN_BATCH)")
     parser.add_argument("--workers", default="1,2", help="comma list of drain-process counts; 0 or '' for none")
     parser.add_argument("--budget", type=float, default=10.0, help="budget_s of each drain call in the workers")
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="partitions of the workers' tenant (MBUZZ_LOG_PARTITIONS; docs/pipeline.md Q-3-D1)")
     parser.add_argument("--bare-read", type=int, default=1000, help="entries per XREADGROUP of the bare drain")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]
@@ -241,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
 
     admin = make_engine(DB.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS mbuzz_drain_bench WITH (FORCE)"))
-        conn.execute(sa.text("CREATE DATABASE mbuzz_drain_bench"))
+        name = DB.rsplit("/", 1)[1]
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     client = redis.Redis.from_url(REDIS)
     try:
         migrate(DB)
@@ -271,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             raw.execute("CREATE TABLE bare_events (LIKE events INCLUDING DEFAULTS INCLUDING INDEXES)")
             raw.commit()
             bare_stream = f"{prefix}:bare-log"
-            fill(client, bare_stream, args.events, args.visitors, start + timedelta(days=200), 0)
+            fill(client, [bare_stream], args.events, args.visitors, start + timedelta(days=200), 0)
             client.xgroup_create(bare_stream, GROUP, id="0", mkstream=True)
             began = time.perf_counter()
             bare_done = bare_drain(client, raw, bare_stream, tenant.account_id, tenant.environment, args.bare_read)
@@ -292,14 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         for run, size in enumerate(sizes):
             while stored < size:  # grow the tables to the next size through the same drain path
                 chunk = min(50_000, size - stored)
-                fill(client, stream, chunk, args.visitors, start + timedelta(days=stored / 20_000), 1000 + stored)
+                fill(client, [stream], chunk, args.visitors, start + timedelta(days=stored / 20_000), 1000 + stored)
                 jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
                 stored += chunk
             if size:
                 # A running system has autovacuum's statistics for the rows it holds (migration 0003 makes it
                 # re-analyse after 1 % change); the growth above outruns autovacuum's one-minute nap.
                 analyze()
-            fill(client, stream, args.events, args.visitors, start + timedelta(days=200 + run), run * 10_000_000)
+            fill(client, [stream], args.events, args.visitors, start + timedelta(days=200 + run), run * 10_000_000)
             before_rss = current_rss_mb()
             began = time.perf_counter()
             done = jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
@@ -314,13 +331,15 @@ def main(argv: list[str] | None = None) -> int:
         # 3. N OS processes draining one fresh tenant each time (same events), as N RQ workers would.
         by_workers: dict[int, float] = {}
         if worker_counts:
-            print(f"drain workers (spawned processes calling core.jobs.drain(budget_s={args.budget:g}) until the "
-                  "stream is drained; a fresh tenant per count):")
+            print(f"drain workers (spawned processes calling core.jobs.drain(budget_s={args.budget:g}) on the "
+                  f"tenant's {args.partitions} partition(s) until all are drained; a fresh tenant per count):")
         for count in worker_counts:
             wtenant = new_tenant(f"Drain bench, {count} workers")
-            fill(client, stream_key(wtenant), args.events, args.visitors, start + timedelta(days=200), 0)
+            fill(client, [stream_key(wtenant, i) for i in range(args.partitions)], args.events, args.visitors,
+                 start + timedelta(days=200), 0)
             analyze()
-            elapsed, reports = run_workers(count, wtenant.account_id, wtenant.environment, args.budget)
+            elapsed, reports = run_workers(count, wtenant.account_id, wtenant.environment, args.budget,
+                                           args.partitions)
             rows = rows_of(wtenant)
             rate = rows / elapsed
             by_workers[count] = rate
@@ -329,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             check = "" if rows == args.events else f"  (!! expected {args.events:,} rows)"
             print(f"  {count} worker{'s' if count > 1 else ' '}: drained {rows:,} in {elapsed:.1f} s = {rate:,.0f} "
                   f"events/s = {ratio(rate, bare)}  per worker {split}  drain calls {sum(r[2] for r in reports)}, "
-                  f"{waits} turned away by the partition lock{check}")
+                  f"{waits} turned away by a partition lock{check}")
 
         print("ratios (same run):")
         print(f"  in-process drain / bare: {', '.join(f'{r / bare:.2f}' for r in in_process)}"
@@ -339,13 +358,13 @@ def main(argv: list[str] | None = None) -> int:
         if 1 in by_workers:
             for count, rate in by_workers.items():
                 if count > 1:
-                    print(f"  {count} workers / 1 worker: {rate / by_workers[1]:.2f}x  (one tenant is one partition "
-                          "with one drain lock)")
+                    print(f"  {count} workers / 1 worker: {rate / by_workers[1]:.2f}x  (one tenant, "
+                          f"{args.partitions} partition(s); {os.cpu_count()} CPUs shared with PostgreSQL and Redis)")
     finally:
         for key in client.scan_iter(match=f"{prefix}:*"):  # this run's own keys only
             client.delete(key)
         with admin.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS mbuzz_drain_bench WITH (FORCE)"))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return 0
 
 

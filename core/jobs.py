@@ -43,20 +43,21 @@ from core.processors.batch import process_batch
 from core.processors.conversions import EVENT_WAIT
 from core.queue import (
     CONSUMER,
+    DEAD,
     DRAIN_BUSY,
     DRAIN_LOCK,
     GROUP,
     PARTITIONS,
     PENDING_DRAIN,
     PREFIX,
+    WAITING,
+    Partition,
     RedisClient,
     acknowledge,
-    dead_key,
     partition_of,
     publish_results,
-    stream_key,
     trim_acknowledged,
-    waiting_key,
+    unmet_waits,
 )
 from core.reattribution.tasks import RECOVERY_S, enqueue_attribution_retries, recover_batches, start_batch
 from core.storage.db import make_engine, session_factory
@@ -94,11 +95,14 @@ def runtime() -> Runtime:
     )
 
 
-def enqueue_drain(client: RedisClient, tenant: Tenant) -> None:
+def enqueue_drain(client: RedisClient, target: Tenant | Partition) -> None:
     from rq import Queue
 
+    partition = target if isinstance(target, Partition) else Partition(target)
+    extra = {"partition": partition.index} if partition.index else {}
     Queue(QUEUE, connection=client).enqueue(
-        "core.jobs.drain", tenant.account_id, tenant.environment, job_timeout=3600, result_ttl=0, failure_ttl=86400
+        "core.jobs.drain", args=(partition.tenant.account_id, partition.tenant.environment), kwargs=extra,
+        job_timeout=3600, result_ttl=0, failure_ttl=86400,
     )
 
 
@@ -119,9 +123,9 @@ class _Lock:
         "else return 0 end"
     )
 
-    def __init__(self, client: RedisClient, tenant: Tenant) -> None:
+    def __init__(self, client: RedisClient, partition: Partition) -> None:
         self.client = client
-        self.key = DRAIN_LOCK.format(account=tenant.account_id, environment=tenant.environment)
+        self.key = partition.key(DRAIN_LOCK)
         self.token = uuid.uuid4().hex
 
     def acquire(self) -> bool:
@@ -134,59 +138,112 @@ class _Lock:
         self.client.eval(self._RELEASE, 1, self.key, self.token)
 
 
-def drain(account_id: str, environment: str, max_batches: int | None = None, budget_s: float = 10.0) -> int:
+def drain(account_id: str, environment: str, max_batches: int | None = None, budget_s: float = 10.0,
+          partition: int = 0) -> int:
     """Drain one partition until it is empty; returns how many commands were processed.
 
     After ``budget_s`` the job hands over to a fresh job, so other partitions get their turn and a worker
-    asked to stop (SIGTERM) finishes within one batch.
+    asked to stop (SIGTERM) finishes within one batch. A command that waits for other partitions (Q-3-D1)
+    stops the batch before it until they have processed what it waits for; meanwhile this drain helps drain
+    them when no other worker does.
     """
     rt = runtime()
-    tenant = Tenant(account_id, environment)
-    busy = DRAIN_BUSY.format(account=account_id, environment=environment)
-    if rt.redis.exists(busy):
+    part = Partition(Tenant(account_id, environment), partition)
+    if rt.redis.exists(part.key(DRAIN_BUSY)):
         return 0  # a lock wait timed out moments ago: the sweeper schedules the partition again after a pause
-    lock = _Lock(rt.redis, tenant)
+    lock = _Lock(rt.redis, part)
     if not lock.acquire():
         return 0  # another drain owns the partition; it re-checks the stream before it stops
-    stream = stream_key(tenant)
-    flag = PENDING_DRAIN.format(account=account_id, environment=environment)
-    processed = 0
-    batches = 0
-    started = time.monotonic()
-    handed_over = False
     try:
-        ensure_group(rt.redis, stream)
-        own_pending = True
-        while max_batches is None or batches < max_batches:
-            if not lock.refresh():
-                log.warning("lost the drain lock of %s:%s; stopping", account_id, environment)
-                break
-            entries = _read(rt.redis, stream, "0" if own_pending else ">")
-            if not entries and own_pending:
-                own_pending = False
-                continue
-            if not entries:
-                rt.redis.delete(flag)  # appends after this point schedule a new drain; re-check once
-                entries = _read(rt.redis, stream, ">")
-                if not entries:
-                    break
-            try:
-                processed += _process_entries(rt, tenant, stream, entries, lock)
-            except _LockBusy as given_back:  # the batch stays pending; the sweeper schedules the retry
-                processed += given_back.done
-                rt.redis.set(busy, b"1", px=2 * LOCK_WAIT_MS)  # other partitions get the workers meanwhile
-                log.warning("a lock of %s:%s stayed busy for %d ms; the batch goes back to the log for a later "
-                            "drain", account_id, environment, LOCK_WAIT_MS)
-                break
-            batches += 1
-            if time.monotonic() - started > budget_s:
-                handed_over = True
-                break
+        processed, handed_over, _ = _drain_owned(rt, part, lock, max_batches, time.monotonic() + budget_s)
     finally:
         lock.release()
     if handed_over:
-        enqueue_drain(rt.redis, tenant)
+        enqueue_drain(rt.redis, part)
     return processed
+
+
+def _drain_owned(rt: Runtime, part: Partition, lock: _Lock, max_batches: int | None, deadline: float,
+                 helping: bool = False) -> tuple[int, bool, dict[int, str]]:
+    """The drain loop of a partition whose lock is held; returns (commands processed, handed over, what its
+    first waiting entry waits for when ``helping`` stopped there)."""
+    stream = part.stream
+    processed = batches = 0
+    ensure_group(rt.redis, stream)
+    own_pending = True
+    while max_batches is None or batches < max_batches:
+        if not lock.refresh():
+            log.warning("lost the drain lock of %s; stopping", part.name)
+            break
+        entries = _read(rt.redis, stream, "0" if own_pending else ">")
+        if not entries and own_pending:
+            own_pending = False
+            continue
+        if not entries:
+            rt.redis.delete(part.key(PENDING_DRAIN))  # appends after this point schedule a new drain; re-check
+            entries = _read(rt.redis, stream, ">")
+            if not entries:
+                break
+        try:
+            done, blocked = _process_entries(rt, part, entries, lock)
+            processed += done
+        except _LockBusy as given_back:  # the batch stays pending; the sweeper schedules the retry
+            processed += given_back.done
+            rt.redis.set(part.key(DRAIN_BUSY), b"1", px=2 * LOCK_WAIT_MS)  # other partitions get the workers
+            log.warning("a lock of %s stayed busy for %d ms; the batch goes back to the log for a later drain",
+                        part.name, LOCK_WAIT_MS)
+            break
+        batches += 1
+        if blocked:  # the blocked entry and what follows stay pending: read them again once it may run
+            if helping:
+                return processed, False, blocked
+            own_pending = True
+            if not _await_partitions(rt, part, blocked, lock, deadline):
+                return processed, True, {}
+        elif time.monotonic() > deadline:
+            return processed, True, {}
+    return processed, False, {}
+
+
+def _await_partitions(rt: Runtime, part: Partition, blocked: dict[int, str], lock: _Lock, deadline: float) -> bool:
+    """Q-3-D1: wait until the other partitions have processed the entries ``blocked`` names; False (after
+    scheduling their drains) when the budget ran out first.
+
+    Each round helps: it drains, up to their first waiting entry, the partitions named and those their waiting
+    entries name in turn, skipping any another drain owns. Waits only point to entries appended earlier, so the
+    earliest waiting entry of the tenant can always run after one such round: rounds always make progress."""
+    tenant = part.tenant
+    wanted = [{str(i): e for i, e in blocked.items()}]
+    while True:
+        missing = unmet_waits(rt.redis, tenant, wanted)[0]
+        if not missing:
+            return True
+        todo, helped = set(missing), {part.index}
+        while todo:
+            index = todo.pop()
+            helped.add(index)
+            todo |= set(_help(rt, Partition(tenant, index), deadline)) - helped
+        missing = unmet_waits(rt.redis, tenant, wanted)[0]
+        if not missing:
+            return True
+        if time.monotonic() > deadline or not lock.refresh():
+            for index in missing:
+                enqueue_drain(rt.redis, Partition(tenant, index))
+            return False
+        time.sleep(0.05)
+
+
+def _help(rt: Runtime, part: Partition, deadline: float) -> dict[int, str]:
+    """Drain a partition no other drain owns up to its first waiting entry; returns what that entry waits for."""
+    if rt.redis.exists(part.key(DRAIN_BUSY)):
+        return {}
+    lock = _Lock(rt.redis, part)
+    if not lock.acquire():
+        return {}
+    try:
+        return _drain_owned(rt, part, lock, None, deadline, helping=True)[2]
+    finally:
+        lock.release()
 
 
 def _read(client: RedisClient, stream: str, start: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -203,49 +260,74 @@ def _read(client: RedisClient, stream: str, start: str) -> list[tuple[bytes, dic
             return live
 
 
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Decoded = list[tuple[bytes, dict[bytes, bytes], Command]]  # (entry id, fields, command), in log order
 
 
-def _process_entries(
-    rt: Runtime, tenant: Tenant, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]], lock: _Lock
-) -> int:
-    """Process one batch, then park, acknowledge (and delete) and publish. Raises ``_LockBusy`` when a lock
-    stayed busy: what was finished before is acknowledged, the rest stays pending, in order."""
-    decoded = _decode(rt.redis, tenant, stream, entries)
+def _runnable(client: RedisClient, tenant: Tenant, entries: Entries) -> tuple[Entries, dict[int, str] | None]:
+    """The entries before the first one whose wait map (Q-3-D1) is not met yet, and what that one waits for."""
+    waits = [(n, _wait_map(fields)) for n, (_, fields) in enumerate(entries) if b"w" in fields]
+    if not waits:
+        return entries, None
+    for (n, _), missing in zip(waits, unmet_waits(client, tenant, [w for _, w in waits]), strict=True):
+        if missing:
+            return entries[:n], missing
+    return entries, None
+
+
+def _wait_map(fields: dict[bytes, bytes]) -> dict[str, str]:
+    try:
+        wait = orjson.loads(fields[b"w"])
+        return {str(k): str(v) for k, v in wait.items()}
+    except (orjson.JSONDecodeError, AttributeError):  # only the append script writes it; never block on junk
+        log.error("ignoring a malformed wait map %r", fields[b"w"][:200])
+        return {}
+
+
+def _process_entries(rt: Runtime, part: Partition, entries: Entries, lock: _Lock) -> tuple[int, dict[int, str] | None]:
+    """Process the batch up to its first entry that must wait for other partitions, then park, acknowledge (and
+    delete) and publish; returns (commands processed, what the first waiting entry waits for).
+
+    Raises ``_LockBusy`` when a lock stayed busy: what was finished before is acknowledged, the rest stays
+    pending, in order."""
+    runnable, blocked = _runnable(rt.redis, part.tenant, entries)
+    fences = [entry_id for entry_id, fields in runnable if b"c" not in fields and b"w" in fields]
+    decoded = _decode(rt.redis, part, [(i, f) for i, f in runnable if b"c" in f or b"w" not in f])
     if not decoded:
-        return 0
+        acknowledge(rt.redis, part.stream, fences)
+        return 0, blocked
     try:
         try:
-            results = _commit_with_backoff(rt, tenant, [c for _, _, c in decoded], lock)
+            results = _commit_with_backoff(rt, part.tenant, [c for _, _, c in decoded], lock)
         except _PoisonBatch:
-            results = _one_by_one(rt, tenant, stream, decoded, lock)
+            results = _one_by_one(rt, part, decoded, lock)
     except _LockBusy as busy:
         if busy.done:
-            _finish(rt, tenant, stream, decoded[: busy.done], busy.results)
+            _finish(rt, part, decoded[: busy.done], busy.results)
         raise
-    _finish(rt, tenant, stream, decoded, results)
-    return len(decoded)
+    _finish(rt, part, decoded, results, fences)
+    return len(decoded), blocked
 
 
-def _decode(client: RedisClient, tenant: Tenant, stream: str,
-            entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decoded:
+def _decode(client: RedisClient, part: Partition, entries: Entries) -> Decoded:
     """The batch's commands; an entry that is not a command goes to the dead letters at once."""
     decoded: Decoded = []
     for entry_id, fields in entries:
         try:
             decoded.append((entry_id, fields, command_from_dict(orjson.loads(fields[b"c"]))))
         except Exception:
-            _dead_letter(client, tenant, stream, entry_id, fields, traceback.format_exc(limit=3))
+            _dead_letter(client, part, entry_id, fields, traceback.format_exc(limit=3))
     return decoded
 
 
-def _finish(rt: Runtime, tenant: Tenant, stream: str, decoded: Decoded, results: Sequence[CommandResult]) -> None:
-    _park_waiting(rt.redis, tenant, decoded, results)  # before the XACK: a crash re-reads them
-    acknowledge(rt.redis, stream, [entry_id for entry_id, _, _ in decoded])  # only after the commit (Q-20)
+def _finish(rt: Runtime, part: Partition, decoded: Decoded, results: Sequence[CommandResult],
+            fences: Sequence[bytes] = ()) -> None:
+    _park_waiting(rt.redis, part, decoded, results)  # before the XACK: a crash re-reads them
+    acknowledge(rt.redis, part.stream, [entry_id for entry_id, _, _ in decoded] + list(fences))  # after the commit
     publish_results(rt.redis, results)
 
 
-def _park_waiting(client: RedisClient, tenant: Tenant, decoded: Decoded, results: Sequence[CommandResult]) -> None:
+def _park_waiting(client: RedisClient, part: Partition, decoded: Decoded, results: Sequence[CommandResult]) -> None:
     """API-93: a conversion waiting for its event goes to the partition's waiting set, due again soon.
 
     The member is the command itself, so parking it twice (a crash before the XACK) keeps one copy. It is
@@ -260,18 +342,19 @@ def _park_waiting(client: RedisClient, tenant: Tenant, decoded: Decoded, results
         if command.id in waiting and isinstance(command, ConversionCommand) and command.event_id:
             deadline = (id_time(command.event_id) + EVENT_WAIT).timestamp()
             due[fields[b"c"]] = min(now + EVENT_RETRY_S, deadline)
-    client.zadd(waiting_key(tenant), due)
+    client.zadd(part.key(WAITING), due)
 
 
-def release_waiting(client: RedisClient, tenant: Tenant, now: float | None = None) -> int:
+def release_waiting(client: RedisClient, target: Tenant | Partition, now: float | None = None) -> int:
     """Move the due waiters back to the end of the partition's log, after anything appended meanwhile."""
-    key = waiting_key(tenant)
+    part = target if isinstance(target, Partition) else Partition(target)
+    key = part.key(WAITING)
     members = client.zrangebyscore(key, "-inf", time.time() if now is None else now)
     if not members:
         return 0
     pipe = client.pipeline(transaction=True)  # append and remove together
     for member in members:
-        pipe.xadd(stream_key(tenant), {"c": member})
+        pipe.xadd(part.stream, {"c": member})
         pipe.zrem(key, member)
     pipe.execute()
     return len(members)
@@ -334,21 +417,21 @@ def _commit_with_backoff(
             raise _PoisonBatch() from exc
 
 
-def _one_by_one(rt: Runtime, tenant: Tenant, stream: str, decoded: Decoded, lock: _Lock) -> list[CommandResult]:
+def _one_by_one(rt: Runtime, part: Partition, decoded: Decoded, lock: _Lock) -> list[CommandResult]:
     results: list[CommandResult] = []
     for done, (entry_id, fields, command) in enumerate(decoded):
         try:
-            results.extend(_commit_with_backoff(rt, tenant, [command], lock))
+            results.extend(_commit_with_backoff(rt, part.tenant, [command], lock))
         except _PoisonBatch as exc:
             error = "".join(traceback.format_exception(exc.__cause__ or exc, limit=5))
-            _dead_letter(rt.redis, tenant, stream, entry_id, fields, error)
+            _dead_letter(rt.redis, part, entry_id, fields, error)
             results.append(CommandResult(command_id=command.id, status="failed", errors=["processing failed"]))
         except _LockBusy as busy:
             raise _LockBusy(done, results) from busy
     return results
 
 
-def _dead_letter(client: RedisClient, tenant: Tenant, stream: str, entry_id: bytes, fields: dict[bytes, bytes],
+def _dead_letter(client: RedisClient, part: Partition, entry_id: bytes, fields: dict[bytes, bytes],
                  error: str) -> None:
     """Failed work stays visible and replayable (``mbuzz dead-letters``), never silently dropped.
 
@@ -357,8 +440,9 @@ def _dead_letter(client: RedisClient, tenant: Tenant, stream: str, entry_id: byt
     """
     letter = {"c": fields.get(b"c", b""), "error": error[-4000:], "failed_at": datetime.now(UTC).isoformat(),
               "log_id": entry_id}
-    acknowledge(client, stream, [entry_id], also=lambda pipe: pipe.xadd(dead_key(tenant), letter))
-    log.error("command moved to %s: %s", dead_key(tenant), error.splitlines()[-1] if error else "")
+    dead = part.key(DEAD)
+    acknowledge(client, part.stream, [entry_id], also=lambda pipe: pipe.xadd(dead, letter))
+    log.error("command moved to %s: %s", dead, error.splitlines()[-1] if error else "")
 
 
 def _record_rejections(db: Session, tenant: Tenant, results: Sequence[CommandResult]) -> None:
@@ -377,18 +461,18 @@ def sweep(client: RedisClient | None = None) -> int:
     client = client or runtime().redis
     scheduled = 0
     for raw in client.smembers(PARTITIONS):
-        tenant = partition_of(raw.decode())
-        if _sweep_partition(client, tenant):
-            enqueue_drain(client, tenant)
+        part = partition_of(raw.decode())
+        if _sweep_partition(client, part):
+            enqueue_drain(client, part)
             scheduled += 1
     return scheduled
 
 
-def _sweep_partition(client: RedisClient, tenant: Tenant) -> bool:
+def _sweep_partition(client: RedisClient, part: Partition) -> bool:
     """True when the partition needs a drain."""
-    if release_waiting(client, tenant):
+    if release_waiting(client, part):
         return True
-    stream = stream_key(tenant)
+    stream = part.stream
     try:
         groups = client.xinfo_groups(stream)
     except redis.ResponseError:  # no stream
@@ -458,8 +542,7 @@ def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL
 def dead_letters(client: RedisClient) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for raw in client.smembers(PARTITIONS):
-        tenant = partition_of(raw.decode())
-        for entry_id, fields in client.xrange(dead_key(tenant)):
+        for entry_id, fields in client.xrange(partition_of(raw.decode()).key(DEAD)):
             out.append({"partition": raw.decode(), "id": entry_id.decode(),
                         "error": fields.get(b"error", b"").decode(errors="replace"),
                         "failed_at": fields.get(b"failed_at", b"").decode(), "command": fields.get(b"c", b"")})
@@ -467,14 +550,14 @@ def dead_letters(client: RedisClient) -> list[dict[str, Any]]:
 
 
 def replay_dead_letter(client: RedisClient, partition: str, entry_id: str) -> bool:
-    tenant = partition_of(partition)
-    entries = client.xrange(dead_key(tenant), min=entry_id, max=entry_id)
+    part = partition_of(partition)
+    entries = client.xrange(part.key(DEAD), min=entry_id, max=entry_id)
     if not entries:
         return False
     _, fields = entries[0]
     pipe = client.pipeline(transaction=True)
-    pipe.xadd(stream_key(tenant), {"c": fields[b"c"]})
-    pipe.xdel(dead_key(tenant), entry_id)
+    pipe.xadd(part.stream, {"c": fields[b"c"]})
+    pipe.xdel(part.key(DEAD), entry_id)
     pipe.execute()
-    enqueue_drain(client, tenant)
+    enqueue_drain(client, part)
     return True

@@ -9,12 +9,24 @@ The log keeps only what is not yet processed (docs/pipeline.md Q-20-D4): an ackn
 same MULTI as its XACK (Redis 7.0 has no XACKDEL), and ``trim_acknowledged`` trims what older versions left
 below the oldest entry still pending or unread. An entry that is unread, or pending for any consumer, is never
 removed; a dead letter carries its own copy of the command.
+
+A tenant's log can have several partitions (docs/pipeline.md Q-3-D1, ``MBUZZ_LOG_PARTITIONS``), so that several
+workers drain one big tenant at once. Partition 0 keeps the historical key names; partition ``i > 0`` adds
+``#i`` to each key. A command goes to the partition of its visitor (a hash of the visitor key, or of the
+synthetic visitor of its user, VIS-4), so one visitor's commands stay in log order in one partition. A command
+that reads across visitors (identify, conversions, adjustments, links, redactions, events named only by a user)
+carries a *wait map* (field ``w``): for every other partition, the last entry that partition held when it was
+appended. The drain runs it only once those entries are gone, that is processed, so it sees everything appended
+before it, as with one partition. A redaction also leaves a *fence* (an entry with only ``w``) in every other
+partition, so nothing appended after it is processed before it. Waits point only to entries appended earlier,
+so they can never form a cycle.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -22,7 +34,16 @@ from typing import Any, TypeAlias
 import orjson
 import redis
 
-from core.commands import Command, CommandResult, ConversionCommand, EventCommand, command_to_dict
+from core.commands import (
+    Command,
+    CommandResult,
+    ConversionCommand,
+    EventCommand,
+    RedactCommand,
+    TouchCommand,
+    command_to_dict,
+)
+from core.processors.context import synthetic_visitor_key
 from core.tenant import Tenant
 
 # redis-py types every reply as a union of all its shapes; replies are checked by use, not by mypy.
@@ -46,21 +67,70 @@ RESULT_TTL_S = 120
 DEBOUNCE_MS = 50
 
 
-def stream_key(tenant: Tenant) -> str:
-    return STREAM.format(account=tenant.account_id, environment=tenant.environment)
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition of a tenant's log: its stream, dead letters, waiting set, drain lock and flags."""
+
+    tenant: Tenant
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        """``account:environment`` (partition 0) or ``account:environment#i``: a member of ``PARTITIONS``."""
+        base = f"{self.tenant.account_id}:{self.tenant.environment}"
+        return base if self.index == 0 else f"{base}#{self.index}"
+
+    def key(self, template: str) -> str:
+        base = template.format(account=self.tenant.account_id, environment=self.tenant.environment)
+        return base if self.index == 0 else f"{base}#{self.index}"
+
+    @property
+    def stream(self) -> str:
+        return self.key(STREAM)
 
 
-def dead_key(tenant: Tenant) -> str:
-    return DEAD.format(account=tenant.account_id, environment=tenant.environment)
+def stream_key(tenant: Tenant, index: int = 0) -> str:
+    return Partition(tenant, index).key(STREAM)
 
 
-def waiting_key(tenant: Tenant) -> str:
-    return WAITING.format(account=tenant.account_id, environment=tenant.environment)
+def dead_key(tenant: Tenant, index: int = 0) -> str:
+    return Partition(tenant, index).key(DEAD)
 
 
-def partition_of(name: str) -> Tenant:
-    account, _, environment = name.rpartition(":")
-    return Tenant(account, environment)
+def waiting_key(tenant: Tenant, index: int = 0) -> str:
+    return Partition(tenant, index).key(WAITING)
+
+
+def partition_of(name: str) -> Partition:
+    base, _, index = name.partition("#")
+    account, _, environment = base.rpartition(":")
+    return Partition(Tenant(account, environment), int(index or 0))
+
+
+# How a command is ordered against the other partitions of its tenant (module docstring).
+LOCAL, AFTER_EARLIER, FENCE = 0, 1, 2
+
+
+def ordering_of(command: Command) -> int:
+    """Events and touches of a named visitor need only their visitor's order; what reads across visitors waits
+    for everything appended before it; a redaction also holds back everything appended after it."""
+    if isinstance(command, EventCommand | TouchCommand) and command.visitor_key is not None:
+        return LOCAL
+    return FENCE if isinstance(command, RedactCommand) else AFTER_EARLIER
+
+
+def partition_index(command: Command, count: int) -> int:
+    """The visitor's partition (a stable hash: every process routes a visitor alike); partition 0 for commands
+    that name neither a visitor nor a user."""
+    if count <= 1:
+        return 0
+    key = command.visitor_key
+    if key is None:
+        user_key = getattr(command, "user_key", None)
+        if user_key is None:
+            return 0
+        key = synthetic_visitor_key(user_key)
+    return zlib.crc32(key.encode()) % count
 
 
 def _scope_key(command: Command) -> tuple[str, str] | None:
@@ -69,6 +139,54 @@ def _scope_key(command: Command) -> tuple[str, str] | None:
     if isinstance(command, ConversionCommand) and command.idempotency_key is not None:
         return "conversion", command.idempotency_key
     return None
+
+
+# The append of a tenant with several partitions (module docstring), atomic as a Lua script.
+# KEYS: the partitions' streams in index order, then PARTITIONS. ARGV: the partition count n, the n partition
+# names, then (index, ordering, command) per command. A wait map names partitions by index.
+_APPEND = """
+local n = tonumber(ARGV[1])
+for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[1 + q]) end
+for i = n + 2, #ARGV, 3 do
+  local p = tonumber(ARGV[i]) + 1
+  local ordering = tonumber(ARGV[i + 1])
+  local fields = {'c', ARGV[i + 2]}
+  if ordering > 0 then
+    local wait, any = {}, false
+    for q = 1, n do
+      if q ~= p then
+        local last = redis.call('XREVRANGE', KEYS[q], '+', '-', 'COUNT', 1)
+        if #last > 0 then wait[tostring(q - 1)] = last[1][1]; any = true end
+      end
+    end
+    if any then fields[3] = 'w'; fields[4] = cjson.encode(wait) end
+  end
+  local id = redis.call('XADD', KEYS[p], '*', unpack(fields))
+  if ordering == 2 then
+    local fence = cjson.encode({[tostring(p - 1)] = id})
+    for q = 1, n do
+      if q ~= p then redis.call('XADD', KEYS[q], '*', 'w', fence) end
+    end
+  end
+end
+return 0
+"""
+
+
+def unmet_waits(client: RedisClient, tenant: Tenant, waits: Sequence[dict[str, str]]) -> list[dict[int, str]]:
+    """For each wait map, the entries it names that are still in their partition's log (not processed yet);
+    one pipelined round trip for all of them. An entry leaves the log only when it is acknowledged."""
+    pipe = client.pipeline(transaction=False)
+    asked: list[tuple[int, int, str]] = []
+    for n, wait in enumerate(waits):
+        for name, entry_id in wait.items():
+            pipe.xrange(stream_key(tenant, int(name)), min=entry_id, max=entry_id, count=1)
+            asked.append((n, int(name), entry_id))
+    unmet: list[dict[int, str]] = [{} for _ in waits]
+    for (n, index, wanted), found in zip(asked, pipe.execute() if asked else [], strict=True):
+        if found:
+            unmet[n][index] = wanted
+    return unmet
 
 
 @dataclass
@@ -82,9 +200,11 @@ class RedisStreamLog:
 
     mode = "queued"
 
-    def __init__(self, client: RedisClient, enqueue_drain: Any) -> None:
+    def __init__(self, client: RedisClient, enqueue_drain: Any, partitions: int = 1) -> None:
         self._redis = client
-        self._enqueue_drain = enqueue_drain
+        self._enqueue_drain = enqueue_drain  # (Partition) -> None
+        self.partitions = max(1, partitions)
+        self._append_script = client.register_script(_APPEND) if self.partitions > 1 else None
 
     def append(self, tenant: Tenant, commands: Sequence[Command]) -> QueuedAppend:
         """Reserve keys, XADD atomically, schedule a drain. Raises ``redis.RedisError`` when Redis is down."""
@@ -112,21 +232,37 @@ class RedisStreamLog:
             results.append(CommandResult(command_id=command.id, status="queued", result_id=command.id))
         if fresh:
             try:
-                pipe = self._redis.pipeline(transaction=True)
-                stream = stream_key(tenant)
-                for command in fresh:
-                    pipe.xadd(stream, {"c": orjson.dumps(command_to_dict(command))})
-                pipe.sadd(PARTITIONS, f"{tenant.account_id}:{tenant.environment}")
-                pipe.execute()
+                touched = self._xadd(tenant, fresh)
             except redis.RedisError:
                 if reserved:  # nothing was appended: free the keys so the retry is not answered "duplicate"
                     self._safe_delete(reserved)
                 raise
             try:
-                self.schedule_drain(tenant)
+                for index in touched:
+                    self.schedule_drain(Partition(tenant, index))
             except redis.RedisError:
                 pass  # the commands are durable in the stream; the workers' sweeper schedules the drain
         return QueuedAppend(results=results, appended=fresh)
+
+    def _xadd(self, tenant: Tenant, commands: Sequence[Command]) -> list[int]:
+        """All of a request's commands in one atomic step (API-66); returns the partitions written to."""
+        if self._append_script is None:
+            pipe = self._redis.pipeline(transaction=True)
+            stream = stream_key(tenant)
+            for command in commands:
+                pipe.xadd(stream, {"c": orjson.dumps(command_to_dict(command))})
+            pipe.sadd(PARTITIONS, Partition(tenant).name)
+            pipe.execute()
+            return [0]
+        parts = [Partition(tenant, i) for i in range(self.partitions)]
+        args: list[Any] = [self.partitions, *(p.name for p in parts)]
+        touched: set[int] = set()
+        for command in commands:
+            index, ordering = partition_index(command, self.partitions), ordering_of(command)
+            args += [index, ordering, orjson.dumps(command_to_dict(command))]
+            touched.update(range(self.partitions) if ordering == FENCE else (index,))
+        self._append_script(keys=[p.stream for p in parts] + [PARTITIONS], args=args)
+        return sorted(touched)
 
     def _safe_delete(self, keys: list[str]) -> None:
         try:
@@ -134,11 +270,10 @@ class RedisStreamLog:
         except redis.RedisError:
             pass
 
-    def schedule_drain(self, tenant: Tenant) -> None:
+    def schedule_drain(self, partition: Partition) -> None:
         """Debounced trigger: at most one drain job enqueued per partition per ``DEBOUNCE_MS``."""
-        flag = PENDING_DRAIN.format(account=tenant.account_id, environment=tenant.environment)
-        if self._redis.set(flag, b"1", nx=True, px=DEBOUNCE_MS * 20):
-            self._enqueue_drain(tenant)
+        if self._redis.set(partition.key(PENDING_DRAIN), b"1", nx=True, px=DEBOUNCE_MS * 20):
+            self._enqueue_drain(partition)
 
     def wait(self, command_id: str, timeout_ms: int) -> dict[str, Any] | None:
         """The processed result body of a command, or None when it is not ready within ``timeout_ms``."""

@@ -27,6 +27,7 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     port: int = 5000
     sync_wait_ms: int = 3000
+    log_partitions: int = 1  # MBUZZ_LOG_PARTITIONS: partitions per tenant's log (docs/pipeline.md Q-3-D1)
     ratelimit_ingest: str = "5000 per second"
     ratelimit_sync: str = "1000 per second"
     ratelimit_validate: str = "10 per second"
@@ -58,6 +59,7 @@ class Settings:
             "secret_key": env.get("SECRET_KEY") or secrets.token_hex(32),
             "port": _int("PORT", 5000, 1, 65535),
             "sync_wait_ms": _int("MBUZZ_SYNC_WAIT_MS", 3000, 0, 10000),
+            "log_partitions": _int("MBUZZ_LOG_PARTITIONS", 1, 1, 64),
             "ratelimit_ingest": env.get("MBUZZ_RATELIMIT_INGEST") or "5000 per second",
             "ratelimit_sync": env.get("MBUZZ_RATELIMIT_SYNC") or "1000 per second",
             "ratelimit_validate": env.get("MBUZZ_RATELIMIT_VALIDATE") or "10 per second",

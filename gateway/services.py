@@ -43,7 +43,8 @@ class Services:
         client = None
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.25, socket_timeout=5)
-            stream = RedisStreamLog(client, lambda tenant: enqueue_drain(client, tenant))
+            stream = RedisStreamLog(client, lambda partition: enqueue_drain(client, partition),
+                                    settings.log_partitions)
             log = QueuedLog(stream, InlineLog(sessions, replay_safe=True), sessions, settings.sync_wait_ms)
         return cls(
             settings=settings,
