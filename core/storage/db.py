@@ -10,13 +10,16 @@ worker's session, and its visitors' advisory locks, "idle in transaction" after 
 Terminate or ROLLBACK the child sent on the shared socket would end the worker's live transaction. So, in every
 forked child, each inherited PostgreSQL socket is replaced by /dev/null (the child's copy of the socket is closed
 and whatever libpq later writes to it goes nowhere, reads see end of file) and every engine gets a fresh pool.
-As a backstop a session left idle in a transaction is ended by the server after
+A connection being opened while another thread forks would escape that (its socket exists, it is not yet known):
+opening a connection and forking exclude each other (``_CONNECTING``), so every socket a child inherits is a
+known one. As a backstop a session left idle in a transaction is ended by the server after
 ``IDLE_IN_TRANSACTION_TIMEOUT_MS`` (``MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS``, read once), releasing its locks.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import Pool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # No code path waits this long inside a transaction without a statement; tests shorten it.
@@ -34,10 +36,17 @@ _POSTGRES_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _PG_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # every psycopg connection this process opened
 
 
-@event.listens_for(Pool, "connect")
-def _remember_postgres_connection(dbapi_conn: Any, _record: Any) -> None:
-    if hasattr(dbapi_conn, "pgconn"):
-        _PG_CONNECTIONS.add(dbapi_conn)
+# Held while a PostgreSQL connection is opened and while the process forks, so a fork never happens between a
+# socket's creation and its registration in ``_PG_CONNECTIONS`` (seen under load: the RQ scheduler, forked while
+# the worker's first drain connected, kept that session idle in transaction after the worker was killed).
+_CONNECTING = threading.Lock()
+
+
+def _connect_registered(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    with _CONNECTING:
+        conn = dialect.connect(*cargs, **cparams)
+        _PG_CONNECTIONS.add(conn)
+    return conn
 
 
 def _disown_inherited_connections() -> None:
@@ -59,7 +68,13 @@ def _disown_inherited_connections() -> None:
         engine.dispose(close=False)
 
 
-os.register_at_fork(after_in_child=_disown_inherited_connections)
+def _after_fork_in_child() -> None:
+    _CONNECTING.release()  # acquired by the forking thread before the fork: the child's copy is held
+    _disown_inherited_connections()
+
+
+os.register_at_fork(before=_CONNECTING.acquire, after_in_parent=_CONNECTING.release,
+                    after_in_child=_after_fork_in_child)
 
 
 def normalize_url(url: str) -> str:
@@ -93,6 +108,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
                                                   f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}", "prepare_threshold": None})
     engine = sa.create_engine(url, **kwargs)
+    event.listen(engine, "do_connect", _connect_registered)
     event.listen(engine, "connect", _binary_arrays)
     _POSTGRES_ENGINES.add(engine)
     return engine

@@ -107,3 +107,51 @@ def test_Q20_forked_child_neither_keeps_nor_ends_a_checked_out_session(database_
                 except ProcessLookupError:
                     pass
         proc.wait(10)
+
+
+# A thread is opening a connection (its socket exists, libpq is still talking to the server) when another thread
+# forks. The child must not inherit a live socket of it: opening a connection and forking exclude each other.
+CONNECTING_SCRIPT = r"""
+import os, sys, threading, time
+import psycopg
+from core.storage.db import make_engine
+
+engine = make_engine(sys.argv[1])
+real_connect = psycopg.connect
+opened = threading.Event()
+
+
+def slow_connect(*args, **kwargs):
+    conn = real_connect(*args, **kwargs)  # the socket is open ...
+    opened.set()
+    time.sleep(1.0)  # ... and the connection not yet handed to the pool
+    return conn
+
+
+psycopg.connect = slow_connect
+thread = threading.Thread(target=lambda: engine.raw_connection().close())
+thread.start()
+assert opened.wait(60)
+pid = os.fork()
+if pid == 0:
+    sockets = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # the fd listdir itself used
+            pass
+    print(f"CHILD sockets={sockets}", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+thread.join()
+"""
+
+
+def test_Q20_a_connection_being_opened_at_fork_time_is_not_inherited_live(database_url: str,
+                                                                          is_postgres: bool) -> None:
+    if not is_postgres:
+        pytest.skip("the fork handling is PostgreSQL's")
+    done = subprocess.run([sys.executable, "-c", CONNECTING_SCRIPT, database_url], cwd=ROOT, capture_output=True,
+                          text=True, timeout=PATIENCE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CHILD sockets=0" in done.stdout, done.stdout + done.stderr
