@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         for run, size in enumerate(sizes):
             while stored < size:  # grow the tables to the next size through the same drain path
                 chunk = min(50_000, size - stored)
-                fill(client, [stream], chunk, args.visitors, start + timedelta(days=stored / 20_000), 1000 + stored)
+                # History before the measured window (day 200 on): 50,000 events a day, so up to 10 M stored.
+                fill(client, [stream], chunk, args.visitors, start + timedelta(days=stored / 50_000), 1000 + stored)
                 jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
                 stored += chunk
             if size:
