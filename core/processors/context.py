@@ -42,7 +42,7 @@ class Ctx:
     # (scope, idempotency key) -> (original id, claimed by this batch): events' and touches' keys (API-51)
     batch_keys: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
     unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
-    pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
+    pending_events: list[tuple[Any, ...]] = field(default_factory=list)  # event rows (EVENT_COLUMNS) not yet written
     rows: PendingRows = field(default_factory=PendingRows)  # visitors, sessions, bindings not yet written
     can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
     fits: dict[str, Any] | None = None  # model -> CurrentFit, read once per batch (core.fitting)
