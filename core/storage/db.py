@@ -26,6 +26,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
 
+from core.storage.types import json_loads
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # No code path waits this long inside a transaction without a statement; tests shorten it.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = int(os.environ.get("MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
@@ -92,6 +94,8 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     # slower (issue 16; docs/performance.md).
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
                                                   f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}", "prepare_threshold": None})
+    # jsonb and json values are decoded by psycopg with this function (SQLAlchemy installs it on every connection).
+    kwargs.setdefault("json_deserializer", json_loads)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "connect", _binary_arrays)
     _POSTGRES_ENGINES.add(engine)
