@@ -171,7 +171,8 @@ def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> VisitorRow:
     """VIS-3: a visitor is created the first time any item names it; seen times track item times.
 
     New visitors and the seen times of stored ones are written set-based (``core.processors.rows``)."""
-    lock_visitors(ctx, (visitor_key,))
+    if visitor_key not in ctx.locked:  # a batch's visitors are locked at its start (process_batch)
+        lock_visitors(ctx, (visitor_key,))
     row = get_visitor(ctx, visitor_key)
     if row is None:
         row = VisitorRow(ctx.account_id, ctx.environment, new_id("vis"), visitor_key, seen_at, seen_at, seen_at)
