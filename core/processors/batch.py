@@ -64,10 +64,7 @@ def _process_batch(
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
         elif isinstance(command, EventCommand | TouchCommand):
-            # Touches and events work on the preloaded rows; their writes go out in one flush at the end.
-            with db.no_autoflush:
-                results.append(process_event(ctx, command) if isinstance(command, EventCommand)
-                               else process_touch(ctx, command))
+            results.append(_event_or_touch(ctx, command))
         elif isinstance(command, ConversionCommand):
             write_pending_events(ctx)  # the conversion may name an event of this batch (API-63)
             results.append(process_conversion(ctx, command))
@@ -104,6 +101,18 @@ def _process_batch(
             )
         )
     return results
+
+
+def _event_or_touch(ctx: Ctx, command: EventCommand | TouchCommand) -> CommandResult:
+    """Touches and events work on the preloaded rows; their writes go out in one flush at the end. Autoflush is off
+    meanwhile, as ``Session.no_autoflush`` would set it, without a context manager per item (issue 16)."""
+    db = ctx.db
+    autoflush = db.autoflush
+    db.autoflush = False
+    try:
+        return process_event(ctx, command) if isinstance(command, EventCommand) else process_touch(ctx, command)
+    finally:
+        db.autoflush = autoflush
 
 
 def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:
