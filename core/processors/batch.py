@@ -22,6 +22,7 @@ from core.commands import (
 from core.followups import followups_of
 from core.processors.adjustments import process_adjustment
 from core.processors.attribution import with_inheritors
+from core.processors.collector import collector_paused
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
@@ -45,7 +46,15 @@ def process_batch(
     A drain can crash after its commit and before its acknowledgement; the next drain then sees the same
     commands again. Their ids are claimed in this transaction, so a replay is recognised and changes nothing.
     ``can_defer`` lets a conversion answer ``waiting`` (API-93); its claim is released so it runs again later.
+    The cyclic garbage collector is paused meanwhile (``core.processors.collector``).
     """
+    with collector_paused():
+        return _process_batch(db, tenant, commands, replay_safe, can_defer)
+
+
+def _process_batch(
+    db: Session, tenant: Tenant, commands: Sequence[Command], replay_safe: bool, can_defer: bool
+) -> list[CommandResult]:
     ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id), can_defer=can_defer)
     lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
     fresh = _claim_commands(ctx, commands) if replay_safe else None
@@ -55,10 +64,7 @@ def process_batch(
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
         elif isinstance(command, EventCommand | TouchCommand):
-            # Touches and events work on the preloaded rows; their writes go out in one flush at the end.
-            with db.no_autoflush:
-                results.append(process_event(ctx, command) if isinstance(command, EventCommand)
-                               else process_touch(ctx, command))
+            results.append(_event_or_touch(ctx, command))
         elif isinstance(command, ConversionCommand):
             write_pending_events(ctx)  # the conversion may name an event of this batch (API-63)
             results.append(process_conversion(ctx, command))
@@ -95,6 +101,18 @@ def process_batch(
             )
         )
     return results
+
+
+def _event_or_touch(ctx: Ctx, command: EventCommand | TouchCommand) -> CommandResult:
+    """Touches and events work on the preloaded rows; their writes go out in one flush at the end. Autoflush is off
+    meanwhile, as ``Session.no_autoflush`` would set it, without a context manager per item (issue 16)."""
+    db = ctx.db
+    autoflush = db.autoflush
+    db.autoflush = False
+    try:
+        return process_event(ctx, command) if isinstance(command, EventCommand) else process_touch(ctx, command)
+    finally:
+        db.autoflush = autoflush
 
 
 def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:

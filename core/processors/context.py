@@ -42,7 +42,7 @@ class Ctx:
     # (scope, idempotency key) -> (original id, claimed by this batch): events' and touches' keys (API-51)
     batch_keys: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
     unknown_visitors: set[str] = field(default_factory=set)  # keys the preload found absent (locks are held)
-    pending_events: list[dict[str, Any]] = field(default_factory=list)  # event rows not yet inserted
+    pending_events: list[tuple[Any, ...]] = field(default_factory=list)  # event rows (EVENT_COLUMNS) not yet written
     rows: PendingRows = field(default_factory=PendingRows)  # visitors, sessions, bindings not yet written
     can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
     fits: dict[str, Any] | None = None  # model -> CurrentFit, read once per batch (core.fitting)
@@ -171,7 +171,8 @@ def ensure_visitor(ctx: Ctx, visitor_key: str, seen_at: datetime) -> VisitorRow:
     """VIS-3: a visitor is created the first time any item names it; seen times track item times.
 
     New visitors and the seen times of stored ones are written set-based (``core.processors.rows``)."""
-    lock_visitors(ctx, (visitor_key,))
+    if visitor_key not in ctx.locked:  # a batch's visitors are locked at its start (process_batch)
+        lock_visitors(ctx, (visitor_key,))
     row = get_visitor(ctx, visitor_key)
     if row is None:
         row = VisitorRow(ctx.account_id, ctx.environment, new_id("vis"), visitor_key, seen_at, seen_at, seen_at)

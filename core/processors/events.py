@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from core.channels import traffic_for
 from core.commands import CommandResult, EventCommand, TouchCommand
 from core.processors.context import Ctx, claim_batch_key, ensure_visitor
 from core.processors.identity import link_implicitly, resolve_user, user_at, visitor_for_user
-from core.processors.rows import json_bytes, write_rows
+from core.processors.rows import copy_rows, write_rows
 from core.processors.sessions import Item, resolve
 from core.storage.models import Event
 
@@ -74,30 +72,15 @@ def process_event(ctx: Ctx, cmd: EventCommand) -> CommandResult:
             origin=cmd.origin,
         ),
     )
-    # Events never change once written: they go out as one multi-row INSERT (write_pending_events).
-    ctx.pending_events.append(
-        {
-            "account_id": ctx.account_id,
-            "environment": ctx.environment,
-            "id": cmd.id,
-            "event_type": cmd.event_type,
-            "funnel": cmd.funnel,
-            "visitor_id": visitor.id,
-            "session_id": session.id if session else None,
-            "user_id": user.id if user is not None else user_at(ctx, visitor, t),
-            "client_session_id": cmd.client_session_id,
-            "occurred_at": t,
-            "received_at": cmd.received_at,
-            "url": traffic.landing_url if traffic is not None else None,
-            "referrer": traffic.referrer_url if traffic is not None else None,
-            "properties": cmd.properties,
-            "idempotency_key": cmd.idempotency_key,
-            "sdk_name": cmd.sdk_name,
-            "sdk_version": cmd.sdk_version,
-            "source": cmd.source,
-            "origin": cmd.origin,
-        }
-    )
+    # Events never change once written: they go out as one COPY (write_pending_events), values in EVENT_COLUMNS
+    # order.
+    ctx.pending_events.append((
+        ctx.account_id, ctx.environment, cmd.id, cmd.event_type, cmd.funnel, visitor.id,
+        session.id if session else None, user.id if user is not None else user_at(ctx, visitor, t),
+        cmd.client_session_id, t, cmd.received_at,
+        traffic.landing_url if traffic is not None else None, traffic.referrer_url if traffic is not None else None,
+        cmd.properties, cmd.idempotency_key, cmd.sdk_name, cmd.sdk_version, cmd.source, cmd.origin,
+    ))
     return CommandResult(command_id=cmd.id, result_id=cmd.id)
 
 
@@ -120,15 +103,7 @@ def write_pending_events(ctx: Ctx) -> None:
     if not ctx.pending_events:
         return
     if ctx.db.get_bind().dialect.name == "postgresql":
-        from psycopg.types.json import Jsonb
-
-        raw: Any = ctx.db.connection().connection.dbapi_connection
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-                for row in ctx.pending_events:
-                    copy.write_row(
-                        [Jsonb(row[c], dumps=json_bytes) if c == "properties" else row[c] for c in EVENT_COLUMNS]
-                    )
+        copy_rows(ctx, Event.__table__, EVENT_COLUMNS, ctx.pending_events)
     else:
-        ctx.db.execute(sa.insert(Event), ctx.pending_events)
+        ctx.db.execute(sa.insert(Event), [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in ctx.pending_events])
     ctx.pending_events.clear()

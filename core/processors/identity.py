@@ -23,6 +23,7 @@ from core.processors.context import (
     links_of_visitor,
     owner_at,
     synthetic_visitor_key,
+    user_for_email,
 )
 from core.processors.rows import VisitorRow, write_rows
 from core.storage.models import Conversion, Session, User, Visitor, VisitorLink
@@ -261,8 +262,6 @@ def process_identify(ctx: Ctx, cmd: IdentifyCommand) -> CommandResult:
 def resolve_user(ctx: Ctx, user_key: str | None, email_sha256: str | None, at: datetime,
                  origin: str | None = None) -> User | None:
     """An item's named user: ``user_id`` first, else an ``identifier.email`` hash (ID-9)."""
-    from core.processors.context import user_for_email
-
     if user_key is not None:
         return ensure_user(ctx, user_key, at, origin)
     if email_sha256 is not None:

@@ -82,37 +82,17 @@ def _best(candidates: list[SessionRow], item: Item) -> SessionRow:
     return min(candidates, key=key)
 
 
-def _compatible_class(s: SessionRow, item: Item) -> bool:
-    item_bot, session_bot = item.bot, _session_bot(s)
+def _compatible_class(s: SessionRow, item_bot: bool | None) -> bool:
+    session_bot = _session_bot(s)
     return item_bot is None or session_bot is None or item_bot == session_bot
 
 
 def resolve(ctx: Ctx, item: Item) -> SessionRow | None:
     """SES-7 R1..R5, then attach or create; returns the session or None (bare event, no session)."""
     t = item.t
-    nearby = [s for s in _sessions_of(ctx, item.visitor.id) if s.started_at <= t + WINDOW
-              and s.last_activity_at >= t - WINDOW]
-    chosen: SessionRow | None = None
-    if item.client_session_id is not None:  # R1
-        binding = _binding(ctx, item.visitor.id, item.client_session_id)
-        if binding is not None:
-            bound = next((s for s in nearby if s.id == binding.session_id), None)
-            if bound is not None and _relation(bound, t) is not None:
-                chosen = bound
-    same_class = [s for s in nearby if _compatible_class(s, item)]
-    if chosen is None:  # R2
-        inside = [s for s in same_class if _relation(s, t) == "inside"]
-        if inside:
-            chosen = _best(inside, item)
-    if chosen is None:  # R3
-        key = item.traffic.source_key if item.traffic is not None and item.traffic.has_signals else None
-        near = [
-            s
-            for s in same_class
-            if _relation(s, t) in ("after", "before") and (key is None or s.source_key == key)
-        ]
-        if near:
-            chosen = _best(near, item)
+    low, high = t - WINDOW, t + WINDOW
+    nearby = [s for s in _sessions_of(ctx, item.visitor.id) if s.started_at <= high and s.last_activity_at >= low]
+    chosen = _choose(ctx, item, nearby) if nearby else None  # no session near: R1..R3 cannot choose one
     if chosen is not None:
         _attach(ctx, chosen, item)
     elif item.traffic is not None:  # R4
@@ -122,6 +102,29 @@ def resolve(ctx: Ctx, item: Item) -> SessionRow | None:
     if item.client_session_id is not None:
         _bind(ctx, item, chosen)
     return chosen
+
+
+def _choose(ctx: Ctx, item: Item, nearby: list[SessionRow]) -> SessionRow | None:
+    """R1..R3 over the visitor's sessions near the item's time."""
+    t = item.t
+    if item.client_session_id is not None:  # R1
+        binding = _binding(ctx, item.visitor.id, item.client_session_id)
+        if binding is not None:
+            bound = next((s for s in nearby if s.id == binding.session_id), None)
+            if bound is not None and _relation(bound, t) is not None:
+                return bound
+    item_bot = item.bot
+    same_class = [s for s in nearby if _compatible_class(s, item_bot)]
+    inside = [s for s in same_class if _relation(s, t) == "inside"]  # R2
+    if inside:
+        return _best(inside, item)
+    key = item.traffic.source_key if item.traffic is not None and item.traffic.has_signals else None  # R3
+    near = [
+        s
+        for s in same_class
+        if _relation(s, t) in ("after", "before") and (key is None or s.source_key == key)
+    ]
+    return _best(near, item) if near else None
 
 
 def _sessions_of(ctx: Ctx, visitor_id: str) -> list[SessionRow]:
@@ -241,10 +244,12 @@ def _queue_late_session(ctx: Ctx, s: SessionRow) -> None:
     """SES-13: a session that appears inside an existing conversion's window re-attributes it."""
     if s.excluded or s.visitor_id in ctx.new_visitors:
         return  # a visitor first seen in this batch has no conversions yet
-    lookback = timedelta(days=ctx.config.attribution.lookback_days)
+    if ctx.converters is not None and not ctx.converters:
+        return  # preloaded: no visitor or user of the batch has any conversion
     owner = owner_at(links_of_visitor(ctx, s.visitor_id), s.started_at)
     if ctx.converters is not None and s.visitor_id not in ctx.converters and owner not in ctx.converters:
         return  # preloaded: neither the visitor nor its user has any conversion
+    lookback = timedelta(days=ctx.config.attribution.lookback_days)
     conditions = [Conversion.visitor_id == s.visitor_id]
     if owner is not None:
         conditions.append(Conversion.user_id == owner)

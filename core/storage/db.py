@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.storage.types import json_loads
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # No code path waits this long inside a transaction without a statement; tests shorten it.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = int(os.environ.get("MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
@@ -105,8 +107,14 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     # No automatic server-side prepared statements: the drain's preloads filter on ``= ANY(array)``, for which a
     # prepared statement's generic plan cannot know the array's length and PostgreSQL may pick a plan ten times
     # slower (issue 16; docs/performance.md).
+    # Sessions in UTC: every timestamp is stored and handled as a UTC instant, and SQL that needs a local day names
+    # its zone (``timezone(zone, ...)``), so this changes no result; psycopg then returns ``datetime.UTC``-aware
+    # values that need no per-value conversion (``core.processors.rows``; issue 16).
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
-                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}", "prepare_threshold": None})
+                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS} -c TimeZone=UTC",
+                                       "prepare_threshold": None})
+    # jsonb and json values are decoded by psycopg with this function (SQLAlchemy installs it on every connection).
+    kwargs.setdefault("json_deserializer", json_loads)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "do_connect", _connect_registered)
     event.listen(engine, "connect", _binary_arrays)
