@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         # 2. core.jobs.drain in this process (what `py-spy record -- python bench/drain.py` samples).
         stream = stream_key(tenant)
         jobs.enqueue_drain = lambda *_: None  # no worker: this process drains
+        jobs.runtime()  # as a worker at start: connects and builds the classifiers' tables before any timing
         sizes = [int(s) for s in args.sizes.split(",") if s] or [0]
         stored = 0
         in_process: list[float] = []

@@ -22,7 +22,6 @@ from core.commands import (
 from core.followups import followups_of
 from core.processors.adjustments import process_adjustment
 from core.processors.attribution import with_inheritors
-from core.processors.collector import collector_paused
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
@@ -46,15 +45,7 @@ def process_batch(
     A drain can crash after its commit and before its acknowledgement; the next drain then sees the same
     commands again. Their ids are claimed in this transaction, so a replay is recognised and changes nothing.
     ``can_defer`` lets a conversion answer ``waiting`` (API-93); its claim is released so it runs again later.
-    The cyclic garbage collector is paused meanwhile (``core.processors.collector``).
     """
-    with collector_paused():
-        return _process_batch(db, tenant, commands, replay_safe, can_defer)
-
-
-def _process_batch(
-    db: Session, tenant: Tenant, commands: Sequence[Command], replay_safe: bool, can_defer: bool
-) -> list[CommandResult]:
     ctx = Ctx(db=db, tenant=tenant, config=load_config(db, tenant.account_id), can_defer=can_defer)
     lock_visitors(ctx, (c.visitor_key for c in commands if c.visitor_key is not None))
     fresh = _claim_commands(ctx, commands) if replay_safe else None

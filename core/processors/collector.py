@@ -6,8 +6,10 @@ drain benchmark four full collections of the process's heap cost a tenth of the 
 still frees everything acyclic at once; cyclic garbage made during the batch waits for the collector, which runs
 again as soon as the batch is done.
 
-The collector is process-wide and the gateway processes batches on several threads, so the pause is counted: the
-first batch to start pauses it (if it was enabled at all) and the last one to finish resumes it.
+The drain pauses it around each batch's transaction (``core.jobs``): a worker processes one batch at a time. The
+gateway's inline requests do not pause it: overlapping requests on its threads could keep it off for good, and
+cyclic garbage would then only grow. The pause is counted all the same (the first to start pauses the collector,
+if it was enabled at all, the last to finish resumes it), so it stays correct if threads ever use it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ reads them once for all its visitors over the batch's time window, and resolutio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,9 +21,8 @@ from core.commands import (
 )
 from core.processors.context import Ctx
 from core.processors.rows import binding_rows, session_rows, visitor_rows
+from core.processors.sessions import near_window
 from core.storage.models import Conversion, IdempotencyKey, Session, SessionBinding, Visitor, VisitorLink
-
-WINDOW = timedelta(minutes=30)
 
 
 def item_time(command: Command) -> datetime:
@@ -70,8 +69,7 @@ def _load_sessions(ctx: Ctx, ids: list[str]) -> None:
     start, end = ctx.window
     for visitor_id in ids:
         ctx.sessions_of.setdefault(visitor_id, [])
-    for s in session_rows(ctx, ctx.one_of(Session.visitor_id, ids), Session.last_activity_at >= start - WINDOW,
-                          Session.started_at <= end + WINDOW):
+    for s in session_rows(ctx, ctx.one_of(Session.visitor_id, ids), *near_window(start, end)):
         ctx.sessions_of[s.visitor_id].append(s)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,6 +21,16 @@ from core.storage.models import Conversion, Session, SessionBinding
 
 WINDOW = timedelta(minutes=30)
 MAX_LENGTH = timedelta(hours=24)
+
+
+def near_window(start: datetime, end: datetime) -> tuple[Any, ...]:
+    """Sessions that can take an item timed in [start, end]: active within 30 minutes of it (SES-7).
+
+    No session lasts longer than 24 hours from its start (SES-1), so the start is bounded on both sides too:
+    the visitor's index on ``started_at`` is then read over a day and a half, not over the visitor's whole
+    history (Q-9: the cost of a batch must not grow with the history stored before it)."""
+    return (Session.last_activity_at >= start - WINDOW, Session.started_at >= start - WINDOW - MAX_LENGTH,
+            Session.started_at <= end + WINDOW)
 
 
 @dataclass(slots=True)
@@ -133,8 +144,7 @@ def _sessions_of(ctx: Ctx, visitor_id: str) -> list[SessionRow]:
     if cached is None:
         assert ctx.window is not None, "process_batch preloads the window"
         start, end = ctx.window
-        cached = session_rows(ctx, Session.visitor_id == visitor_id, Session.last_activity_at >= start - WINDOW,
-                              Session.started_at <= end + WINDOW)
+        cached = session_rows(ctx, Session.visitor_id == visitor_id, *near_window(start, end))
         ctx.sessions_of[visitor_id] = cached
     return cached
 
