@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="the drain's batch (MBUZZ_DRAIN_BATCH)")
     parser.add_argument("--workers", default="1,2", help="comma list of drain-process counts; 0 or '' for none")
     parser.add_argument("--budget", type=float, default=10.0, help="budget_s of each drain call in the workers")
+    parser.add_argument("--late", action="store_true",
+                        help="measure events dated in the middle of the stored history instead of after it")
     parser.add_argument("--partitions", type=int, default=4,
                         help="partitions of the workers' tenant (MBUZZ_LOG_PARTITIONS; docs/pipeline.md Q-3-D1)")
     parser.add_argument("--bare-read", type=int, default=1000, help="entries per XREADGROUP of the bare drain")
@@ -318,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                 # A running system has autovacuum's statistics for the rows it holds (migration 0003 makes it
                 # re-analyse after 1 % change); the growth above outruns autovacuum's one-minute nap.
                 analyze()
-            fill(client, [stream], args.events, args.visitors, start + timedelta(days=200 + run), run * 10_000_000)
+            # --late: the measured events fall in the middle of the stored history (late events, backfills), with
+            # as much of each visitor's history after them as before.
+            at = start + timedelta(days=size / 100_000 + 0.5) if args.late else start + timedelta(days=200 + run)
+            fill(client, [stream], args.events, args.visitors, at, run * 10_000_000)
             before_rss = current_rss_mb()
             began = time.perf_counter()
             done = jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
