@@ -8,7 +8,6 @@ range (R1 with no session near), bare events (R5) with and without a client id, 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,15 +19,7 @@ from core.log import InlineLog
 from core.storage.models import Event, Session, SessionBinding, Visitor
 from core.tenant import Tenant
 from tests.conftest import new_account
-
-T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-SITE = "https://www.acme.com/"
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
-BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-
-
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
+from tests.core.processors.test_sessions import BOT, CHROME, SITE, at
 
 
 def touch(v: str, minute: float, url: str = SITE, referrer: str | None = None, sid: str | None = None,
