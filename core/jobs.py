@@ -1,9 +1,10 @@
 """RQ jobs: draining the Redis command log into the processors (spec README D1/D3; quality.md Q-20..Q-27).
 
-A drain job owns one partition (account, environment) at a time through a lock with a token. It first
-re-reads the entries its consumer left pending (a crashed predecessor's batch), then new ones, processes each
-batch in one transaction and acknowledges only after the commit. Replayed commands are recognised by their
-command id (``process_batch(..., replay_safe=True)``), so a crash between commit and XACK doubles nothing.
+A drain job owns one partition of a tenant's log (docs/pipeline.md Q-3-D1) at a time through a lock with a
+token. It first re-reads the entries its consumer left pending (a crashed predecessor's batch), then new
+ones, processes each batch in one transaction and acknowledges only after the commit. Replayed commands are
+recognised by their command id (``process_batch(..., replay_safe=True)``), so a crash between commit and XACK
+doubles nothing.
 A database outage is retried with exponential backoff without acknowledging; a command that fails for any
 other reason is isolated and moved to the dead-letter stream with its error, never dropped.
 
