@@ -9,13 +9,14 @@ conversion's credits can be recomputed digit for digit from the stored fit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from math import factorial
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from core.attribution.models import FIT_INSUFFICIENT_DATA, FIT_READY
 
@@ -173,7 +174,15 @@ def removal_effects(paths: Sequence[JourneyPath], order: int = 1) -> tuple[Numbe
     counts = _transitions(paths, order)
     states = _canonical_states(counts)
     channels = sorted({c for s in states[1:] for c in s})
-    solve = _solve_exact if order == 1 else _solve_float
+    if order == 1:
+        return _effects(_solve_exact, counts, states, channels)
+    # ATT-26: the binary64 solves run single-threaded, so their raw floats do not depend on the BLAS thread count.
+    with threadpool_limits(limits=1):
+        return _effects(_solve_float, counts, states, channels)
+
+
+def _effects(solve: Callable[..., Number], counts: Mapping[State, Mapping[State | str, int]], states: list[State],
+             channels: list[str]) -> tuple[Number, dict[str, Number]]:
     probability = solve(counts, states, None)
     effects: dict[str, Number] = {}
     for c in channels:

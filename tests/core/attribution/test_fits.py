@@ -209,6 +209,27 @@ def test_ATT26_higher_order_removal_effects_match_dense_fundamental_matrix(order
     assert any(abs(order1[c] - dense_re[c]) > 1e-4 for c in dense_re)
 
 
+@pytest.mark.parametrize("order", [2, 3])
+def test_ATT26_higher_order_solve_runs_single_threaded(order: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATT-26: the binary64 solve is single-threaded, whatever the BLAS thread count of the process."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[int] = []
+    solve = np.linalg.solve
+
+    def recording_solve(a: object, b: object) -> object:
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return solve(a, b)
+
+    monkeypatch.setattr(np.linalg, "solve", recording_solve)
+    corpus = _generated_corpus(seed=3, n_paths=200)
+    with threadpool_limits(limits=4, user_api="blas"):  # as a process with BLAS threads would run it
+        outside = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        removal_effects(merge_paths(corpus), order=order)
+    assert outside and max(outside) > 1, "the test needs a threaded BLAS to mean anything"
+    assert seen and set(seen) == {1}
+
+
 def test_ATT26_dense_cross_check_on_small_hand_example() -> None:
     # a → b → CONV twice, a → NULL once, b → NULL once: P = 2/4, removing b leaves only nothing converting.
     corpus = [JourneyPath(("a", "b"), True, 2), JourneyPath(("a",), False, 1), JourneyPath(("b",), False, 1)]
