@@ -67,18 +67,29 @@ def _loaded(row: AttributionFit) -> CurrentFit:
 
 
 def current_fits(db: Session, tenant: Tenant) -> dict[str, CurrentFit]:
-    """The latest stored fit per data-driven model (ATT-30); a model without one is absent (`fit_pending`)."""
+    """The latest stored fit per data-driven model (ATT-30); a model without one is absent (`fit_pending`).
+
+    One statement gives the current fit ids of every model; a fit is read in full only the first time this process
+    sees its id (stored fits never change). Every conversion reads this, so it is one round trip (issue 17)."""
+    latest = [
+        sa.select(AttributionFit.id)
+        .where(AttributionFit.account_id == tenant.account_id, AttributionFit.environment == tenant.environment,
+               AttributionFit.model == model)
+        .order_by(AttributionFit.as_of.desc(), AttributionFit.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        for model in DATA_DRIVEN
+    ]
     found: dict[str, CurrentFit] = {}
-    for model in DATA_DRIVEN:
-        row = db.scalars(
-            sa.select(AttributionFit)
-            .where(AttributionFit.account_id == tenant.account_id, AttributionFit.environment == tenant.environment,
-                   AttributionFit.model == model)
-            .order_by(AttributionFit.as_of.desc(), AttributionFit.id.desc())
-            .limit(1)
-        ).first()
-        if row is not None:
-            found[model] = _loaded(row)
+    for model, fit_id in zip(DATA_DRIVEN, db.execute(sa.select(*latest)).one(), strict=True):
+        if fit_id is None:
+            continue
+        cached = _cache.get(fit_id)
+        if cached is None:
+            row = db.get(AttributionFit, (tenant.account_id, fit_id))
+            assert row is not None, "the id was just read"
+            cached = _loaded(row)
+        found[model] = cached
     return found
 
 

@@ -18,6 +18,7 @@ from core.attribution import DATA_DRIVEN, MODELS, ModelResult, Touchpoint, attri
 from core.fitting.service import CurrentFit, current_fits, fit_snapshot, is_stale
 from core.followups import followups_of
 from core.processors.context import Ctx, links_of_visitor, owner_at
+from core.processors.rows import copy_rows
 from core.storage.models import AttributionCredit, Conversion, Session, VisitorLink
 
 INHERIT_NOT_FOUND = "inherit_acquisition: no acquisition conversion found; attributed from its own journey"
@@ -218,13 +219,26 @@ def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attri
         conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
         conv.sessions_analyzed = len(journey.touchpoints)
         conv.journey_truncated = journey.truncated
-    if rows:  # one Core executemany: no ORM bulk-insert bookkeeping per credit
-        ctx.db.execute(sa.insert(cast(sa.Table, AttributionCredit.__table__)), rows)
+    if rows:
+        write_credits(ctx, rows)
     conv.fallbacks = fallbacks
     conv.lookback_days_used = settings.lookback_days
     conv.attribution_status = "complete"
     conv.attributed_at = now
     return Attributed(warnings, rows)
+
+
+CREDIT_COLUMNS = tuple(c.name for c in cast(sa.Table, AttributionCredit.__table__).columns)
+
+
+def write_credits(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    """A conversion's credit rows: one binary COPY on PostgreSQL (issue 17: an executemany sent one INSERT per
+    row, 8 models × the journey's sessions), one executemany elsewhere."""
+    table = cast(sa.Table, AttributionCredit.__table__)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        copy_rows(ctx, table, CREDIT_COLUMNS, [tuple(row[c] for c in CREDIT_COLUMNS) for row in rows])
+    else:
+        ctx.db.execute(sa.insert(table), rows)
 
 
 def _delete_credits(ctx: Ctx, conversion_id: str) -> None:

@@ -24,15 +24,15 @@ log = logging.getLogger("mbuzz.conversions")
 WINDOW = timedelta(minutes=30)
 
 
-def _session_for(ctx: Ctx, visitor_id: str, conv: Conversion) -> str | None:
+def _session_for(ctx: Ctx, visitor_id: str, converted_at: datetime) -> str | None:
     """SES-15: the latest session with ``converted_at`` in ``[started_at, last_activity_at + 30 min]``."""
     return ctx.db.scalar(
         sa.select(Session.id)
         .where(
             ctx.scoped(Session),
             Session.visitor_id == visitor_id,
-            Session.started_at <= conv.converted_at,
-            Session.last_activity_at >= conv.converted_at - WINDOW,
+            Session.started_at <= converted_at,
+            Session.last_activity_at >= converted_at - WINDOW,
         )
         .order_by(Session.started_at.desc())
         .limit(1)
@@ -68,6 +68,36 @@ def queue_inheritors_of_new_acquisition(ctx: Ctx, acquisition: Conversion) -> No
         ctx.scoped(Conversion), owner, Conversion.inherit_acquisition.is_(True), Conversion.id != acquisition.id,
         Conversion.converted_at >= acquisition.converted_at,
     )))
+
+
+def _stored_with_attribution(ctx: Ctx, values: dict[str, Any],
+                             warnings: list[str]) -> tuple[Conversion, list[dict[str, Any]] | None]:
+    """A new conversion's row, written once with its attribution, and the credit rows written (issue 17).
+
+    Attribution is computed and its credits written first, inside a savepoint; the conversion row follows as one
+    INSERT that already carries the journey and the status, instead of an INSERT and an UPDATE. ATT-45: if
+    attribution fails, the savepoint is rolled back and the conversion is stored ``pending`` from its original
+    values, to be attributed again after the commit.
+    """
+    conv = Conversion(**values)
+    savepoint = ctx.db.begin_nested()
+    try:
+        attributed = attribute_conversion(ctx, conv, new=True)  # a new conversion has no credits to replace
+        savepoint.commit()
+    except Exception:
+        log.exception("attribution of %s failed; stored pending, retried after the commit", conv.id)
+        savepoint.rollback()
+        conv = Conversion(**values)  # nothing the failed attempt set on it is kept
+        conv.warnings = list(warnings)
+        followups_of(ctx.db).retry_attribution.append(conv.id)
+        ctx.db.add(conv)
+        ctx.db.flush()
+        return conv, None
+    warnings.extend(attributed.warnings)
+    conv.warnings = list(warnings)
+    ctx.db.add(conv)
+    ctx.db.flush()
+    return conv, attributed.rows
 
 
 def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
@@ -119,7 +149,7 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     if user_id is None:
         user_id = owner_at(links_of_visitor(ctx, visitor.id), converted_at)
     currency = cmd.currency or ctx.config.currency
-    conv = Conversion(
+    values: dict[str, Any] = dict(
         account_id=ctx.account_id,
         environment=ctx.environment,
         id=cmd.id,
@@ -147,23 +177,10 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         source=cmd.source,
         origin=cmd.origin,
     )
-    conv.session_id = event.session_id if event is not None else _session_for(ctx, visitor.id, conv)
-    ctx.db.add(conv)
-    ctx.db.flush()
+    values["session_id"] = event.session_id if event is not None else _session_for(ctx, visitor.id, converted_at)
+    conv, credits = _stored_with_attribution(ctx, values, warnings)
     if ctx.converters is not None:
         ctx.converters.update(x for x in (conv.visitor_id, conv.user_id) if x is not None)
-    savepoint = ctx.db.begin_nested()
-    credits: list[dict[str, Any]] | None = None
-    try:
-        attributed = attribute_conversion(ctx, conv, new=True)  # its row was inserted just above
-        warnings.extend(attributed.warnings)
-        credits = attributed.rows
-        savepoint.commit()
-    except Exception:  # ATT-45: a conversion is never dropped because attribution failed.
-        log.exception("attribution of %s failed; stored pending, retried after the commit", conv.id)
-        savepoint.rollback()
-        conv.attribution_status = "pending"
-        followups_of(ctx.db).retry_attribution.append(conv.id)
     ctx.reattribute.discard(conv.id)
     if apply_pending_adjustments(ctx, conv):
         credits = None  # revenue credits were re-split: the answer reads the stored rows

@@ -203,7 +203,7 @@ def _insert(ctx: Ctx, table: Any, columns: Sequence[str], rows: Iterable[Any]) -
 
 # The COPY wire type of each column type the copied tables use (binary COPY applies no casts).
 _COPY_TYPES = {"VARCHAR": "text", "TEXT": "text", "TIMESTAMP WITH TIME ZONE": "timestamptz", "JSONB": "jsonb",
-               "BOOLEAN": "bool", "SMALLINT": "int2", "INTEGER": "int4", "BIGINT": "int8"}
+               "BOOLEAN": "bool", "SMALLINT": "int2", "INTEGER": "int4", "BIGINT": "int8", "NUMERIC": "numeric"}
 
 
 @cache

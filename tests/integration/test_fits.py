@@ -10,6 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -116,19 +117,23 @@ def test_ATT30_fits_are_per_environment(app: Flask, client: FlaskClient) -> None
     assert {f.environment for f in _fits(app, Tenant(keys.account_id, "test"))} == {"test"}
 
 
+@pytest.mark.parametrize("fails", ["before_writing", "after_writing_credits"])
 def test_ATT45_failed_attribution_is_stored_pending_then_retried(app: Flask, client: FlaskClient,
-                                                                 monkeypatch: Any) -> None:
-    """Inline mode: the conversion is committed pending, then one more attempt runs right after the commit."""
+                                                                 monkeypatch: Any, fails: str) -> None:
+    """Inline mode: the conversion is committed pending, then one more attempt runs right after the commit. A
+    failure after the credit rows went out leaves none of them behind (the retry's rows are the only ones)."""
     import core.processors.conversions as conversions
 
     real = conversions.attribute_conversion
     calls: list[str] = []
 
-    def fails_once(ctx: Any, conv: m.Conversion) -> Any:
+    def fails_once(ctx: Any, conv: m.Conversion, **kwargs: Any) -> Any:
         calls.append(conv.id)
         if len(calls) == 1:
+            if fails == "after_writing_credits":
+                real(ctx, conv, **kwargs)
             raise RuntimeError("attribution bug")
-        return real(ctx, conv)
+        return real(ctx, conv, **kwargs)
 
     monkeypatch.setattr(conversions, "attribute_conversion", fails_once)
     keys = new_account(app)
