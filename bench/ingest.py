@@ -461,6 +461,19 @@ def count_rows(url: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def refresh_statistics(url: str) -> list[str]:
+    """What a running server's statistics keeper (core.storage.statistics, every minute) would have done by now:
+    the seeded tables analysed, so the measured load is planned as on a server that has been up a while."""
+    from core.storage.db import make_engine
+    from core.storage.statistics import refresh_statistics as refresh
+
+    engine = make_engine(url)
+    try:
+        return refresh(engine)
+    finally:
+        engine.dispose()
+
+
 def journey_lengths(url: str) -> dict[str, int]:
     """visitor id -> number of sessions, for the visitors that have at least one."""
     import psycopg
@@ -826,6 +839,8 @@ def main(argv: list[str] | None = None) -> int:
                                   sampler.tick)
                 t_seed = time.time() - t0 - 2.0
             sessions = count_rows(url, "sessions")
+            time.sleep(1.0)  # the seed's change counts reach PostgreSQL's statistics within a second
+            print(f"   planner statistics refreshed after the seed: {', '.join(refresh_statistics(url)) or 'none'}")
             journeys = journey_lengths(url)
             conv_keys = tuple(journeys)
             if not conv_keys:

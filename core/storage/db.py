@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.storage.statistics import keep_statistics
 from core.storage.types import json_loads
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -118,6 +119,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "do_connect", _connect_registered)
     event.listen(engine, "connect", _binary_arrays)
+    keep_statistics(engine)  # planner statistics current even where autovacuum is off (Q-9-D1)
     _POSTGRES_ENGINES.add(engine)
     return engine
 
