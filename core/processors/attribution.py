@@ -34,25 +34,20 @@ def _candidates(ctx: Ctx, conv: Conversion, lookback: timedelta) -> list[Touchpo
                 sa.select(VisitorLink.visitor_id).where(ctx.scoped(VisitorLink), VisitorLink.user_id == conv.user_id)
             )
         )
-    sessions = list(
-        ctx.db.scalars(
-            sa.select(Session).where(
-                ctx.scoped(Session),
-                Session.visitor_id.in_(sorted(visitor_ids)),
-                Session.excluded.is_(False),
-                Session.started_at >= start,
-                Session.started_at <= end,
-            )
+    # Only the columns a touchpoint needs, as plain rows: no ORM objects for up to a thousand sessions (issue 17).
+    sessions = ctx.db.execute(
+        sa.select(Session.id, Session.channel, Session.started_at, Session.visitor_id, Session.utm_source,
+                  Session.utm_medium, Session.utm_campaign).where(
+            ctx.scoped(Session),
+            Session.visitor_id.in_(sorted(visitor_ids)),
+            Session.excluded.is_(False),
+            Session.started_at >= start,
+            Session.started_at <= end,
         )
-    )
+    ).all()
     if conv.user_id is not None:
         links = {v: links_of_visitor(ctx, v) for v in visitor_ids}
-        kept = []
-        for s in sessions:
-            owner = owner_at(links[s.visitor_id], s.started_at)
-            if owner == conv.user_id or (s.visitor_id == conv.visitor_id and owner is None):
-                kept.append(s)
-        sessions = kept
+        sessions = [s for s in sessions if _owned_by(links[s.visitor_id], s, conv)]
     return [
         Touchpoint(
             session_id=s.id,
@@ -65,6 +60,13 @@ def _candidates(ctx: Ctx, conv: Conversion, lookback: timedelta) -> list[Touchpo
         )
         for s in sessions
     ]
+
+
+def _owned_by(links: list[VisitorLink], session: Any, conv: Conversion) -> bool:
+    """ATT-5: a session belongs to the user that owned its visitor at its start (or, unowned, to the converting
+    visitor)."""
+    owner = owner_at(links, session.started_at)
+    return owner == conv.user_id or (session.visitor_id == conv.visitor_id and owner is None)
 
 
 def _reset_point(ctx: Ctx, conv: Conversion) -> datetime | None:

@@ -1,4 +1,5 @@
-"""Batch preloads: what a batch of touches and events needs, read with one query per kind.
+"""Batch preloads: what a batch of touches and events needs, read with one query per kind (a batch of only
+conversions and identifies: its visitors and their links).
 
 Session resolution looks at a visitor's sessions near each item, its bindings and links, and whether it has
 conversions (SES-13). Reading those per item costs one round trip each; a drain batch of 500 items instead
@@ -34,8 +35,6 @@ def item_time(command: Command) -> datetime:
 def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
     times = [item_time(c) for c in commands]
     ctx.window = (min(times), max(times))
-    if not any(isinstance(c, TouchCommand | EventCommand) for c in commands):
-        return  # conversions and identify read what they need themselves
     keys = sorted({c.visitor_key for c in commands if c.visitor_key is not None})
     if keys:
         for row in visitor_rows(ctx, ctx.one_of(Visitor.visitor_key, keys)):
@@ -44,6 +43,9 @@ def preload(ctx: Ctx, commands: Sequence[Command]) -> None:
     ids = [v.id for v in ctx.visitors.values()]
     if ids:
         _load_links(ctx, ids)
+    if not any(isinstance(c, TouchCommand | EventCommand) for c in commands):
+        return  # conversions and identify read the sessions and conversions they need themselves
+    if ids:
         _load_sessions(ctx, ids)
         _load_bindings(ctx, ids, commands)
         _load_converters(ctx, ids)
