@@ -250,11 +250,16 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 
 
 def command_to_dict(command: Command) -> dict[str, Any]:
-    data = dataclasses.asdict(command)
-    data["kind"] = command.kind
-    for key, value in data.items():
+    """The command as JSON-ready data, for the log. Shallow: nested values are the command's own (the caller
+    serialises them at once); ``dataclasses.asdict``'s deep copy was 36 µs a command, a tenth of a single-event
+    request at the edge (issue 17)."""
+    kind = command.kind
+    data = {name: getattr(command, name) for name in _FIELD_NAMES[kind]}
+    data["kind"] = kind
+    for name in _DATETIME_FIELDS[kind]:
+        value = data[name]
         if isinstance(value, datetime):
-            data[key] = value.isoformat()
+            data[name] = value.isoformat()
     return data
 
 

@@ -142,15 +142,19 @@ def _scope_key(command: Command) -> tuple[str, str] | None:
 
 
 # The append of a tenant with several partitions (module docstring), atomic as a Lua script.
-# KEYS: the partitions' streams in index order, then PARTITIONS. ARGV: the partition count n, the n partition
-# names, then (index, ordering, command) per command. A wait map names partitions by index.
+# KEYS: the partitions' streams in index order, then PARTITIONS, then the partitions' pending-drain flags in index
+# order. ARGV: the partition count n, the flags' lifetime in ms, the n partition names, then (index, ordering,
+# command) per command. A wait map names partitions by index. Returns the indexes of the partitions written to
+# whose pending-drain flag was not set (their drain job is to be enqueued).
 _APPEND = """
 local n = tonumber(ARGV[1])
-for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[1 + q]) end
-for i = n + 2, #ARGV, 3 do
+local touched = {}
+for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[2 + q]) end
+for i = n + 3, #ARGV, 3 do
   local p = tonumber(ARGV[i]) + 1
   local ordering = tonumber(ARGV[i + 1])
   local fields = {'c', ARGV[i + 2]}
+  touched[p] = true
   if ordering > 0 then
     local wait, any = {}, false
     for q = 1, n do
@@ -165,11 +169,15 @@ for i = n + 2, #ARGV, 3 do
   if ordering == 2 then
     local fence = cjson.encode({[tostring(p - 1)] = id})
     for q = 1, n do
-      if q ~= p then redis.call('XADD', KEYS[q], '*', 'w', fence) end
+      if q ~= p then redis.call('XADD', KEYS[q], '*', 'w', fence); touched[q] = true end
     end
   end
 end
-return 0
+local due = {}
+for q = 1, n do
+  if touched[q] and redis.call('SET', KEYS[n + 1 + q], '1', 'NX', 'PX', ARGV[2]) then due[#due + 1] = q - 1 end
+end
+return due
 """
 
 
@@ -210,70 +218,79 @@ class RedisStreamLog:
         """Reserve keys, XADD atomically, schedule a drain. Raises ``redis.RedisError`` when Redis is down."""
         results: list[CommandResult] = []
         fresh: list[Command] = []
-        reserved: list[str] = []
-        for command in commands:
-            scoped = _scope_key(command)
-            if scoped is not None:
-                key = IDEMPOTENCY.format(
-                    account=tenant.account_id, environment=tenant.environment, scope=scoped[0], key=scoped[1]
-                )
-                if not self._redis.set(key, command.id, nx=True, ex=IDEMPOTENCY_TTL_S):
-                    original = self._redis.get(key)
-                    results.append(
-                        CommandResult(
-                            command_id=command.id,
-                            status="duplicate",
-                            result_id=original.decode() if original else command.id,
-                        )
-                    )
-                    continue
-                reserved.append(key)
+        reserved = self._reserve(tenant, commands)
+        for command, (_key, original) in zip(commands, reserved, strict=True):
+            if original is not None:
+                results.append(CommandResult(command_id=command.id, status="duplicate", result_id=original))
+                continue
             fresh.append(command)
             results.append(CommandResult(command_id=command.id, status="queued", result_id=command.id))
         if fresh:
+            taken = [key for key, original in reserved if key is not None and original is None]
             try:
-                touched = self._xadd(tenant, fresh)
+                due = self._xadd(tenant, fresh)
             except redis.RedisError:
-                if reserved:  # nothing was appended: free the keys so the retry is not answered "duplicate"
-                    self._safe_delete(reserved)
+                if taken:  # nothing was appended: free the keys so the retry is not answered "duplicate"
+                    self._safe_delete(taken)
                 raise
             try:
-                for index in touched:
-                    self.schedule_drain(Partition(tenant, index))
+                for index in due:
+                    self._enqueue_drain(Partition(tenant, index))
             except redis.RedisError:
                 pass  # the commands are durable in the stream; the workers' sweeper schedules the drain
         return QueuedAppend(results=results, appended=fresh)
 
+    def _reserve(self, tenant: Tenant, commands: Sequence[Command]) -> list[tuple[str | None, str | None]]:
+        """API-51/52: each command's idempotency key reserved (SET NX), all in one round trip, and the original
+        id of every key that was taken before, in a second one only when there is one; (key, original) per
+        command, (None, None) for a command without a key. Redis runs the pipeline in order, so a key used twice
+        in one request is a duplicate of its first use, as when reserved one by one."""
+        keys: list[str | None] = []
+        for command in commands:
+            scoped = _scope_key(command)
+            keys.append(None if scoped is None else IDEMPOTENCY.format(
+                account=tenant.account_id, environment=tenant.environment, scope=scoped[0], key=scoped[1]))
+        wanted = [(n, key) for n, key in enumerate(keys) if key is not None]
+        if not wanted:
+            return [(None, None)] * len(commands)
+        pipe = self._redis.pipeline(transaction=False)
+        for n, key in wanted:
+            pipe.set(key, commands[n].id, nx=True, ex=IDEMPOTENCY_TTL_S)
+        lost = [(n, key) for (n, key), ok in zip(wanted, pipe.execute(), strict=True) if not ok]
+        originals: dict[int, str] = {}
+        if lost:
+            pipe = self._redis.pipeline(transaction=False)
+            for _, key in lost:
+                pipe.get(key)
+            for (n, _), value in zip(lost, pipe.execute(), strict=True):
+                originals[n] = value.decode() if value else commands[n].id
+        return [(key, originals.get(n)) for n, key in enumerate(keys)]
+
     def _xadd(self, tenant: Tenant, commands: Sequence[Command]) -> list[int]:
-        """All of a request's commands in one atomic step (API-66); returns the partitions written to."""
+        """All of a request's commands in one atomic step (API-66), with the debounced drain trigger of every
+        partition written to (``SET NX`` of its pending-drain flag, so at most one drain job is enqueued per
+        partition per ``DEBOUNCE_MS`` × 20); returns the partitions whose drain job the caller enqueues."""
         if self._append_script is None:
+            part = Partition(tenant)
             pipe = self._redis.pipeline(transaction=True)
-            stream = stream_key(tenant)
             for command in commands:
-                pipe.xadd(stream, {"c": orjson.dumps(command_to_dict(command))})
-            pipe.sadd(PARTITIONS, Partition(tenant).name)
-            pipe.execute()
-            return [0]
+                pipe.xadd(part.stream, {"c": orjson.dumps(command_to_dict(command))})
+            pipe.sadd(PARTITIONS, part.name)
+            pipe.set(part.key(PENDING_DRAIN), b"1", nx=True, px=DEBOUNCE_MS * 20)
+            return [0] if pipe.execute()[-1] else []
         parts = [Partition(tenant, i) for i in range(self.partitions)]
-        args: list[Any] = [self.partitions, *(p.name for p in parts)]
-        touched: set[int] = set()
+        args: list[Any] = [self.partitions, DEBOUNCE_MS * 20, *(p.name for p in parts)]
         for command in commands:
             index, ordering = partition_index(command, self.partitions), ordering_of(command)
             args += [index, ordering, orjson.dumps(command_to_dict(command))]
-            touched.update(range(self.partitions) if ordering == FENCE else (index,))
-        self._append_script(keys=[p.stream for p in parts] + [PARTITIONS], args=args)
-        return sorted(touched)
+        keys = [p.stream for p in parts] + [PARTITIONS] + [p.key(PENDING_DRAIN) for p in parts]
+        return sorted(int(i) for i in self._append_script(keys=keys, args=args))
 
     def _safe_delete(self, keys: list[str]) -> None:
         try:
             self._redis.delete(*keys)
         except redis.RedisError:
             pass
-
-    def schedule_drain(self, partition: Partition) -> None:
-        """Debounced trigger: at most one drain job enqueued per partition per ``DEBOUNCE_MS``."""
-        if self._redis.set(partition.key(PENDING_DRAIN), b"1", nx=True, px=DEBOUNCE_MS * 20):
-            self._enqueue_drain(partition)
 
     def wait(self, command_id: str, timeout_ms: int) -> dict[str, Any] | None:
         """The processed result body of a command, or None when it is not ready within ``timeout_ms``."""
