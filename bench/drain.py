@@ -22,6 +22,7 @@ Every figure is a ratio against a ceiling measured in the same run. One run prin
     python bench/drain.py --events 20000
     python bench/drain.py --events 100000 --workers 1,2,4
     python bench/drain.py --events 20000 --sizes 10000,100000,1000000 --workers 0
+    python bench/drain.py --events 20000 --workers 0 --stages   # µs/event of each stage of the drain
 
 Profile (``--profile`` hint): py-spy samples the in-process drain (step 2 runs in the main process; add
 ``--subprocesses`` to include the worker processes of step 3)::
@@ -219,6 +220,62 @@ def run_workers(count: int, account_id: str, environment: str, budget_s: float,
     return elapsed, sorted(reports, key=lambda r: -r[1])
 
 
+# --stages: (module, function, label) timed around each call; nested stages are included in their callers'.
+STAGES = (
+    ("core.jobs", "_read", "read the stream (XREADGROUP)"),
+    ("core.jobs", "_decode", "decode the commands"),
+    ("core.jobs", "_commit", "the batch's transaction (all below, and the commit)"),
+    ("core.processors.batch", "_claim_commands", "  claim the command ids"),
+    ("core.processors.batch", "lock_visitors", "  the visitors' advisory locks"),
+    ("core.processors.batch", "preload", "  preload visitors, sessions, links, bindings"),
+    ("core.processors.batch", "_event_or_touch", "  process each event (all below)"),
+    ("core.processors.events", "traffic_for", "    channel classification"),
+    ("core.processors.events", "ensure_visitor", "    find or create the visitor"),
+    ("core.processors.events", "resolve", "    session resolution (with new session rows)"),
+    ("core.processors.batch", "write_pending_events", "  writes (all below)"),
+    ("core.processors.events", "write_rows", "    visitors, sessions, bindings (COPY, UPDATE)"),
+    ("core.processors.events", "copy_rows", "    events (COPY)"),
+    ("core.jobs", "_finish", "acknowledge and publish"),
+)
+
+
+class StageTimers:
+    """Wraps the ``STAGES`` functions where their callers look them up, and sums their wall time."""
+
+    def __init__(self) -> None:
+        import importlib
+
+        self.totals: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._patched: list[tuple[Any, str, Any]] = []
+        for module_name, name, label in STAGES:
+            module = importlib.import_module(module_name)
+            original = getattr(module, name)
+            self._patched.append((module, name, original))
+            setattr(module, name, self._timed(label, original))
+
+    def _timed(self, label: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.totals[label] = self.totals.get(label, 0.0) + time.perf_counter() - began
+                self.calls[label] = self.calls.get(label, 0) + 1
+        return timed
+
+    def stop(self) -> None:
+        for module, name, original in self._patched:
+            setattr(module, name, original)
+
+    def report(self, events: int) -> None:
+        print("  stages (wall time per drained event; a wrapper adds ~0.3 µs per call):")
+        for _, _, label in STAGES:
+            if label in self.totals:
+                print(f"    {label:<50} {self.totals[label] / max(events, 1) * 1e6:6.1f} µs"
+                      f"  ({self.calls[label]:,} calls)")
+
+
 def ratio(value: float, ceiling: float) -> str:
     return f"{value / ceiling:.2f} × bare" if ceiling else "n/a"
 
@@ -236,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4,
                         help="partitions of the workers' tenant (MBUZZ_LOG_PARTITIONS; docs/pipeline.md Q-3-D1)")
     parser.add_argument("--bare-read", type=int, default=1000, help="entries per XREADGROUP of the bare drain")
+    parser.add_argument("--stages", action="store_true",
+                        help="time the drain's stages in the in-process run and print µs/event for each")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]
     prefix = f"mbuzz-bench-{uuid.uuid4().hex[:6]}"
@@ -325,15 +384,20 @@ def main(argv: list[str] | None = None) -> int:
             at = start + timedelta(days=size / 100_000 + 0.5) if args.late else start + timedelta(days=200 + run)
             fill(client, [stream], args.events, args.visitors, at, run * 10_000_000)
             before_rss = current_rss_mb()
+            timers = StageTimers() if args.stages else None
             began = time.perf_counter()
             done = jobs.drain(tenant.account_id, tenant.environment, budget_s=1e9)
             elapsed = time.perf_counter() - began
+            if timers is not None:
+                timers.stop()
             stored += done
             rate = done / elapsed
             in_process.append(rate)
             print(f"  stored before: {size:>9,}  drained {done:,} in {elapsed:.1f} s = {rate:,.0f} events/s "
                   f"({elapsed / max(done, 1) * 1e6:,.0f} µs/event) = {ratio(rate, bare)}  rows now {rows_of(tenant):,}"
                   f"  RSS {before_rss:.0f} MB before, {current_rss_mb():.0f} MB after (peak {rss_mb():.0f})")
+            if timers is not None:
+                timers.report(done)
 
         # 3. N OS processes draining one fresh tenant each time (same events), as N RQ workers would.
         by_workers: dict[int, float] = {}
