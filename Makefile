@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ingest.py --queued --batch 100
 	$(BIN)/python bench/drain.py --events 50000
+	$(BIN)/python bench/append.py
 	$(BIN)/python bench/reports.py --conversions 1000000 --record
 
 # shopify.md SHP-97: `make shopify-config HOST=mbuzz.example.com CLIENT_ID=<client id>` writes the git-ignored

@@ -251,8 +251,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 
 def command_to_dict(command: Command) -> dict[str, Any]:
     """The command as JSON-ready data, for the log. Shallow: nested values are the command's own (the caller
-    serialises them at once); ``dataclasses.asdict``'s deep copy was 36 µs a command, a tenth of a single-event
-    request at the edge (issue 17)."""
+    serialises them at once); ``dataclasses.asdict``'s deep copy was most of an append's own work (issue 17;
+    ``bench/append.py``)."""
     kind = command.kind
     data = {name: getattr(command, name) for name in _FIELD_NAMES[kind]}
     data["kind"] = kind
