@@ -592,7 +592,8 @@ class RssSampler:
 
 
 class Profiler:
-    """``py-spy record --format raw`` on every worker for a few seconds inside the measurement window."""
+    """``py-spy record --gil --format raw`` on every worker for a few seconds inside the measurement window: only
+    the thread holding the GIL is sampled, so a thread waiting for it (or for a socket) is not counted as busy."""
 
     def __init__(self, server: Server, seconds: int, start_at: float, outdir: Path) -> None:
         self.server, self.seconds, self.start_at, self.outdir = server, seconds, start_at, outdir
@@ -614,7 +615,7 @@ class Profiler:
             self.files.append(out)
             self.procs.append(subprocess.Popen(
                 [exe, "record", "--pid", str(pid), "--duration", str(self.seconds), "--rate", "200",
-                 "--format", "raw", "--output", str(out), "--nonblocking"],
+                 "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def report(self, top: int = 15) -> None:
@@ -758,7 +759,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline and --queued")
     p.add_argument("--queued", action="store_true",
                    help="queued mode: REDIS_URL set for gunicorn, plus RQ drain workers (--drain-workers)")
-    p.add_argument("--drain-workers", type=int, default=1, help="drain worker processes in --queued mode")
+    p.add_argument("--drain-workers", type=int, default=1,
+                   help="drain worker processes in --queued mode; 0 measures the edge alone, as the bare endpoint")
     p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                    help="py-spy record every gunicorn worker for SECONDS during the measurement")
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
@@ -881,7 +883,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.conversions and stats.events_accepted:
             print(f"  attribution complete: {stats.complete}/{stats.events_accepted}; mean sessions analyzed "
                   f"{stats.sessions_analyzed / stats.events_accepted:.1f}")
-        if not args.conversions:
+        if args.queued and not args.drain_workers:
+            print("  no drain workers: the edge alone was measured (the log keeps what it accepted)")
+        elif not args.conversions:
             t_end = time.time()
             rows = count_rows(url, "events")
             deadline = t_end + (300.0 if args.queued else 5.0)

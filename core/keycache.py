@@ -30,11 +30,11 @@ LAST_GOOD_S = 7 * 86400  # how long a last good answer may stand in for an unrea
 REVOKED_S = 30 * 86400  # after that the database answers "revoked" again, as it always can
 
 
-def _key(digest: str) -> str:
+def entry_key(digest: str) -> str:
     return f"{PREFIX}:apikey:{digest}"
 
 
-def _revoked_key(digest: str) -> str:
+def revoked_key(digest: str) -> str:
     return f"{PREFIX}:apikey-revoked:{digest}"
 
 
@@ -46,7 +46,7 @@ class Cached:
 
 def cached(client: RedisClient, digest: str) -> Cached | None:
     """One round trip: the entry and the revocation mark together."""
-    raw, revoked = client.mget([_key(digest), _revoked_key(digest)])
+    raw, revoked = client.mget([entry_key(digest), revoked_key(digest)])
     if revoked is not None:
         return Cached(KeyLookup(problem="revoked"), fresh=True)
     if raw is None:
@@ -60,9 +60,9 @@ def remember(client: RedisClient, digest: str, found: KeyLookup) -> None:
     """A valid key: a fresh entry. A refusal from the database: no entry, not even a last good one."""
     if found.problem is None:
         entry = {**dataclasses.asdict(found), "checked_at": time.time()}
-        client.set(_key(digest), orjson.dumps(entry), ex=LAST_GOOD_S)
+        client.set(entry_key(digest), orjson.dumps(entry), ex=LAST_GOOD_S)
     else:
-        client.delete(_key(digest))
+        client.delete(entry_key(digest))
 
 
 def forget(client: RedisClient, digests: Iterable[str]) -> None:
@@ -72,6 +72,6 @@ def forget(client: RedisClient, digests: Iterable[str]) -> None:
         return
     pipe = client.pipeline(transaction=True)
     for digest in wanted:
-        pipe.delete(_key(digest))
-        pipe.set(_revoked_key(digest), b"1", ex=REVOKED_S)
+        pipe.delete(entry_key(digest))
+        pipe.set(revoked_key(digest), b"1", ex=REVOKED_S)
     pipe.execute()

@@ -33,11 +33,13 @@ import redis
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.admission import Admission, AdmissionUnavailable
 from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand, OrderLinkCommand
 from core.fitting.tasks import run_fit_now
 from core.followups import run_followups
 from core.processors.batch import process_batch
 from core.queue import IDEMPOTENCY, IDEMPOTENCY_TTL_S, PREFIX, RedisClient, RedisStreamLog, _scope_key
+from core.ratewindow import Verdict
 from core.reads import conversion_by_id
 from core.reattribution.tasks import retry_attribution_inline, run_inline
 from core.storage.models import Rejection
@@ -58,6 +60,7 @@ class Appended:
 
     mode: str  # inline | queued | degraded
     results: list[CommandResult]
+    verdict: Verdict | None = None  # an admitted append's rate-limit figures (API-140; core.admission)
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,17 @@ class CommandLog(Protocol):
     mode: str
 
     def append(
-        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = ()
+        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = (),
+        admission: Admission | None = None,
     ) -> Appended:
         """Make ``commands`` durable, all or none, and answer one result per command in order.
 
         ``wait=False`` is for background jobs that need no processed result: a queued log then answers as soon
         as the commands are durable (a job waiting for a drain that may run on its own worker only stalls it).
         ``rejections`` are recorded with the commands (API-24), never at the cost of the commands' answer.
+        ``admission`` asks the log to admit the request in the same step (core.admission): it raises
+        ``NotAdmitted`` (nothing recorded), or ``AdmissionUnavailable`` when it cannot admit (then the caller
+        admits the request itself and appends without one).
         """
         ...
 
@@ -135,8 +142,11 @@ class InlineLog:
         self._lock = threading.Lock()
 
     def append(
-        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = ()
+        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = (),
+        admission: Admission | None = None,
     ) -> Appended:
+        if admission is not None:
+            raise AdmissionUnavailable("the inline log admits nothing")
         return Appended(self.mode, self.process(tenant, commands, rejections))
 
     def process(
@@ -271,20 +281,23 @@ class QueuedLog:
         self._maintenance_wanted = False
 
     def append(
-        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = ()
+        self, tenant: Tenant, commands: Sequence[Command], wait: bool = True, rejections: Sequence[Rejected] = (),
+        admission: Admission | None = None,
     ) -> Appended:
         if time.monotonic() >= self._down_until:
             try:
                 self.write_back_claims(self._reservation_keys(tenant, commands))
-                queued = self._stream.append(tenant, commands)
+                queued = self._stream.append(tenant, commands, admission)
             except redis.RedisError as exc:
                 self._went_down(exc)
             else:
                 self._keep_rejections(tenant, rejections, appended=bool(queued.appended))
                 if not wait:
-                    return Appended("queued", queued.results)
+                    return Appended("queued", queued.results, queued.verdict)
                 return Appended("queued", [self._settle(tenant, c, r) for c, r in zip(commands, queued.results,
-                                                                                      strict=True)])
+                                                                                      strict=True)], queued.verdict)
+        if admission is not None:
+            raise AdmissionUnavailable("Redis is unreachable")
         results = self._inline.process(tenant, commands, rejections)
         self._remember_claims(tenant, commands, results)
         return Appended("degraded", results)

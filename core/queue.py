@@ -34,6 +34,7 @@ from typing import Any, TypeAlias
 import orjson
 import redis
 
+from core.admission import LUA_ADMIT, Admission, outcome
 from core.commands import (
     Command,
     CommandResult,
@@ -44,6 +45,7 @@ from core.commands import (
     command_to_dict,
 )
 from core.processors.context import synthetic_visitor_key
+from core.ratewindow import LUA_WINDOW, Verdict
 from core.tenant import Tenant
 
 # redis-py types every reply as a union of all its shapes; replies are checked by use, not by mypy.
@@ -141,45 +143,67 @@ def _scope_key(command: Command) -> tuple[str, str] | None:
     return None
 
 
-# The append of a tenant with several partitions (module docstring), atomic as a Lua script.
-# KEYS: the partitions' streams in index order, then PARTITIONS, then the partitions' pending-drain flags in index
-# order. ARGV: the partition count n, the flags' lifetime in ms, the n partition names, then (index, ordering,
-# command) per command. A wait map names partitions by index. Returns the indexes of the partitions written to
-# whose pending-drain flag was not set (their drain job is to be enqueued).
-_APPEND = """
-local n = tonumber(ARGV[1])
-local touched = {}
-for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[2 + q]) end
-for i = n + 3, #ARGV, 3 do
-  local p = tonumber(ARGV[i]) + 1
-  local ordering = tonumber(ARGV[i + 1])
-  local fields = {'c', ARGV[i + 2]}
-  touched[p] = true
-  if ordering > 0 then
-    local wait, any = {}, false
-    for q = 1, n do
-      if q ~= p then
-        local last = redis.call('XREVRANGE', KEYS[q], '+', '-', 'COUNT', 1)
-        if #last > 0 then wait[tostring(q - 1)] = last[1][1]; any = true end
-      end
-    end
-    if any then fields[3] = 'w'; fields[4] = cjson.encode(wait) end
+# The append (module docstring), atomic as one Lua script: an optional admission prologue (core.admission), the
+# idempotency reservations (API-55), the XADDs with their wait maps and fences, and the debounced drain triggers.
+# KEYS: the partitions' streams in index order, PARTITIONS, the partitions' pending-drain flags in index order, the
+# k idempotency keys, then (with admission) Admission.keys(). ARGV: n, the flags' lifetime in ms, k, admission
+# (0/1), the keys' lifetime in s, the n partition names, (with admission) Admission.args(), then (partition,
+# ordering, key slot or 0, command id, command) per command. A wait map names partitions by index.
+# Returns {admission reply, the original id per command ('' when appended now), the partitions whose drain job is
+# to be enqueued (their pending-drain flag was not set)}; nothing is written when the prologue refuses. The
+# shebang makes Redis refuse the whole script up front when it is out of memory (no half-written request).
+_APPEND = "#!lua\n" + LUA_WINDOW + LUA_ADMIT + """
+local n, k, admitting = tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[4] == '1'
+local first = 6 + n
+local admitted = {'ok'}
+if admitting then
+  admitted = admit(2 * n + k + 2, first)
+  if admitted[1] ~= 'ok' then return {admitted, {}, {}} end
+  first = first + 9
+end
+local originals, touched, appended = {}, {}, false
+for i = first, #ARGV, 5 do
+  local slot = tonumber(ARGV[i + 2])
+  local original = ''
+  if slot > 0 then
+    local key = KEYS[2 * n + 1 + slot]
+    if not redis.call('SET', key, ARGV[i + 3], 'NX', 'EX', ARGV[5]) then original = redis.call('GET', key) end
   end
-  local id = redis.call('XADD', KEYS[p], '*', unpack(fields))
-  if ordering == 2 then
-    local fence = cjson.encode({[tostring(p - 1)] = id})
-    for q = 1, n do
-      if q ~= p then redis.call('XADD', KEYS[q], '*', 'w', fence); touched[q] = true end
+  originals[#originals + 1] = original
+  if original == '' then
+    local p = tonumber(ARGV[i]) + 1
+    local ordering = tonumber(ARGV[i + 1])
+    local fields = {'c', ARGV[i + 4]}
+    touched[p] = true
+    appended = true
+    if ordering > 0 then
+      local wait, any = {}, false
+      for q = 1, n do
+        if q ~= p then
+          local last = redis.call('XREVRANGE', KEYS[q], '+', '-', 'COUNT', 1)
+          if #last > 0 then wait[tostring(q - 1)] = last[1][1]; any = true end
+        end
+      end
+      if any then fields[3] = 'w'; fields[4] = cjson.encode(wait) end
+    end
+    local id = redis.call('XADD', KEYS[p], '*', unpack(fields))
+    if ordering == 2 then
+      local fence = cjson.encode({[tostring(p - 1)] = id})
+      for q = 1, n do
+        if q ~= p then redis.call('XADD', KEYS[q], '*', 'w', fence); touched[q] = true end
+      end
     end
   end
 end
 local due = {}
+if appended then
+  for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[5 + q]) end
+end
 for q = 1, n do
   if touched[q] and redis.call('SET', KEYS[n + 1 + q], '1', 'NX', 'PX', ARGV[2]) then due[#due + 1] = q - 1 end
 end
-return due
+return {admitted, originals, due}
 """
-
 
 def unmet_waits(client: RedisClient, tenant: Tenant, waits: Sequence[dict[str, str]]) -> list[dict[int, str]]:
     """For each wait map, the entries it names that are still in their partition's log (not processed yet);
@@ -201,6 +225,7 @@ def unmet_waits(client: RedisClient, tenant: Tenant, waits: Sequence[dict[str, s
 class QueuedAppend:
     results: list[CommandResult]
     appended: list[Command]
+    verdict: Verdict | None = None  # the admission's rate-limit figures (API-140), when it counted one
 
 
 class RedisStreamLog:
@@ -212,85 +237,51 @@ class RedisStreamLog:
         self._redis = client
         self._enqueue_drain = enqueue_drain  # (Partition) -> None
         self.partitions = max(1, partitions)
-        self._append_script = client.register_script(_APPEND) if self.partitions > 1 else None
+        self._append_script = client.register_script(_APPEND)
 
-    def append(self, tenant: Tenant, commands: Sequence[Command]) -> QueuedAppend:
-        """Reserve keys, XADD atomically, schedule a drain. Raises ``redis.RedisError`` when Redis is down."""
+    def append(self, tenant: Tenant, commands: Sequence[Command], admission: Admission | None = None) -> QueuedAppend:
+        """Admit (when asked), reserve keys and XADD in one atomic script, then schedule a drain. Raises
+        ``NotAdmitted`` when the admission refuses (nothing written), ``redis.RedisError`` when Redis is down."""
+        admitted, originals, due = self._append_script(*self._script_input(tenant, commands, admission))
+        verdict = outcome(admitted) if admission is not None else None
         results: list[CommandResult] = []
         fresh: list[Command] = []
-        reserved = self._reserve(tenant, commands)
-        for command, (_key, original) in zip(commands, reserved, strict=True):
-            if original is not None:
-                results.append(CommandResult(command_id=command.id, status="duplicate", result_id=original))
+        for command, original in zip(commands, originals, strict=True):
+            if original:
+                results.append(CommandResult(command_id=command.id, status="duplicate", result_id=original.decode()))
                 continue
             fresh.append(command)
             results.append(CommandResult(command_id=command.id, status="queued", result_id=command.id))
-        if fresh:
-            taken = [key for key, original in reserved if key is not None and original is None]
-            try:
-                due = self._xadd(tenant, fresh)
-            except redis.RedisError:
-                if taken:  # nothing was appended: free the keys so the retry is not answered "duplicate"
-                    self._safe_delete(taken)
-                raise
-            try:
-                for index in due:
-                    self._enqueue_drain(Partition(tenant, index))
-            except redis.RedisError:
-                pass  # the commands are durable in the stream; the workers' sweeper schedules the drain
-        return QueuedAppend(results=results, appended=fresh)
+        try:
+            for index in due:
+                self._enqueue_drain(Partition(tenant, int(index)))
+        except redis.RedisError:
+            pass  # the commands are durable in the stream; the workers' sweeper schedules the drain
+        return QueuedAppend(results=results, appended=fresh, verdict=verdict)
 
-    def _reserve(self, tenant: Tenant, commands: Sequence[Command]) -> list[tuple[str | None, str | None]]:
-        """API-51/52: each command's idempotency key reserved (SET NX), all in one round trip, and the original
-        id of every key that was taken before, in a second one only when there is one; (key, original) per
-        command, (None, None) for a command without a key. Redis runs the pipeline in order, so a key used twice
-        in one request is a duplicate of its first use, as when reserved one by one."""
-        keys: list[str | None] = []
+    def _script_input(self, tenant: Tenant, commands: Sequence[Command],
+                      admission: Admission | None) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ``_APPEND``. API-51/52: a command's idempotency key is its slot among the keys; Redis
+        reserves them in order, so a key used twice in one request is a duplicate of its first use."""
+        parts = [Partition(tenant, i) for i in range(self.partitions)]
+        keys = [p.stream for p in parts] + [PARTITIONS] + [p.key(PENDING_DRAIN) for p in parts]
+        rows: list[Any] = []
+        idempotency: list[str] = []
         for command in commands:
             scoped = _scope_key(command)
-            keys.append(None if scoped is None else IDEMPOTENCY.format(
-                account=tenant.account_id, environment=tenant.environment, scope=scoped[0], key=scoped[1]))
-        wanted = [(n, key) for n, key in enumerate(keys) if key is not None]
-        if not wanted:
-            return [(None, None)] * len(commands)
-        pipe = self._redis.pipeline(transaction=False)
-        for n, key in wanted:
-            pipe.set(key, commands[n].id, nx=True, ex=IDEMPOTENCY_TTL_S)
-        lost = [(n, key) for (n, key), ok in zip(wanted, pipe.execute(), strict=True) if not ok]
-        originals: dict[int, str] = {}
-        if lost:
-            pipe = self._redis.pipeline(transaction=False)
-            for _, key in lost:
-                pipe.get(key)
-            for (n, _), value in zip(lost, pipe.execute(), strict=True):
-                originals[n] = value.decode() if value else commands[n].id
-        return [(key, originals.get(n)) for n, key in enumerate(keys)]
-
-    def _xadd(self, tenant: Tenant, commands: Sequence[Command]) -> list[int]:
-        """All of a request's commands in one atomic step (API-66), with the debounced drain trigger of every
-        partition written to (``SET NX`` of its pending-drain flag, so at most one drain job is enqueued per
-        partition per ``DEBOUNCE_MS`` × 20); returns the partitions whose drain job the caller enqueues."""
-        if self._append_script is None:
-            part = Partition(tenant)
-            pipe = self._redis.pipeline(transaction=True)
-            for command in commands:
-                pipe.xadd(part.stream, {"c": orjson.dumps(command_to_dict(command))})
-            pipe.sadd(PARTITIONS, part.name)
-            pipe.set(part.key(PENDING_DRAIN), b"1", nx=True, px=DEBOUNCE_MS * 20)
-            return [0] if pipe.execute()[-1] else []
-        parts = [Partition(tenant, i) for i in range(self.partitions)]
-        args: list[Any] = [self.partitions, DEBOUNCE_MS * 20, *(p.name for p in parts)]
-        for command in commands:
-            index, ordering = partition_index(command, self.partitions), ordering_of(command)
-            args += [index, ordering, orjson.dumps(command_to_dict(command))]
-        keys = [p.stream for p in parts] + [PARTITIONS] + [p.key(PENDING_DRAIN) for p in parts]
-        return sorted(int(i) for i in self._append_script(keys=keys, args=args))
-
-    def _safe_delete(self, keys: list[str]) -> None:
-        try:
-            self._redis.delete(*keys)
-        except redis.RedisError:
-            pass
+            if scoped is not None:
+                idempotency.append(IDEMPOTENCY.format(account=tenant.account_id, environment=tenant.environment,
+                                                      scope=scoped[0], key=scoped[1]))
+            rows += [partition_index(command, self.partitions), ordering_of(command),
+                     len(idempotency) if scoped is not None else 0, command.id,
+                     orjson.dumps(command_to_dict(command))]
+        args: list[Any] = [self.partitions, DEBOUNCE_MS * 20, len(idempotency), 0 if admission is None else 1,
+                           IDEMPOTENCY_TTL_S, *(p.name for p in parts)]
+        keys += idempotency
+        if admission is not None:
+            keys += admission.keys()
+            args += admission.args(tenant)
+        return keys, args + rows
 
     def wait(self, command_id: str, timeout_ms: int) -> dict[str, Any] | None:
         """The processed result body of a command, or None when it is not ready within ``timeout_ms``."""

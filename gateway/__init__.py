@@ -13,7 +13,8 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from gateway.config import Settings
 
@@ -55,8 +56,19 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     ratelimit.init_app(app, settings)
     errors.init_app(app)
     app.cli.add_command(cli)
+    app.session_interface = _NoSessionOnTheApi()
     app.wsgi_app = _strip_api_trailing_slash(_cap_body(app.wsgi_app, caps))  # type: ignore[method-assign]
     return app
+
+
+class _NoSessionOnTheApi(SecureCookieSessionInterface):
+    """`/api/` answers never read or set the dashboard's session cookie (keys authenticate them, API-10), so they
+    skip building its signer: part of a single-event request's cost (docs/performance.md, issue 17)."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if request.path.startswith("/api/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def _route_caps() -> list[tuple[str, int]]:

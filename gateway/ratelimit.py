@@ -65,14 +65,14 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         storage_options=storage_options(),
     )
     views = app.view_functions
-    ingest = limiter.shared_limit(lambda: settings.ratelimit_ingest, scope="ingest")
+    # POST /events and /sessions are limited by their append's admission (gateway.api.admission, API-140-D1):
+    # Flask-Limiter skips them altogether.
+    limiter.request_filter(lambda: request.endpoint in ("api_v1.events", "api_v1.sessions"))
     sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
     data = limiter.shared_limit(lambda: settings.ratelimit_data, scope="data")  # API-140: GET /data/*
     for name, decorator in (
         *((f"api_v1_data.{view}", data) for view in ("conversions", "conversion", "events", "sessions",
                                                        "attribution")),
-        ("api_v1.events", ingest),
-        ("api_v1.sessions", ingest),
         ("api_v1.conversions", sync),
         ("api_v1.identify", sync),
         ("api_v1.validate", limiter.limit(lambda: settings.ratelimit_validate)),

@@ -15,9 +15,10 @@ from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
 from core.storage.db import make_engine, session_factory
+from gateway.api.admission import IngestGate
 from gateway.api.auth import FailureLimiter
 from gateway.config import Settings
-from gateway.ratelimit import address_key, storage_options
+from gateway.ratelimit import KEY_PREFIX, address_key
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     sessions: sessionmaker[Session]
     log: CommandLog
     auth_failures: FailureLimiter
+    ingest_gate: IngestGate
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     redis: redis.Redis | None = None  # the key cache (API-13) lives here when Redis is configured
 
@@ -38,7 +40,6 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         engine = make_engine(settings.database_url)
         sessions = session_factory(engine)
-        storage = settings.redis_url or "memory://"
         log: CommandLog = InlineLog(sessions, refit_inline=True)
         client = None
         if settings.redis_url:
@@ -46,14 +47,16 @@ class Services:
             stream = RedisStreamLog(client, lambda partition: enqueue_drain(client, partition),
                                     settings.log_partitions)
             log = QueuedLog(stream, InlineLog(sessions, replay_safe=True), sessions, settings.sync_wait_ms)
+        failures = FailureLimiter(settings.ratelimit_auth_failures, client,
+                                  lambda ip: f"{KEY_PREFIX}:authfail:{address_key(settings.secret_key, 'ip', ip)}")
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             log=log,
             redis=client,
-            auth_failures=FailureLimiter(settings.ratelimit_auth_failures, storage, storage_options(),
-                                         lambda ip: address_key(settings.secret_key, "ip", ip)),
+            auth_failures=failures,
+            ingest_gate=IngestGate(settings.ratelimit_ingest, failures, KEY_PREFIX, with_redis=client is not None),
         )
 
     def forget_keys(self, digests: list[str]) -> None:

@@ -133,3 +133,25 @@ def acct(app: Flask) -> AccountKeys:
 @pytest.fixture()
 def other_acct(app: Flask) -> AccountKeys:
     return new_account(app, "Other Inc")
+
+
+LIMITS_REDIS_URL = os.environ.get("MBUZZ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture()
+def limits_store() -> Iterator[Any]:
+    """The Redis of the rate-limit tests (skipped without Redis, except in CI); their keys go afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(LIMITS_REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("Redis is not reachable")
+    yield client
+    prefix = os.environ["MBUZZ_REDIS_PREFIX"]
+    for key in client.scan_iter(f"{prefix}:limits:*", count=1000):
+        client.delete(key)
+    client.close()

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, request
-from limits import parse
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.exc import OperationalError
 
 from core import keycache
 from core.accounts import KEY_PATTERN, KeyLookup, key_digest, lookup_key
+from core.ratewindow import MemoryWindows, RedisWindows, Verdict, Window
 from core.tenant import Tenant
 
 MISSING = "Missing Authorization header"
@@ -82,34 +80,34 @@ def client_ip() -> str:
 class FailureLimiter:
     """API-141: failed authentications per client IP, checked before any key lookup.
 
-    Counts live in Redis when configured so every worker sees them; if Redis fails, a per-process memory
-    window takes over (like API-140's limits) rather than failing the request.
+    Counts live in Redis when configured so every worker sees them (the counters of core.ratewindow, which the
+    ingest append script also reads: core.admission); if Redis fails, a per-process memory window takes over
+    (like API-140's limits) rather than failing the request.
     """
 
-    def __init__(self, rate: str, storage_uri: str, options: dict[str, str | int] | None = None,
-                 key: Callable[[str], str] = lambda ip: ip) -> None:
-        """`options` go to the storage (the Redis key prefix), `key` turns an address into the counted key (a
-        keyed digest, so no raw IP is a Redis key: gateway.ratelimit)."""
-        self._limit = parse(rate)
-        self._key = key
-        self._primary = MovingWindowRateLimiter(storage_from_string(storage_uri, **(options or {})))
-        self._fallback = MovingWindowRateLimiter(storage_from_string("memory://"))
+    def __init__(self, rate: str, client: Any = None, key: Callable[[str], str] = lambda ip: ip) -> None:
+        """``key`` turns an address into the counted Redis key: under the prefix, a keyed digest of the address
+        (no raw IP is a Redis key: gateway.ratelimit)."""
+        self.window = Window.parse(rate)
+        self.key = key
+        self._primary = RedisWindows(client) if client is not None else None
+        self._fallback = MemoryWindows()
 
-    def _call(self, method: str, ip: str) -> Any:
-        key = self._key(ip)
-        try:
-            return getattr(self._primary, method)(self._limit, "authfail", key)
-        except Exception:  # storage outage: never a 5xx because of the limiter
-            return getattr(self._fallback, method)(self._limit, "authfail", key)
+    def _check(self, ip: str, hit: bool) -> Verdict:
+        key, now_ms = self.key(ip), int(time.time() * 1000)
+        if self._primary is not None:
+            try:
+                return self._primary.check(key, self.window, now_ms, hit)
+            except Exception:  # storage outage: never a 5xx because of the limiter
+                pass
+        return self._fallback.check(key, self.window, now_ms, hit)
 
     def blocked(self, ip: str) -> int | None:
-        if self._call("test", ip):
-            return None
-        reset, _remaining = self._call("get_window_stats", ip)
-        return max(1, int(reset - time.time()) + 1)
+        verdict = self._check(ip, hit=False)
+        return None if verdict.allowed else verdict.retry_after
 
     def record(self, ip: str) -> None:
-        self._call("hit", ip)
+        self._check(ip, hit=True)
 
 
 def cached_lookup(services: Any, token: str) -> KeyLookup:
@@ -144,7 +142,8 @@ def _cached(services: Any, digest: str) -> keycache.Cached | None:
         return None
 
 
-def authenticate() -> Principal:
+def well_formed_token() -> str:
+    """API-12 steps 1–3, pure string checks: the presented secret key, or ``AuthFailure``."""
     header = (request.headers.get("Authorization") or "").strip()
     if not header:
         raise AuthFailure(MISSING)
@@ -154,6 +153,12 @@ def authenticate() -> Principal:
         raise AuthFailure(PUBLISHABLE)
     if match is None or KEY_PATTERN.fullmatch(token) is None:
         raise AuthFailure(BAD_FORMAT)
+    return token
+
+
+def authenticate(token: str | None = None) -> Principal:
+    """API-12 in full: the failed-authentication limiter (API-141), then the key's lookup (API-13)."""
+    token = token or well_formed_token()
     services = current_app.config["MBUZZ"]
     ip = client_ip()
     wait = services.auth_failures.blocked(ip)

@@ -12,23 +12,25 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
 from connectors.shopify.api_version import configured_version_status
+from core.admission import Admission, AdmissionUnavailable, NotAdmitted
 from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult, EventCommand, TouchCommand
 from core.ids import new_id
-from core.log import LogUnavailable, Rejected
+from core.log import Appended, LogUnavailable, Rejected
 from core.privacy import scrub_name
 from core.reads import pending_conversion_body, pending_identify_body
 from core.usage import quota_reached
 from gateway.api import normalize
-from gateway.api.auth import AuthFailure, Principal, authenticate
+from gateway.api.admission import IngestGate
+from gateway.api.auth import PROBLEMS, AuthFailure, Principal, authenticate, client_ip, well_formed_token
 from gateway.api.body import BodyError, parse_body
 from gateway.api.fields import idempotency_header
 
@@ -71,6 +73,8 @@ def _stamp(resp: Response) -> Response:
         resp.headers["Retry-After"] = g.retry_after
     if g.get("processing"):
         resp.headers["X-Mbuzz-Processing"] = g.processing
+    if g.get("rate_verdict") is not None:  # API-140's figures of an ingest request (gateway.api.admission)
+        resp.headers.update(g.rate_verdict.headers())
     return resp
 
 
@@ -88,9 +92,9 @@ def _auth_error(exc: AuthFailure) -> Response:
     return json_response({"error": exc.message}, 401, {"WWW-Authenticate": "Bearer"})
 
 
-def _principal_or_error() -> Principal | Response:
+def _principal_or_error(token: str | None = None) -> Principal | Response:
     try:
-        return authenticate()
+        return authenticate(token)
     except AuthFailure as exc:
         return _auth_error(exc)
     except OperationalError:
@@ -118,25 +122,42 @@ def _sdk() -> tuple[str | None, str | None]:
     return (match.group(1)[:64], match.group(2)[:32]) if match else (None, None)
 
 
-def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Authentication, body parsing and the whole-request errors shared by every write endpoint."""
+Parsed: TypeAlias = "tuple[Any, list[str], str | None] | BodyError"
+
+
+def _parsed(limit: int) -> Parsed:
+    """The idempotency header and the body, or the whole-request error to answer (after authentication)."""
+    try:
+        header_key = idempotency_header(request.headers.get("X-Idempotency-Key"))
+        value, warnings = _read_body(limit)
+    except BodyError as exc:
+        return exc
+    return value, warnings, header_key
+
+
+def _answer(view: Callable[..., Response], principal: Principal, parsed: Parsed) -> Response:
+    if isinstance(parsed, BodyError):
+        return error(parsed.message, parsed.status)
+    try:
+        return view(principal, *parsed)
+    except BodyError as exc:
+        return error(exc.message, exc.status)
+    except (LogUnavailable, OperationalError):
+        return _unavailable()
+
+
+def endpoint(limit: int, ingest: bool = False) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Authentication, body parsing and the whole-request errors shared by every write endpoint; ``ingest``
+    endpoints are admitted by their append (gateway.api.admission)."""
 
     def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
         def inner() -> Response:
+            if ingest:
+                return _ingest(view, limit)
             principal = _principal_or_error()
             if isinstance(principal, Response):
                 return principal
-            try:
-                header_key = idempotency_header(request.headers.get("X-Idempotency-Key"))
-                value, warnings = _read_body(limit)
-            except BodyError as exc:
-                return error(exc.message, exc.status)
-            try:
-                return view(principal, value, warnings, header_key)
-            except BodyError as exc:
-                return error(exc.message, exc.status)
-            except (LogUnavailable, OperationalError):
-                return _unavailable()
+            return _answer(view, principal, _parsed(limit))
 
         inner.__name__ = view.__name__
         return inner
@@ -144,12 +165,85 @@ def endpoint(limit: int) -> Callable[[Callable[..., Response]], Callable[..., Re
     return wrap
 
 
+def _ingest(view: Callable[..., Response], limit: int) -> Response:
+    """API-12/13/140/141 for `POST /events` and `POST /sessions`, in the append's round trip when Redis can."""
+    gate: IngestGate = _services().ingest_gate
+    try:
+        token = well_formed_token()
+    except AuthFailure as exc:
+        return _auth_error(exc)
+    parsed = _parsed(limit)
+    principal = gate.remembered(token)
+    verified = principal is None
+    for _ in range(2):
+        if principal is None:
+            principal = _principal_or_error(token)
+            if isinstance(principal, Response):
+                return principal
+            gate.remember(token, principal)
+        if not gate.with_redis:
+            break
+        try:
+            return _admitted(view, principal, parsed, gate.admission(token, client_ip(), verified))
+        except NotAdmitted as exc:
+            if exc.reason != "unverified" or verified:
+                return _refused(exc)
+            gate.forget(token)  # a changed or stale entry: the database decides, then the script again
+            principal, verified = None, True
+        except AdmissionUnavailable:
+            break
+    if not verified:
+        principal = _principal_or_error(token)
+        if isinstance(principal, Response):
+            return principal
+    assert principal is not None
+    g.rate_verdict = gate.limit_in_memory(token)  # API-140: this process's count while Redis cannot admit
+    if not g.rate_verdict.allowed:
+        return _rate_limited(g.rate_verdict.retry_after)
+    return _answer(view, principal, parsed)
+
+
+def _admitted(view: Callable[..., Response], principal: Principal, parsed: Parsed, admission: Admission) -> Response:
+    """The view, with its append admitting the request; an answer that appended nothing is admitted before it
+    is given (raises ``NotAdmitted`` / ``AdmissionUnavailable`` then, so no answer skips a check)."""
+    g.admission = admission
+    response = _answer(view, principal, parsed)
+    pending = g.pop("admission", None)
+    if pending is not None:
+        g.rate_verdict = _services().log.append(principal.tenant, [], wait=False, admission=pending).verdict
+    return response
+
+
+def _refused(exc: NotAdmitted) -> Response:
+    if exc.reason == "limited":
+        g.rate_verdict = exc.verdict
+        return _rate_limited(exc.retry_after)
+    if exc.reason == "blocked":
+        return _auth_error(AuthFailure("Rate limit exceeded", status=429, retry_after=exc.retry_after))
+    return _auth_error(AuthFailure(PROBLEMS["revoked"]))  # verified just now: only the revocation mark refuses
+
+
+def _rate_limited(retry_after: int) -> Response:
+    return json_response({"error": "Rate limit exceeded", "retry_after": retry_after}, 429,
+                         {"Retry-After": str(retry_after)})
+
+
 def _append(
     principal: Principal, commands: list[Command], rejections: list[Rejected] | None = None
 ) -> list[CommandResult]:
-    appended = _services().log.append(principal.tenant, commands, rejections=rejections or ())
+    appended = _log_append(principal, commands, rejections=rejections or ())
     g.processing = appended.mode
     return appended.results
+
+
+def _log_append(principal: Principal, commands: list[Command], wait: bool = True,
+                rejections: Sequence[Rejected] = ()) -> Appended:
+    """The log's append, admitting the request when an ingest endpoint asked for it (``_admitted``)."""
+    appended = _services().log.append(principal.tenant, commands, wait=wait, rejections=rejections,
+                                      admission=g.pop("admission", None))
+    if appended.verdict is not None:
+        g.rate_verdict = appended.verdict
+    return appended
 
 
 def _rejected(
@@ -205,8 +299,7 @@ def _unwrap(value: Any, key: str) -> dict[str, Any]:
 
 def _unprocessable(principal: Principal, name: str, item: Any, errors: list[str], key: str | None) -> Response:
     """A 422, recorded through the log (API-24): with PostgreSQL down it is still a 422, not a 503 (Q-22)."""
-    _services().log.append(principal.tenant, [], wait=False, rejections=[_rejected(principal, name, None, item,
-                                                                                    errors, key)])
+    _log_append(principal, [], wait=False, rejections=[_rejected(principal, name, None, item, errors, key)])
     return json_response({"success": False, "errors": errors}, 422)
 
 
@@ -257,7 +350,7 @@ def _server_side_sessions(command: C) -> C:
 
 
 @bp.route("/events", methods=["POST"])
-@endpoint(EVENTS_LIMIT)
+@endpoint(EVENTS_LIMIT, ingest=True)
 def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     if (blocked := _billing_blocked(principal)) is not None:
         return blocked
@@ -330,7 +423,7 @@ def _event_items(value: Any) -> list[Any]:
 
 
 @bp.route("/sessions", methods=["POST"])
-@endpoint(OTHER_LIMIT)
+@endpoint(OTHER_LIMIT, ingest=True)
 def sessions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     if (blocked := _billing_blocked(principal)) is not None:
         return blocked

@@ -1,0 +1,82 @@
+"""The ingest endpoints' admission (`POST /events`, `POST /sessions`; issue 17 item 1; docs/api.md API-13-D3).
+
+With Redis, a request that presents a key this process resolved in the last ``keycache.TTL_S`` is admitted by the
+append script itself (core.admission): failed-authentication block (API-141), the key's shared cache entry and
+revocation mark (API-13), the per-key limit (API-140), then reservations and append — one round trip. A request
+that appends nothing (a 400, a 402, a 422 without a record) is admitted by the same script with no commands
+before its answer, so no answer ever skips a check. Whatever the script cannot decide goes the slow way: the
+full authentication of ``gateway.api.auth`` (database, as before), then the script again.
+
+Without Redis (inline mode, or Redis down: degraded) the request is authenticated the slow way and limited by
+the per-process memory window, as API-140 says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+
+from core import keycache
+from core.admission import Admission
+from core.ratewindow import MemoryWindows, Verdict, Window
+from gateway.api.auth import FailureLimiter, Principal
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    principal: Principal
+    until: float  # monotonic
+
+
+class IngestGate:
+    """Per process: which tenant each recently verified key names (only to name the script's keys: the verdict is
+    always the shared entry's), the ingest limit, and its memory fallback."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, rate: str, failures: FailureLimiter, key_prefix: str, with_redis: bool) -> None:
+        self.window = Window.parse(rate)
+        self.with_redis = with_redis
+        self._failures = failures
+        self._key_prefix = key_prefix
+        self._memory = MemoryWindows()
+        self._remembered: dict[str, _Remembered] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def remembered(self, token: str) -> Principal | None:
+        """The principal this key resolved to here less than ``keycache.TTL_S`` ago (None without Redis)."""
+        if not self.with_redis:
+            return None
+        found = self._remembered.get(self.digest(token))
+        return found.principal if found is not None and time.monotonic() < found.until else None
+
+    def remember(self, token: str, principal: Principal) -> None:
+        if not self.with_redis:
+            return
+        with self._lock:
+            if len(self._remembered) >= self.MAX_REMEMBERED:
+                self._remembered.clear()
+            self._remembered[self.digest(token)] = _Remembered(principal, time.monotonic() + keycache.TTL_S)
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._remembered.pop(self.digest(token), None)
+
+    def admission(self, token: str, ip: str, verified: bool) -> Admission:
+        digest = self.digest(token)
+        return Admission(entry_key=keycache.entry_key(digest), revoked_key=keycache.revoked_key(digest),
+                         fresh_ms=int(keycache.TTL_S * 1000), verified=verified,
+                         failures_key=self._failures.key(ip), failures=self._failures.window,
+                         requests_key=f"{self._key_prefix}:ingest:k:{digest}", requests=self.window,
+                         now_ms=int(time.time() * 1000))
+
+    def limit_in_memory(self, token: str) -> Verdict:
+        """API-140 when the log cannot admit: this process's own count."""
+        return self._memory.check(f"ingest:{self.digest(token)}", self.window, int(time.time() * 1000))
+
