@@ -51,6 +51,25 @@ def one_retry_after(response: Response) -> Response:
     return response
 
 
+# Limited by their append's admission (gateway.api.admission, docs/api.md API-140-D1), not by Flask-Limiter.
+ADMITTED_BY_APPEND = frozenset({"api_v1.events", "api_v1.sessions"})
+
+
+def _not_on(app: Flask, limiter: Limiter, endpoints: frozenset[str]) -> None:
+    """Flask-Limiter's per-request check does not run at all for ``endpoints`` (an exemption still costs a
+    single-event request 7 % of its time: docs/performance.md). Raises if Flask-Limiter stops hooking in as
+    ``before_request(_check_request_limit)``, so an upgrade cannot silently limit them twice."""
+    hooks = app.before_request_funcs[None]
+    check = limiter._check_request_limit
+    position = hooks.index(check)
+
+    def check_unless_admitted_by_append() -> None:
+        if request.endpoint not in endpoints:
+            check()
+
+    hooks[position] = check_unless_admitted_by_append
+
+
 def init_app(app: Flask, settings: Settings) -> Limiter:
     # Registered before the Limiter's own after-request hook, so it runs after it (Flask runs them in reverse).
     app.after_request(one_retry_after)
@@ -65,9 +84,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         storage_options=storage_options(),
     )
     views = app.view_functions
-    # POST /events and /sessions are limited by their append's admission (gateway.api.admission, API-140-D1):
-    # Flask-Limiter skips them altogether.
-    limiter.request_filter(lambda: request.endpoint in ("api_v1.events", "api_v1.sessions"))
+    _not_on(app, limiter, ADMITTED_BY_APPEND)
     sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
     data = limiter.shared_limit(lambda: settings.ratelimit_data, scope="data")  # API-140: GET /data/*
     for name, decorator in (

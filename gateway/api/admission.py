@@ -13,7 +13,6 @@ the per-process memory window, as API-140 says.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -45,38 +44,34 @@ class IngestGate:
         self._remembered: dict[str, _Remembered] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def digest(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    def remembered(self, token: str) -> Principal | None:
-        """The principal this key resolved to here less than ``keycache.TTL_S`` ago (None without Redis)."""
+    def remembered(self, digest: str) -> Principal | None:
+        """The principal the key of ``digest`` resolved to here less than ``keycache.TTL_S`` ago (None without
+        Redis)."""
         if not self.with_redis:
             return None
-        found = self._remembered.get(self.digest(token))
+        found = self._remembered.get(digest)
         return found.principal if found is not None and time.monotonic() < found.until else None
 
-    def remember(self, token: str, principal: Principal) -> None:
+    def remember(self, digest: str, principal: Principal) -> None:
         if not self.with_redis:
             return
         with self._lock:
             if len(self._remembered) >= self.MAX_REMEMBERED:
                 self._remembered.clear()
-            self._remembered[self.digest(token)] = _Remembered(principal, time.monotonic() + keycache.TTL_S)
+            self._remembered[digest] = _Remembered(principal, time.monotonic() + keycache.TTL_S)
 
-    def forget(self, token: str) -> None:
+    def forget(self, digest: str) -> None:
         with self._lock:
-            self._remembered.pop(self.digest(token), None)
+            self._remembered.pop(digest, None)
 
-    def admission(self, token: str, ip: str, verified: bool) -> Admission:
-        digest = self.digest(token)
+    def admission(self, digest: str, ip: str, verified: bool) -> Admission:
         return Admission(entry_key=keycache.entry_key(digest), revoked_key=keycache.revoked_key(digest),
                          fresh_ms=int(keycache.TTL_S * 1000), verified=verified,
                          failures_key=self._failures.key(ip), failures=self._failures.window,
                          requests_key=f"{self._key_prefix}:ingest:k:{digest}", requests=self.window,
                          now_ms=int(time.time() * 1000))
 
-    def limit_in_memory(self, token: str) -> Verdict:
+    def limit_in_memory(self, digest: str) -> Verdict:
         """API-140 when the log cannot admit: this process's own count."""
-        return self._memory.check(f"ingest:{self.digest(token)}", self.window, int(time.time() * 1000))
+        return self._memory.check(f"ingest:{digest}", self.window, int(time.time() * 1000))
 

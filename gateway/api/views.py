@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
 from connectors.shopify.api_version import configured_version_status
+from core.accounts import key_digest
 from core.admission import Admission, AdmissionUnavailable, NotAdmitted
 from core.channels import is_bot, traffic_for
 from core.commands import Command, CommandResult, EventCommand, TouchCommand
@@ -173,22 +174,23 @@ def _ingest(view: Callable[..., Response], limit: int) -> Response:
     except AuthFailure as exc:
         return _auth_error(exc)
     parsed = _parsed(limit)
-    principal = gate.remembered(token)
+    digest = key_digest(token)
+    principal = gate.remembered(digest)
     verified = principal is None
     for _ in range(2):
         if principal is None:
             principal = _principal_or_error(token)
             if isinstance(principal, Response):
                 return principal
-            gate.remember(token, principal)
+            gate.remember(digest, principal)
         if not gate.with_redis:
             break
         try:
-            return _admitted(view, principal, parsed, gate.admission(token, client_ip(), verified))
+            return _admitted(view, principal, parsed, gate.admission(digest, client_ip(), verified))
         except NotAdmitted as exc:
             if exc.reason != "unverified" or verified:
                 return _refused(exc)
-            gate.forget(token)  # a changed or stale entry: the database decides, then the script again
+            gate.forget(digest)  # a changed or stale entry: the database decides, then the script again
             principal, verified = None, True
         except AdmissionUnavailable:
             break
@@ -197,7 +199,7 @@ def _ingest(view: Callable[..., Response], limit: int) -> Response:
         if isinstance(principal, Response):
             return principal
     assert principal is not None
-    g.rate_verdict = gate.limit_in_memory(token)  # API-140: this process's count while Redis cannot admit
+    g.rate_verdict = gate.limit_in_memory(digest)  # API-140: this process's count while Redis cannot admit
     if not g.rate_verdict.allowed:
         return _rate_limited(g.rate_verdict.retry_after)
     return _answer(view, principal, parsed)
