@@ -487,16 +487,23 @@ def journey_lengths(url: str) -> dict[str, int]:
 
 
 class Server:
-    """gunicorn in its own process group, stopped (group-wide, our own processes only) by ``stop``."""
+    """gunicorn (or granian, ``--server granian``) in its own process group, stopped (group-wide, our own
+    processes only) by ``stop``. ``app`` is a factory call, ``module:function()``."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int, threads: int, logdir: Path) -> None:
+    def __init__(self, app: str, env: dict[str, str], workers: int, threads: int, logdir: Path,
+                 kind: str = "gunicorn") -> None:
         self.port = free_port()
-        self.log_path = logdir / f"gunicorn-{self.port}.log"
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        exe = str(gunicorn) if gunicorn.exists() else (shutil.which("gunicorn") or "gunicorn")
-        cmd = [exe, "-c", str(ROOT / "gunicorn.conf.py"), "--workers", str(workers), "--threads", str(threads),
-               "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "30", "--log-level", "warning",
-               "--graceful-timeout", "5", app]
+        self.log_path = logdir / f"{kind}-{self.port}.log"
+        local = Path(sys.executable).parent / kind
+        exe = str(local) if local.exists() else (shutil.which(kind) or kind)
+        if kind == "granian":
+            cmd = [exe, "--interface", "wsgi", "--factory", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
+                   app.removesuffix("()")]
+        else:
+            cmd = [exe, "-c", str(ROOT / "gunicorn.conf.py"), "--workers", str(workers), "--threads", str(threads),
+                   "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "30", "--log-level", "warning",
+                   "--graceful-timeout", "5", app]
         self.command = " ".join(cmd)
         self._log = open(self.log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -759,6 +766,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline and --queued")
     p.add_argument("--queued", action="store_true",
                    help="queued mode: REDIS_URL set for gunicorn, plus RQ drain workers (--drain-workers)")
+    p.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                   help="WSGI server of both apps (granian: pip install granian; not a dependency)")
     p.add_argument("--drain-workers", type=int, default=1,
                    help="drain worker processes in --queued mode; 0 measures the edge alone, as the bare endpoint")
     p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
@@ -804,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "conversions" if args.conversions else ("batch" if args.batch > 1 else "single-event")
     print(f"mbuzz ingest benchmark: mode={mode} batch={args.batch} duration={args.duration:.0f}s "
           f"warmup={args.warmup:.0f}s concurrency={args.concurrency} clients={args.clients} "
-          f"gunicorn workers={args.workers} threads={args.threads} cpus={os.cpu_count()}")
+          f"{args.server} workers={args.workers} threads={args.threads} cpus={os.cpu_count()}")
     servers: list[Server] = []
     try:
         with phase(f"database {_db_name(url)} ({'fresh' if fresh else 'given'}): migrate + account"):
@@ -821,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
                 log = open(workdir / f"drain-{i}.log", "wb")
                 drainers.append(subprocess.Popen([flask, "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
                                                  stdout=log, stderr=log))
-        server = Server("gateway:create_app()", env, args.workers, args.threads, workdir)
+        server = Server("gateway:create_app()", env, args.workers, args.threads, workdir, args.server)
         servers.append(server)
         processing = (f"queued mode, {args.drain_workers} drain worker(s)" if args.queued
                       else "inline mode, no REDIS_URL")
@@ -900,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(incl. warm-up): {verdict}; backlog drained {drained:.1f} s after the load stopped")
             print(f"  end to end into PostgreSQL: {e2e:,.0f} events/s "
                   f"({rows - start_rows} rows written in the measured window)")
-        print(f"  gunicorn worker RSS: {sampler.report()}")
+        print(f"  worker RSS: {sampler.report()}")
         if server_errors(stats):
             print(f"  gunicorn log (last lines):\n{server.log_tail(40)}")
         if profiler is not None:
@@ -908,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.baseline:
             env_bare = dict(env, BENCH_REDIS_URL=args.redis_url, BENCH_REDIS_STREAM=f"{BARE_STREAM}:{os.getpid()}")
-            bare = Server("bench.ingest:bare_app()", env_bare, args.workers, args.threads, workdir)
+            bare = Server("bench.ingest:bare_app()", env_bare, args.workers, args.threads, workdir, args.server)
             servers.append(bare)
             with phase(f"baseline: bare JSON + XADD app on 127.0.0.1:{bare.port}"):
                 bare.wait_healthy()
@@ -919,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print()
             base = summary("bare endpoint (validate JSON + XADD to Redis)", bare_stats, args.duration)
-            print(f"  gunicorn worker RSS: {bare_sampler.report()}")
+            print(f"  worker RSS: {bare_sampler.report()}")
             target = ("Q-4 target >= 0.15 conversions per bare request" if args.conversions
                       else "Q-1 target >= 0.7, Redis mode")
             print(f"\nratio mbuzz / bare: {figures['rps'] / base['rps']:.2f} ({target})")
