@@ -1,9 +1,10 @@
 """The queued backend of the command log: one Redis stream per (account, environment) (spec README D1, D3).
 
-The edge appends commands with XADD inside MULTI/EXEC, so a request's commands are durable together or not at
-all (API-66); drain jobs (``core.jobs``) read them through a consumer group, process them in order and
-acknowledge only after the database commit. Idempotency keys are reserved with ``SET NX`` before the append
-(API-55), so of concurrent duplicates exactly one is the original.
+The edge appends a request's commands with one Lua script, so they are durable together or not at all (API-66);
+drain jobs (``core.jobs``) read them through a consumer group, process them in order and acknowledge only after
+the database commit. The same script reserves the idempotency keys with ``SET NX`` before the XADDs (API-55), so
+of concurrent duplicates exactly one is the original, and can admit the request first (core.admission): one
+round trip per request (issue 17).
 
 The log keeps only what is not yet processed (docs/pipeline.md Q-20-D4): an acknowledged entry is deleted in the
 same MULTI as its XACK (Redis 7.0 has no XACKDEL), and ``trim_acknowledged`` trims what older versions left
