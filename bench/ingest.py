@@ -12,6 +12,7 @@ Modes::
     python bench/ingest.py --batch 100          # 100 events per request, rows counted in PostgreSQL (Q-2)
     python bench/ingest.py --conversions        # seed journeys via POST /sessions, then POST /conversions (Q-4)
     python bench/ingest.py --baseline           # also a bare "validate JSON + XADD to Redis" app, same stack
+    python bench/ingest.py --rate 800           # open loop at 800 requests/s: p99 at a fixed rate (Q-1)
     python bench/ingest.py --profile 8          # py-spy record every worker for 8 s during the measurement
 
 Prints requests/s, events/s, p50/p99 latency, errors by status, gunicorn worker RSS (Q-8) and, for event
@@ -205,6 +206,7 @@ class LoadSpec:
     visitors: int
     conv_visitors: tuple[str, ...] = ()  # visitor ids that have seeded journeys
     seed_ids: tuple[int, ...] = ()
+    interval: float = 0.0  # --rate: seconds between one thread's sends (open loop); 0 = send when answered
 
 
 @dataclass
@@ -317,15 +319,18 @@ def _thread(spec: LoadSpec, tid: int, pool: list[bytes], path: str, stats: Stats
                 _record(stats, status, data, started, time.perf_counter() - t0, spec, on_ok)
     n = len(pool)
     i = rng.randrange(n)
+    due = spec.start_at + rng.random() * spec.interval  # --rate: the threads' sends spread over one interval
     while True:
         started = time.time()
+        if spec.interval:  # open loop: a late answer delays nothing, and its latency counts from when it was due
+            time.sleep(max(0.0, due - started))
+            started, due = due, due + spec.interval
         if started >= spec.stop_at:
             return
         body = pool[i % n]
         i += 1
-        t0 = time.perf_counter()
         status, data = client.post(path, body)
-        _record(stats, status, data, started, time.perf_counter() - t0, spec, on_ok)
+        _record(stats, status, data, started, time.time() - started, spec, on_ok)
 
 
 def _conversion_body(r: random.Random, visitors: tuple[str, ...]) -> bytes:
@@ -766,6 +771,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis for --baseline and --queued")
     p.add_argument("--queued", action="store_true",
                    help="queued mode: REDIS_URL set for gunicorn, plus RQ drain workers (--drain-workers)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="requests/s in total, sent on schedule whatever the answers (open loop; latency counts "
+                        "from the scheduled time): Q-1's p99 at 70 %% of the maximum rate. Default: as fast as "
+                        "answered")
     p.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
                    help="WSGI server of both apps (granian: pip install granian; not a dependency)")
     p.add_argument("--drain-workers", type=int, default=1,
@@ -793,6 +802,7 @@ def _specs(args: argparse.Namespace, port: int, key: str, mode: str, seconds: fl
             measure_from=start_at + warmup, stop_at=start_at + warmup + seconds, seed=1000 + c,
             visitors=args.visitors, conv_visitors=conv_keys,
             seed_ids=tuple(seed_ids[c :: args.clients]) if seed_ids else (),
+            interval=args.concurrency / args.rate if args.rate and mode != "seed" else 0.0,
         ))
     return out
 
