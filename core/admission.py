@@ -47,8 +47,8 @@ class Admission:
 
 
 class NotAdmitted(Exception):
-    """The script refused before writing: ``blocked`` (API-141, ``retry_after``), ``unverified`` (the key must be
-    looked up in the database) or ``limited`` (API-140, with the limit's ``verdict``)."""
+    """The script refused before writing: ``blocked`` (API-141) or ``limited`` (API-140), with the refusing
+    limit's ``verdict``, or ``unverified`` (the key must be looked up in the database)."""
 
     def __init__(self, reason: str, retry_after: int = 1, verdict: Verdict | None = None) -> None:
         super().__init__(reason)
@@ -62,12 +62,13 @@ class AdmissionUnavailable(Exception):
 
 
 # Defines admit(a, b): KEYS[a..a+3] as Admission.keys(), ARGV[b..b+8] as Admission.args(). Needs LUA_WINDOW.
-# Returns {'ok', verdict...} or a refusal {'blocked', retry} / {'unverified'} / {'limited', verdict...}.
+# Returns {'ok', verdict...} or a refusal: {'blocked', verdict...} (API-141), {'limited', verdict...}, {'unverified'}.
 LUA_ADMIT = """
 local function admit(a, b)
   local now = tonumber(ARGV[b + 3])
-  local free, _, _, _, wait = window_check(KEYS[a + 2], tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), now, false)
-  if not free then return {'blocked', wait} end
+  local free, fl, fremaining, freset, fwait = window_check(KEYS[a + 2], tonumber(ARGV[b + 5]),
+                                                          tonumber(ARGV[b + 6]), now, false)
+  if not free then return {'blocked', fl, fremaining, freset, fwait} end
   if redis.call('EXISTS', KEYS[a + 1]) == 1 then return {'unverified'} end
   if ARGV[b + 2] ~= '1' then
     local raw = redis.call('GET', KEYS[a])
@@ -89,11 +90,9 @@ end
 def outcome(reply: list[Any]) -> Verdict | None:
     """The prologue's answer: the limit's verdict (None without a limit); raises ``NotAdmitted`` on a refusal."""
     status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-    if status == "blocked":
-        raise NotAdmitted("blocked", retry_after=int(reply[1]))
     if status == "unverified":
         raise NotAdmitted("unverified")
     verdict = verdict_from_reply([1 if status == "ok" else 0, *reply[1:]]) if len(reply) > 1 else None
-    if status == "limited":
-        raise NotAdmitted("limited", retry_after=verdict.retry_after if verdict else 1, verdict=verdict)
+    if status in ("blocked", "limited"):
+        raise NotAdmitted(status, retry_after=verdict.retry_after if verdict else 1, verdict=verdict)
     return verdict

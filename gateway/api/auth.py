@@ -39,11 +39,13 @@ log = logging.getLogger("mbuzz.auth")
 
 
 class AuthFailure(Exception):
-    def __init__(self, message: str, status: int = 401, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, status: int = 401, retry_after: int | None = None,
+                 verdict: Verdict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.verdict = verdict  # API-140's header figures of the limit that refused (API-141)
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,10 @@ class FailureLimiter:
                 pass
         return self._fallback.check(key, self.window, now_ms, hit)
 
-    def blocked(self, ip: str) -> int | None:
+    def blocked(self, ip: str) -> Verdict | None:
+        """The limit's verdict when ``ip`` may not try a key now, else None."""
         verdict = self._check(ip, hit=False)
-        return None if verdict.allowed else verdict.retry_after
+        return None if verdict.allowed else verdict
 
     def record(self, ip: str) -> None:
         self._check(ip, hit=True)
@@ -161,9 +164,9 @@ def authenticate(token: str | None = None) -> Principal:
     token = token or well_formed_token()
     services = current_app.config["MBUZZ"]
     ip = client_ip()
-    wait = services.auth_failures.blocked(ip)
-    if wait is not None:
-        raise AuthFailure("Rate limit exceeded", status=429, retry_after=wait)
+    refused = services.auth_failures.blocked(ip)
+    if refused is not None:
+        raise AuthFailure("Rate limit exceeded", status=429, retry_after=refused.retry_after, verdict=refused)
     found = cached_lookup(services, token)
     if found.problem is not None:
         services.auth_failures.record(ip)

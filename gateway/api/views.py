@@ -85,6 +85,8 @@ def _services() -> Any:
 
 def _auth_error(exc: AuthFailure) -> Response:
     if exc.status == 429:
+        if exc.verdict is not None:
+            g.rate_verdict = exc.verdict
         return json_response(
             {"error": "Rate limit exceeded", "retry_after": exc.retry_after},
             429,
@@ -221,7 +223,8 @@ def _refused(exc: NotAdmitted) -> Response:
         g.rate_verdict = exc.verdict
         return _rate_limited(exc.retry_after)
     if exc.reason == "blocked":
-        return _auth_error(AuthFailure("Rate limit exceeded", status=429, retry_after=exc.retry_after))
+        return _auth_error(AuthFailure("Rate limit exceeded", status=429, retry_after=exc.retry_after,
+                                       verdict=exc.verdict))
     return _auth_error(AuthFailure(PROBLEMS["revoked"]))  # verified just now: only the revocation mark refuses
 
 

@@ -129,7 +129,8 @@ def test_API141_an_address_over_its_failure_limit_gets_429_even_with_a_known_key
     bad = {"Authorization": "Bearer sk_test_" + "0" * 32}
     assert [client.post("/api/v1/events", json=_event(), headers=bad).status_code for _ in range(2)] == [401, 401]
     resp = post(client, keys, "/events", _event())
-    assert resp.status_code == 429 and resp.get_json()["retry_after"] >= 1
+    assert resp.status_code == 429 and resp.get_json()["retry_after"] == int(resp.headers["Retry-After"]) >= 1
+    assert (resp.headers["X-RateLimit-Limit"], resp.headers["X-RateLimit-Remaining"]) == ("2", "0")
     assert post(other, keys, "/events", _event()).status_code == 202
     assert _logged(app, keys) == 2
 
