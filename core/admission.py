@@ -1,4 +1,4 @@
-"""Admission of an ingest request inside the append itself (issue 17 item 1; docs/api.md API-13-D3).
+"""Admission of a write request inside the append itself (issue 17 item 1; docs/api.md API-13-D3).
 
 A single-event request used to pay six Redis round trips before its answer: the failed-authentication check
 (API-141), the key cache (API-13), the rate limit and its figures (API-140), the idempotency reservation and the

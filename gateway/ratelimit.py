@@ -52,7 +52,7 @@ def one_retry_after(response: Response) -> Response:
 
 
 # Limited by their append's admission (gateway.api.admission, docs/api.md API-140-D1), not by Flask-Limiter.
-ADMITTED_BY_APPEND = frozenset({"api_v1.events", "api_v1.sessions"})
+ADMITTED_BY_APPEND = frozenset({"api_v1.events", "api_v1.sessions", "api_v1.conversions", "api_v1.identify"})
 
 
 def _not_on(app: Flask, limiter: Limiter, endpoints: frozenset[str]) -> None:
@@ -85,13 +85,10 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     )
     views = app.view_functions
     _not_on(app, limiter, ADMITTED_BY_APPEND)
-    sync = limiter.shared_limit(lambda: settings.ratelimit_sync, scope="sync")
     data = limiter.shared_limit(lambda: settings.ratelimit_data, scope="data")  # API-140: GET /data/*
     for name, decorator in (
         *((f"api_v1_data.{view}", data) for view in ("conversions", "conversion", "events", "sessions",
                                                        "attribution")),
-        ("api_v1.conversions", sync),
-        ("api_v1.identify", sync),
         ("api_v1.validate", limiter.limit(lambda: settings.ratelimit_validate)),
         ("sgtm_v1.collect", limiter.limit(lambda: settings.ratelimit_sgtm)),  # sgtm.md SGTM-20
     ):

@@ -15,7 +15,7 @@ from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
 from core.storage.db import make_engine, session_factory
-from gateway.api.admission import IngestGate
+from gateway.api.admission import AdmissionGate
 from gateway.api.auth import FailureLimiter
 from gateway.config import Settings
 from gateway.ratelimit import KEY_PREFIX, address_key
@@ -28,7 +28,7 @@ class Services:
     sessions: sessionmaker[Session]
     log: CommandLog
     auth_failures: FailureLimiter
-    ingest_gate: IngestGate
+    admission_gate: AdmissionGate
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     redis: redis.Redis | None = None  # the key cache (API-13) lives here when Redis is configured
 
@@ -56,7 +56,8 @@ class Services:
             log=log,
             redis=client,
             auth_failures=failures,
-            ingest_gate=IngestGate(settings.ratelimit_ingest, failures, KEY_PREFIX, with_redis=client is not None),
+            admission_gate=AdmissionGate({"ingest": settings.ratelimit_ingest, "sync": settings.ratelimit_sync},
+                                         failures, KEY_PREFIX, with_redis=client is not None),
         )
 
     def forget_keys(self, digests: list[str]) -> None:

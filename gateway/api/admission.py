@@ -1,4 +1,5 @@
-"""The ingest endpoints' admission (`POST /events`, `POST /sessions`; issue 17 item 1; docs/api.md API-13-D3).
+"""Admission of the write endpoints by their append (`POST /events`, `/sessions`, `/conversions`, `/identify`;
+issue 17 item 1; docs/api.md API-13-D3).
 
 With Redis, a request that presents a key this process resolved in the last ``keycache.TTL_S`` is admitted by the
 append script itself (core.admission): failed-authentication block (API-141), the key's shared cache entry and
@@ -29,14 +30,15 @@ class _Remembered:
     until: float  # monotonic
 
 
-class IngestGate:
+class AdmissionGate:
     """Per process: which tenant each recently verified key names (only to name the script's keys: the verdict is
-    always the shared entry's), the ingest limit, and its memory fallback."""
+    always the shared entry's), the per-key limit of each scope (API-140), and their memory fallback."""
 
     MAX_REMEMBERED = 10_000
 
-    def __init__(self, rate: str, failures: FailureLimiter, key_prefix: str, with_redis: bool) -> None:
-        self.window = Window.parse(rate)
+    def __init__(self, rates: dict[str, str], failures: FailureLimiter, key_prefix: str, with_redis: bool) -> None:
+        """``rates``: scope → limit, e.g. ``{"ingest": "5000 per second", "sync": "1000 per second"}``."""
+        self.windows = {scope: Window.parse(rate) for scope, rate in rates.items()}
         self.with_redis = with_redis
         self._failures = failures
         self._key_prefix = key_prefix
@@ -64,14 +66,14 @@ class IngestGate:
         with self._lock:
             self._remembered.pop(digest, None)
 
-    def admission(self, digest: str, ip: str, verified: bool) -> Admission:
+    def admission(self, scope: str, digest: str, ip: str, verified: bool) -> Admission:
         return Admission(entry_key=keycache.entry_key(digest), revoked_key=keycache.revoked_key(digest),
                          fresh_ms=int(keycache.TTL_S * 1000), verified=verified,
                          failures_key=self._failures.key(ip), failures=self._failures.window,
-                         requests_key=f"{self._key_prefix}:ingest:k:{digest}", requests=self.window,
+                         requests_key=f"{self._key_prefix}:{scope}:k:{digest}", requests=self.windows[scope],
                          now_ms=int(time.time() * 1000))
 
-    def limit_in_memory(self, digest: str) -> Verdict:
+    def limit_in_memory(self, scope: str, digest: str) -> Verdict:
         """API-140 when the log cannot admit: this process's own count."""
-        return self._memory.check(f"ingest:{digest}", self.window, int(time.time() * 1000))
+        return self._memory.check(f"{scope}:{digest}", self.windows[scope], int(time.time() * 1000))
 

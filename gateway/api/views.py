@@ -30,7 +30,7 @@ from core.privacy import scrub_name
 from core.reads import pending_conversion_body, pending_identify_body
 from core.usage import quota_reached
 from gateway.api import normalize
-from gateway.api.admission import IngestGate
+from gateway.api.admission import AdmissionGate
 from gateway.api.auth import PROBLEMS, AuthFailure, Principal, authenticate, client_ip, well_formed_token
 from gateway.api.body import BodyError, parse_body
 from gateway.api.fields import idempotency_header
@@ -74,7 +74,7 @@ def _stamp(resp: Response) -> Response:
         resp.headers["Retry-After"] = g.retry_after
     if g.get("processing"):
         resp.headers["X-Mbuzz-Processing"] = g.processing
-    if g.get("rate_verdict") is not None:  # API-140's figures of an ingest request (gateway.api.admission)
+    if g.get("rate_verdict") is not None:  # API-140's figures of a write request (gateway.api.admission)
         resp.headers.update(g.rate_verdict.headers())
     return resp
 
@@ -149,18 +149,13 @@ def _answer(view: Callable[..., Response], principal: Principal, parsed: Parsed)
         return _unavailable()
 
 
-def endpoint(limit: int, ingest: bool = False) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Authentication, body parsing and the whole-request errors shared by every write endpoint; ``ingest``
-    endpoints are admitted by their append (gateway.api.admission)."""
+def endpoint(limit: int, scope: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Authentication, the per-key limit of ``scope`` (API-140), body parsing and the whole-request errors shared
+    by every write endpoint, admitted by the endpoint's append (gateway.api.admission)."""
 
     def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
         def inner() -> Response:
-            if ingest:
-                return _ingest(view, limit)
-            principal = _principal_or_error()
-            if isinstance(principal, Response):
-                return principal
-            return _answer(view, principal, _parsed(limit))
+            return _admit(view, limit, scope)
 
         inner.__name__ = view.__name__
         return inner
@@ -168,9 +163,9 @@ def endpoint(limit: int, ingest: bool = False) -> Callable[[Callable[..., Respon
     return wrap
 
 
-def _ingest(view: Callable[..., Response], limit: int) -> Response:
-    """API-12/13/140/141 for `POST /events` and `POST /sessions`, in the append's round trip when Redis can."""
-    gate: IngestGate = _services().ingest_gate
+def _admit(view: Callable[..., Response], limit: int, scope: str) -> Response:
+    """API-12/13/140/141 in the append's round trip when Redis can (docs/api.md API-13-D3)."""
+    gate: AdmissionGate = _services().admission_gate
     try:
         token = well_formed_token()
     except AuthFailure as exc:
@@ -188,7 +183,7 @@ def _ingest(view: Callable[..., Response], limit: int) -> Response:
         if not gate.with_redis:
             break
         try:
-            return _admitted(view, principal, parsed, gate.admission(digest, client_ip(), verified))
+            return _admitted(view, principal, parsed, gate.admission(scope, digest, client_ip(), verified))
         except NotAdmitted as exc:
             if exc.reason != "unverified" or verified:
                 return _refused(exc)
@@ -201,7 +196,7 @@ def _ingest(view: Callable[..., Response], limit: int) -> Response:
         if isinstance(principal, Response):
             return principal
     assert principal is not None
-    g.rate_verdict = gate.limit_in_memory(digest)  # API-140: this process's count while Redis cannot admit
+    g.rate_verdict = gate.limit_in_memory(scope, digest)  # API-140: this process's count while Redis cannot admit
     if not g.rate_verdict.allowed:
         return _rate_limited(g.rate_verdict.retry_after)
     return _answer(view, principal, parsed)
@@ -243,7 +238,7 @@ def _append(
 
 def _log_append(principal: Principal, commands: list[Command], wait: bool = True,
                 rejections: Sequence[Rejected] = ()) -> Appended:
-    """The log's append, admitting the request when an ingest endpoint asked for it (``_admitted``)."""
+    """The log's append, admitting the request when its endpoint asked for it (``_admitted``)."""
     appended = _services().log.append(principal.tenant, commands, wait=wait, rejections=rejections,
                                       admission=g.pop("admission", None))
     if appended.verdict is not None:
@@ -355,7 +350,7 @@ def _server_side_sessions(command: C) -> C:
 
 
 @bp.route("/events", methods=["POST"])
-@endpoint(EVENTS_LIMIT, ingest=True)
+@endpoint(EVENTS_LIMIT, "ingest")
 def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     if (blocked := _billing_blocked(principal)) is not None:
         return blocked
@@ -428,7 +423,7 @@ def _event_items(value: Any) -> list[Any]:
 
 
 @bp.route("/sessions", methods=["POST"])
-@endpoint(OTHER_LIMIT, ingest=True)
+@endpoint(OTHER_LIMIT, "ingest")
 def sessions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     if (blocked := _billing_blocked(principal)) is not None:
         return blocked
@@ -455,7 +450,7 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
 
 
 @bp.route("/conversions", methods=["POST"])
-@endpoint(OTHER_LIMIT)
+@endpoint(OTHER_LIMIT, "sync")
 def conversions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     raw = _unwrap(value, "conversion")
     now = _services().now()
@@ -483,7 +478,7 @@ def conversions(principal: Principal, value: Any, warnings: list[str], header_ke
 
 
 @bp.route("/identify", methods=["POST"])
-@endpoint(OTHER_LIMIT)
+@endpoint(OTHER_LIMIT, "sync")
 def identify(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     raw = _unwrap(value, "identify")
     built = normalize.build_identify(raw, _services().now())

@@ -159,3 +159,29 @@ def test_API140_without_redis_each_process_counts_in_memory(database_url: str) -
     client = app.test_client()
     statuses = [post(client, keys, "/events", _event()).status_code for _ in range(3)]
     assert statuses == [202, 202, 429]
+
+
+def test_API140_conversions_and_identify_share_the_sync_limit_apart_from_ingest(
+        database_url: str, redis_url: str) -> None:
+    app = _app(database_url, redis_url, ratelimit_sync="2 per minute", sync_wait_ms=0)  # no drain: answered pending
+    keys = new_account(app)
+    client = app.test_client()
+    conversion = {"conversion_type": "purchase", "visitor_id": "v-sync", "revenue": 10}
+    identify = {"user_id": "u-sync", "visitor_id": "v-sync"}
+    assert post(client, keys, "/conversions", conversion).status_code == 202
+    assert post(client, keys, "/identify", identify).status_code == 202
+    for path, body in (("/conversions", conversion), ("/identify", identify)):
+        resp = post(client, keys, path, body)
+        assert resp.status_code == 429, (path, resp.get_json())
+        assert resp.get_json()["retry_after"] == int(resp.headers["Retry-After"]) >= 1
+        assert (resp.headers["X-RateLimit-Limit"], resp.headers["X-RateLimit-Remaining"]) == ("2", "0")
+    assert _logged(app, keys) == 2
+    assert post(client, keys, "/events", _event()).status_code == 202  # the ingest scope counts apart
+
+
+def test_API140_the_sync_limit_without_redis(database_url: str) -> None:
+    app = create_app(make_settings(database_url, ratelimit_sync="1 per minute"))  # inline mode
+    keys = new_account(app)
+    client = app.test_client()
+    conversion = {"conversion_type": "purchase", "visitor_id": "v-sync-inline", "revenue": 10}
+    assert [post(client, keys, "/conversions", conversion).status_code for _ in range(2)] == [201, 429]
