@@ -32,7 +32,7 @@ class Admission:
     failures_key: str  # API-141: the counter of the client's address (a keyed digest, never the address)
     failures: Window
     requests_key: str  # API-140: the counter of the presented key
-    requests: Window | None  # None: this scope has no per-key limit
+    requests: Window
     now_ms: int
 
     def keys(self) -> list[str]:
@@ -40,10 +40,9 @@ class Admission:
                 self.requests_key]
 
     def args(self, tenant: Tenant) -> list[Any]:
-        requests = self.requests or Window(0, 1000)
         return [tenant.account_id, tenant.environment, 1 if self.verified else 0, self.now_ms,
-                self.fresh_ms, self.failures.limit, self.failures.window_ms, requests.limit,
-                requests.window_ms]
+                self.fresh_ms, self.failures.limit, self.failures.window_ms, self.requests.limit,
+                self.requests.window_ms]
 
 
 class NotAdmitted(Exception):
@@ -79,20 +78,19 @@ local function admit(a, b)
       return {'unverified'}
     end
   end
-  local limit = tonumber(ARGV[b + 7])
-  if limit == 0 then return {'ok'} end
-  local allowed, l, remaining, reset, retry = window_check(KEYS[a + 3], limit, tonumber(ARGV[b + 8]), now, true)
+  local allowed, l, remaining, reset, retry = window_check(KEYS[a + 3], tonumber(ARGV[b + 7]),
+                                                          tonumber(ARGV[b + 8]), now, true)
   return {allowed and 'ok' or 'limited', l, remaining, reset, retry}
 end
 """
 
 
-def outcome(reply: list[Any]) -> Verdict | None:
-    """The prologue's answer: the limit's verdict (None without a limit); raises ``NotAdmitted`` on a refusal."""
+def outcome(reply: list[Any]) -> Verdict:
+    """The prologue's answer: the per-key limit's verdict; raises ``NotAdmitted`` on a refusal."""
     status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
     if status == "unverified":
         raise NotAdmitted("unverified")
-    verdict = verdict_from_reply([1 if status == "ok" else 0, *reply[1:]]) if len(reply) > 1 else None
+    verdict = verdict_from_reply([1 if status == "ok" else 0, *reply[1:]])
     if status in ("blocked", "limited"):
-        raise NotAdmitted(status, retry_after=verdict.retry_after if verdict else 1, verdict=verdict)
+        raise NotAdmitted(status, retry_after=verdict.retry_after, verdict=verdict)
     return verdict

@@ -206,6 +206,7 @@ end
 return {admitted, originals, due}
 """
 
+
 def unmet_waits(client: RedisClient, tenant: Tenant, waits: Sequence[dict[str, str]]) -> list[dict[int, str]]:
     """For each wait map, the entries it names that are still in their partition's log (not processed yet);
     one pipelined round trip for all of them. An entry leaves the log only when it is acknowledged."""

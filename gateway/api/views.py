@@ -87,11 +87,7 @@ def _auth_error(exc: AuthFailure) -> Response:
     if exc.status == 429:
         if exc.verdict is not None:
             g.rate_verdict = exc.verdict
-        return json_response(
-            {"error": "Rate limit exceeded", "retry_after": exc.retry_after},
-            429,
-            {"Retry-After": str(exc.retry_after)},
-        )
+        return _rate_limited(exc.retry_after or 1)
     return json_response({"error": exc.message}, 401, {"WWW-Authenticate": "Bearer"})
 
 
@@ -170,16 +166,18 @@ def _admit(view: Callable[..., Response], limit: int, scope: str) -> Response:
         token = well_formed_token()
     except AuthFailure as exc:
         return _auth_error(exc)
-    parsed = _parsed(limit)
     digest = key_digest(token)
     principal = gate.remembered(digest)
     verified = principal is None
+    parsed: Parsed | None = None
     for _ in range(2):
         if principal is None:
             principal = _principal_or_error(token)
             if isinstance(principal, Response):
                 return principal
             gate.remember(digest, principal)
+        if parsed is None:  # the body is read once, and never for a key already refused
+            parsed = _parsed(limit)
         if not gate.with_redis:
             break
         try:
@@ -195,7 +193,7 @@ def _admit(view: Callable[..., Response], limit: int, scope: str) -> Response:
         principal = _principal_or_error(token)
         if isinstance(principal, Response):
             return principal
-    assert principal is not None
+    assert principal is not None and parsed is not None
     g.rate_verdict = gate.limit_in_memory(scope, digest)  # API-140: this process's count while Redis cannot admit
     if not g.rate_verdict.allowed:
         return _rate_limited(g.rate_verdict.retry_after)
