@@ -130,6 +130,10 @@ def _generated(db: Session, tenant: Tenant, seed: int) -> None:
             when = F - timedelta(seconds=r.randrange(0, 100 * 86_400))
             d.conversion(v, when, user_id=r.choice([None, users[i % 20]]), kind=r.choice(["purchase", "signup"]),
                          status="cancelled" if r.random() < 0.1 else "active")
+    for v in visitors[2:5]:  # ATT-8: sessions starting at the same instant, ordered by id
+        for channel in ("paid_search", "email", "direct"):
+            d.session(v, channel, F - 2 * DAY)
+    d.conversion(visitors[2], F - 2 * DAY + timedelta(minutes=1))
     long = visitors[1]  # ATT-10: more than 1,000 touchpoints
     for k in range(1005):
         d.session(long, channels[k % 6], F - 20 * DAY + timedelta(minutes=10 * k))
