@@ -37,7 +37,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.channels import device_type, traffic_for
-from core.commands import Command, CommandResult, ConversionCommand, command_from_dict
+from core.commands import Command, CommandResult, ConversionCommand, EventCommand, TouchCommand, command_from_dict
 from core.fitting.tasks import MAINTENANCE_EVERY_S, enqueue_fit, refit_stale_tenants
 from core.followups import run_followups
 from core.ids import id_time, new_id
@@ -59,12 +59,13 @@ from core.queue import (
     acknowledge,
     partition_of,
     publish_results,
+    reads_one_visitor_if_unlinked,
     trim_acknowledged,
     unmet_waits,
 )
 from core.reattribution.tasks import RECOVERY_S, enqueue_attribution_retries, recover_batches, start_batch
 from core.storage.db import make_engine, session_factory
-from core.storage.models import Rejection
+from core.storage.models import Rejection, Visitor, VisitorLink
 from core.tenant import Tenant
 
 log = logging.getLogger("mbuzz.drain")
@@ -275,15 +276,72 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Decoded = list[tuple[bytes, dict[bytes, bytes], Command]]  # (entry id, fields, command), in log order
 
 
-def _runnable(client: RedisClient, tenant: Tenant, entries: Entries) -> tuple[Entries, dict[int, str] | None]:
-    """The entries before the first one whose wait map (Q-3-D1) is not met yet, and what that one waits for."""
+def _runnable(rt: Runtime, tenant: Tenant, entries: Entries) -> tuple[Entries, dict[int, str] | None]:
+    """The entries before the first one whose wait map (Q-3-D1) is not met yet, and what that one waits for.
+
+    Q-3-D2: an unmet map does not hold back a conversion that reads only its visitor while that visitor has no
+    link (``reads_one_visitor_if_unlinked``): nothing this batch has not reached yet could link it either."""
     waits = [(n, _wait_map(fields)) for n, (_, fields) in enumerate(entries) if b"w" in fields]
     if not waits:
         return entries, None
-    for (n, _), missing in zip(waits, unmet_waits(client, tenant, [w for _, w in waits]), strict=True):
-        if missing:
+    unmet = [(n, missing) for (n, _), missing in zip(waits, unmet_waits(rt.redis, tenant, [w for _, w in waits]),
+                                                      strict=True) if missing]
+    if not unmet:
+        return entries, None
+    own_visitor = _own_visitor_conversions(entries, [n for n, _ in unmet])
+    linked = _linked(rt, tenant, set(own_visitor.values())) if own_visitor else set()
+    for n, missing in unmet:
+        if n not in own_visitor or own_visitor[n] in linked:
             return entries[:n], missing
     return entries, None
+
+
+def _own_visitor_conversions(entries: Entries, unmet: Sequence[int]) -> dict[int, str]:
+    """Entry index → visitor key of the waiting entries (up to the first other one) that are conversions reading
+    only their visitor, with no command before them in this batch that could link that visitor (Q-3-D2)."""
+    linking: set[str] = set()  # visitor keys that an earlier entry of the batch may link to a user
+    found: dict[int, str] = {}
+    waiting = set(unmet)
+    for n, (_, fields) in enumerate(entries[: max(unmet) + 1]):
+        command = _command_or_none(fields)
+        key = command.visitor_key if command is not None else None
+        if n in waiting:
+            if command is None or key is None or key in linking or not reads_one_visitor_if_unlinked(command):
+                return found
+            found[n] = key
+        elif key is not None and not _cannot_link(command):
+            linking.add(key)
+    return found
+
+
+def _cannot_link(command: Command | None) -> bool:
+    """Events and touches naming no user, and conversions naming only their visitor, never create a link."""
+    if isinstance(command, EventCommand | TouchCommand):
+        return command.user_key is None and getattr(command, "email_sha256", None) is None
+    return command is not None and reads_one_visitor_if_unlinked(command)
+
+
+def _command_or_none(fields: dict[bytes, bytes]) -> Command | None:
+    try:
+        return command_from_dict(orjson.loads(fields[b"c"])) if b"c" in fields else None
+    except Exception:  # _decode sends it to the dead letters
+        return None
+
+
+def _linked(rt: Runtime, tenant: Tenant, visitor_keys: set[str]) -> set[str]:
+    """The visitor keys among ``visitor_keys`` that have a link (any interval); all of them if the database is
+    unreachable, so that the entries wait as before."""
+    try:
+        with rt.sessions() as db:
+            return set(db.scalars(
+                sa.select(Visitor.visitor_key).join(VisitorLink, sa.and_(
+                    VisitorLink.account_id == Visitor.account_id, VisitorLink.environment == Visitor.environment,
+                    VisitorLink.visitor_id == Visitor.id,
+                )).where(Visitor.account_id == tenant.account_id, Visitor.environment == tenant.environment,
+                         Visitor.visitor_key.in_(sorted(visitor_keys)))
+            ))
+    except OperationalError:
+        return visitor_keys
 
 
 def _wait_map(fields: dict[bytes, bytes]) -> dict[str, str]:
@@ -301,7 +359,7 @@ def _process_entries(rt: Runtime, part: Partition, entries: Entries, lock: _Lock
 
     Raises ``_LockBusy`` when a lock stayed busy: what was finished before is acknowledged, the rest stays
     pending, in order."""
-    runnable, blocked = _runnable(rt.redis, part.tenant, entries)
+    runnable, blocked = _runnable(rt, part.tenant, entries)
     fences = [entry_id for entry_id, fields in runnable if b"c" not in fields and b"w" in fields]
     decoded = _decode(rt.redis, part, [(i, f) for i, f in runnable if b"c" in f or b"w" not in f])
     if not decoded:

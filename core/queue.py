@@ -122,6 +122,15 @@ def ordering_of(command: Command) -> int:
     return FENCE if isinstance(command, RedactCommand) else AFTER_EARLIER
 
 
+def reads_one_visitor_if_unlinked(command: Command) -> bool:
+    """A conversion naming only its visitor (no user, identifier, event or idempotency key) reads only that
+    visitor's rows while the visitor has no link (attribution.md ATT-5, ATT-7, ATT-43): its sessions, its
+    conversions and its links all come from commands naming its key, which its own partition holds in order.
+    The drain lets such a conversion skip its wait map when it finds no link (``core.jobs``, Q-3-D2)."""
+    return (isinstance(command, ConversionCommand) and command.visitor_key is not None and command.user_key is None
+            and command.email_sha256 is None and command.event_id is None and command.idempotency_key is None)
+
+
 def partition_index(command: Command, count: int) -> int:
     """The visitor's partition (a stable hash: every process routes a visitor alike); partition 0 for commands
     that name neither a visitor nor a user."""

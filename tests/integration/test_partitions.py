@@ -225,6 +225,95 @@ def test_Q3D1_a_redaction_holds_back_what_was_appended_after_it(
     assert who_is_linked(tenant) == who_is_linked(reference) == {vb: user}
 
 
+def visitor_conversion(visitor: str, at: datetime) -> ConversionCommand:
+    """A conversion naming only its visitor (Q-3-D2)."""
+    return ConversionCommand(id=new_id("conv", at), conversion_type="purchase", received_at=at, converted_at=at,
+                             visitor_key=visitor, revenue_minor=10_000)
+
+
+def _append(redis_url: str, tenant: Tenant, requests_: list[list[Command]]) -> None:
+    log = RedisStreamLog(redis.Redis.from_url(redis_url), lambda _p: None, partitions=COUNT)
+    for commands in requests_:
+        log.append(tenant, commands)
+
+
+def test_Q3D2_a_conversion_of_an_unlinked_visitor_does_not_wait_for_other_partitions(
+    app: Flask, redis_url: str, in_process: None
+) -> None:
+    """Another visitor's earlier event is still pending in another partition: the conversion of a visitor with no
+    link runs at once (a waiting drain would have helped drain that partition), attributed as inline."""
+    keys, reference_keys = new_account(app), new_account(app, "Reference")
+    tenant, reference = Tenant(keys.account_id, "test"), Tenant(reference_keys.account_id, "test")
+    va, vb = key_in(0, "buyer"), key_in(1, "stranger")
+    requests_: list[list[Command]] = [
+        [event(vb, T0, "https://shop.example/?utm_source=news&utm_medium=email")],
+        [event(va, T0 + timedelta(hours=1), "https://shop.example/?utm_source=google&utm_medium=cpc")],
+        [visitor_conversion(va, T0 + timedelta(days=1))],
+    ]
+    _append(redis_url, tenant, requests_)
+    copies = [copy_for(commands) for commands in requests_]
+    inline(app, reference, copies)
+
+    jobs.drain(tenant.account_id, tenant.environment, partition=0, budget_s=120)
+
+    assert credits(app, tenant, requests_[-1][0].id) == credits(app, reference, copies[-1][0].id)
+    client = redis.Redis.from_url(redis_url)
+    assert client.xlen(stream_key(tenant, 0)) == 0
+    assert client.xlen(stream_key(tenant, 1)) == 1, "the other partition was drained: the conversion waited"
+
+
+def test_Q3D2_a_conversion_of_a_linked_visitor_still_waits(app: Flask, redis_url: str, in_process: None) -> None:
+    """The visitor was linked to a user in an earlier batch: its conversion reads the user's other visitor, whose
+    newer session is pending in another partition, so it waits for it (worst order, as inline)."""
+    keys, reference_keys = new_account(app), new_account(app, "Reference")
+    tenant, reference = Tenant(keys.account_id, "test"), Tenant(reference_keys.account_id, "test")
+    user, va, vb = "user-7", key_in(0, "phone"), key_in(1, "laptop")
+    earlier: list[list[Command]] = [
+        [event(va, T0, "https://shop.example/?utm_source=google&utm_medium=cpc")],
+        [identify(user, va, T0 + timedelta(hours=1))],
+        [identify(user, vb, T0 + timedelta(hours=2))],
+    ]
+    later: list[list[Command]] = [
+        [event(vb, T0 + timedelta(days=1), "https://shop.example/?utm_source=news&utm_medium=email")],
+        [visitor_conversion(va, T0 + timedelta(days=2))],
+    ]
+    _append(redis_url, tenant, earlier)
+    drain_all(tenant, first=0)
+    _append(redis_url, tenant, later)
+    copies = [copy_for(commands) for commands in earlier + later]
+    inline(app, reference, copies)
+
+    jobs.drain(tenant.account_id, tenant.environment, partition=0, budget_s=120)
+
+    got = credits(app, tenant, later[-1][0].id)
+    assert got == credits(app, reference, copies[-1][0].id)
+    assert {channel for channel, _ in got["linear"]} == {"paid_search", "email"}
+
+
+def test_Q3D2_a_link_earlier_in_the_same_batch_makes_the_conversion_wait(
+    app: Flask, redis_url: str, in_process: None
+) -> None:
+    """The visitor's link comes from an event of the same batch, not committed yet when the batch is cut: the
+    conversion still waits for the user's other visitor."""
+    keys, reference_keys = new_account(app), new_account(app, "Reference")
+    tenant, reference = Tenant(keys.account_id, "test"), Tenant(reference_keys.account_id, "test")
+    user, va, vb = "user-8", key_in(0, "tablet"), key_in(1, "desktop")
+    requests_: list[list[Command]] = [
+        [event(vb, T0, "https://shop.example/?utm_source=news&utm_medium=email", user=user)],
+        [event(va, T0 + timedelta(days=1), "https://shop.example/?utm_source=google&utm_medium=cpc", user=user)],
+        [visitor_conversion(va, T0 + timedelta(days=2))],
+    ]
+    _append(redis_url, tenant, requests_)
+    copies = [copy_for(commands) for commands in requests_]
+    inline(app, reference, copies)
+
+    jobs.drain(tenant.account_id, tenant.environment, partition=0, budget_s=120)
+
+    got = credits(app, tenant, requests_[-1][0].id)
+    assert got == credits(app, reference, copies[-1][0].id)
+    assert {channel for channel, _ in got["linear"]} == {"paid_search", "email"}
+
+
 def _post(session: requests.Session, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     resp = session.post(base + path, json=body, timeout=30)
     assert resp.status_code in (200, 201, 202), resp.text
