@@ -18,7 +18,8 @@ from core.attribution import DATA_DRIVEN, MODELS, ModelResult, Touchpoint, attri
 from core.fitting.service import CurrentFit, current_fits, fit_snapshot, is_stale
 from core.followups import followups_of
 from core.processors.context import Ctx, links_of_visitor, owner_at
-from core.processors.rows import copy_rows
+from core.processors.rows import copy_rows, write_rows
+from core.rollups import mark_days
 from core.storage.models import AttributionCredit, Conversion, Session, VisitorLink
 
 INHERIT_NOT_FOUND = "inherit_acquisition: no acquisition conversion found; attributed from its own journey"
@@ -159,8 +160,9 @@ class Attributed:
     rows: list[dict[str, Any]]  # the credit rows written, so the answer needs no read-back
 
 
-def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attributed:
-    """Compute and store every enabled model's credits for ``conv``; a ``new`` conversion has none to replace."""
+def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False, write: bool = True) -> Attributed:
+    """Compute and store every enabled model's credits for ``conv``; a ``new`` conversion has none to replace.
+    With ``write`` false the rows are only returned: the caller writes them (``write_pending_conversions``)."""
     warnings: list[str] = []
     settings = ctx.config.attribution
     now = datetime.now(UTC)
@@ -221,7 +223,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False) -> Attri
         conv.journey_session_ids = [tp.session_id for tp in journey.touchpoints]
         conv.sessions_analyzed = len(journey.touchpoints)
         conv.journey_truncated = journey.truncated
-    if rows:
+    if rows and write:
         write_credits(ctx, rows)
     conv.fallbacks = fallbacks
     conv.lookback_days_used = settings.lookback_days
@@ -241,6 +243,27 @@ def write_credits(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
         copy_rows(ctx, table, CREDIT_COLUMNS, [tuple(row[c] for c in CREDIT_COLUMNS) for row in rows])
     else:
         ctx.db.execute(sa.insert(table), rows)
+
+
+def write_pending_conversions(ctx: Ctx) -> None:
+    """The batch's new conversions held back so far (issue 17): one INSERT of their rows, then one COPY of their
+    credits, after the visitors they name. Called before anything that reads conversions or credits; the report
+    rollups' marks are added here, as the session hook does for ORM writes (core.rollups)."""
+    if not ctx.pending_conversions:
+        return
+    write_rows(ctx)
+    ctx.db.flush()
+    table = cast(sa.Table, Conversion.__table__)
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in ctx.pending_conversions:  # an executemany needs one column list
+        by_columns.setdefault(frozenset(row), []).append(row)
+    for rows in by_columns.values():
+        ctx.db.execute(sa.insert(table), rows)
+    mark_days(ctx.db, ctx.tenant, [row["converted_at"] for row in ctx.pending_conversions])
+    if ctx.pending_credits:
+        write_credits(ctx, ctx.pending_credits)
+    ctx.pending_conversions.clear()
+    ctx.pending_credits.clear()
 
 
 def _delete_credits(ctx: Ctx, conversion_id: str) -> None:

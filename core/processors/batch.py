@@ -21,7 +21,7 @@ from core.commands import (
 )
 from core.followups import followups_of
 from core.processors.adjustments import process_adjustment
-from core.processors.attribution import with_inheritors
+from core.processors.attribution import with_inheritors, write_pending_conversions
 from core.processors.context import Ctx, insert_ignore, lock_visitors
 from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
@@ -52,6 +52,8 @@ def process_batch(
     preload(ctx, commands)
     results: list[CommandResult] = []
     for command in commands:
+        if not isinstance(command, ConversionCommand):
+            write_pending_conversions(ctx)  # what follows may read this batch's conversions
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
         elif isinstance(command, EventCommand | TouchCommand):
@@ -73,6 +75,7 @@ def process_batch(
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"unknown command {command!r}")
     write_pending_events(ctx)
+    write_pending_conversions(ctx)
     queue_reattribution(ctx, commands)
     charged = sum(
         1
@@ -139,6 +142,7 @@ def _claim_commands(ctx: Ctx, commands: Sequence[Command]) -> set[str]:
 
 def _replayed(ctx: Ctx, command: Command) -> CommandResult:
     """The answer of an already processed command, rebuilt from what it stored."""
+    write_pending_conversions(ctx)
     if isinstance(command, ConversionCommand):
         conv = ctx.db.scalars(
             sa.select(Conversion).where(ctx.scoped(Conversion), Conversion.id == command.id)

@@ -46,6 +46,9 @@ class Ctx:
     rows: PendingRows = field(default_factory=PendingRows)  # visitors, sessions, bindings not yet written
     can_defer: bool = False  # the drain can park a conversion until its event arrives (API-93)
     fits: dict[str, Any] | None = None  # model -> CurrentFit, read once per batch (core.fitting)
+    # New conversions (column values) and their credit rows not yet written (write_pending_conversions)
+    pending_conversions: list[dict[str, Any]] = field(default_factory=list)
+    pending_credits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def account_id(self) -> str:

@@ -12,12 +12,12 @@ from core.commands import CommandResult, ConversionCommand
 from core.followups import followups_of
 from core.ids import id_time
 from core.processors.adjustments import apply_pending_adjustments
-from core.processors.attribution import attribute_conversion
+from core.processors.attribution import attribute_conversion, write_pending_conversions
 from core.processors.context import Ctx, claim_key, ensure_visitor, links_of_visitor, owner_at, used_key
 from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
 from core.processors.rows import VisitorRow
 from core.reads import conversion_body
-from core.storage.models import Conversion, Event, Session, Visitor
+from core.storage.models import Conversion, ConversionAdjustment, Event, Session, Visitor
 
 log = logging.getLogger("mbuzz.conversions")
 
@@ -41,6 +41,7 @@ def _session_for(ctx: Ctx, visitor_id: str, converted_at: datetime) -> str | Non
 
 def _duplicate(ctx: Ctx, cmd: ConversionCommand, original_id: str) -> CommandResult:
     """API-52: the original conversion and its current attribution; the later payload is ignored."""
+    write_pending_conversions(ctx)  # the original may be this batch's
     original = ctx.db.scalars(
         sa.select(Conversion).where(ctx.scoped(Conversion), Conversion.id == original_id)
     ).first()
@@ -100,7 +101,45 @@ def _stored_with_attribution(ctx: Ctx, values: dict[str, Any],
     return conv, attributed.rows
 
 
+def _reads_no_other_conversion(ctx: Ctx, cmd: ConversionCommand) -> bool:
+    """A conversion whose attribution reads no other conversion (no journey reset, ATT-7; no acquisition to
+    inherit or to hand on, ATT-43/ATT-52): its row and credits can wait for the batch's write (issue 17)."""
+    return ctx.config.attribution.journey_reset == "none" and not cmd.inherit_acquisition and not cmd.is_acquisition
+
+
+def _has_pending_adjustments(ctx: Ctx, idempotency_key: str | None) -> bool:
+    return idempotency_key is not None and ctx.db.scalar(sa.select(sa.literal(True)).where(
+        ctx.scoped(ConversionAdjustment), ConversionAdjustment.conversion_key == idempotency_key,
+        ConversionAdjustment.status == "pending").limit(1)) is not None
+
+
+def _held_with_attribution(ctx: Ctx, values: dict[str, Any],
+                           warnings: list[str]) -> tuple[Conversion, list[dict[str, Any]] | None]:
+    """A new conversion attributed in memory; ``_hold`` queues its row and credits for the batch's write.
+
+    Nothing is written here, so no savepoint is needed for ATT-45: if attribution fails, the conversion is
+    held ``pending`` from its original values and attributed again after the commit."""
+    conv = Conversion(**values)
+    try:
+        attributed = attribute_conversion(ctx, conv, new=True, write=False)
+    except Exception:
+        log.exception("attribution of %s failed; stored pending, retried after the commit", conv.id)
+        conv = Conversion(**values)
+        followups_of(ctx.db).retry_attribution.append(conv.id)
+        return conv, None
+    warnings.extend(attributed.warnings)
+    return conv, attributed.rows
+
+
+def _hold(ctx: Ctx, conv: Conversion, credits: list[dict[str, Any]] | None) -> None:
+    state = sa.inspect(conv)
+    ctx.pending_conversions.append({c.key: state.dict[c.key] for c in state.mapper.column_attrs if c.key in state.dict})
+    ctx.pending_credits.extend(credits or ())
+
+
 def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
+    if not _reads_no_other_conversion(ctx, cmd):
+        write_pending_conversions(ctx)
     if cmd.idempotency_key is not None:
         known = used_key(ctx, "conversion", cmd.idempotency_key)
         if known is not None:
@@ -178,15 +217,22 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         origin=cmd.origin,
     )
     values["session_id"] = event.session_id if event is not None else _session_for(ctx, visitor.id, converted_at)
-    conv, credits = _stored_with_attribution(ctx, values, warnings)
+    held = _reads_no_other_conversion(ctx, cmd) and not _has_pending_adjustments(ctx, cmd.idempotency_key)
+    if held:
+        conv, credits = _held_with_attribution(ctx, values, warnings)
+    else:
+        write_pending_conversions(ctx)
+        conv, credits = _stored_with_attribution(ctx, values, warnings)
     if ctx.converters is not None:
         ctx.converters.update(x for x in (conv.visitor_id, conv.user_id) if x is not None)
     ctx.reattribute.discard(conv.id)
-    if apply_pending_adjustments(ctx, conv):
+    if not held and apply_pending_adjustments(ctx, conv):
         credits = None  # revenue credits were re-split: the answer reads the stored rows
     if conv.is_acquisition:
         queue_inheritors_of_new_acquisition(ctx, conv)
-    conv.warnings = warnings
+    conv.warnings = list(warnings)
+    if held:
+        _hold(ctx, conv, credits)
     user_key = cmd.user_key if user is not None and conv.user_id == user.id else None
     answer_keys = (visitor.visitor_key, user_key) if conv.user_id is None or user_key is not None else None
     body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models, answer_keys, credits)

@@ -11,7 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from core.commands import CommandResult, IdentifyCommand
-from core.processors.attribution import with_inheritors
+from core.processors.attribution import with_inheritors, write_pending_conversions
 from core.processors.context import (
     Ctx,
     add_link,
@@ -93,6 +93,7 @@ def visitor_for_user(ctx: Ctx, user: User, t: datetime, fingerprint: str | None)
 
 def queue_reattribution_for_link(ctx: Ctx, visitor: VisitorRow, user: User) -> None:
     """ID-14.1: the visitor's own conversions, and the user's conversions whose window holds its sessions."""
+    write_pending_conversions(ctx)  # this batch's conversions are among them
     own = ctx.db.scalars(sa.select(Conversion.id).where(ctx.scoped(Conversion), Conversion.visitor_id == visitor.id))
     ctx.reattribute.update(own)
     starts = list(

@@ -117,11 +117,15 @@ def test_ATT30_fits_are_per_environment(app: Flask, client: FlaskClient) -> None
     assert {f.environment for f in _fits(app, Tenant(keys.account_id, "test"))} == {"test"}
 
 
+@pytest.mark.parametrize("acquisition", [False, True], ids=["held-for-the-batch", "written-at-once"])
 @pytest.mark.parametrize("fails", ["before_writing", "after_writing_credits"])
 def test_ATT45_failed_attribution_is_stored_pending_then_retried(app: Flask, client: FlaskClient,
-                                                                 monkeypatch: Any, fails: str) -> None:
+                                                                 monkeypatch: Any, fails: str,
+                                                                 acquisition: bool) -> None:
     """Inline mode: the conversion is committed pending, then one more attempt runs right after the commit. A
-    failure after the credit rows went out leaves none of them behind (the retry's rows are the only ones)."""
+    failure after the credit rows went out leaves none of them behind (the retry's rows are the only ones). An
+    acquisition is written at once, inside a savepoint; any other new conversion is held for the batch's write
+    (issue 17)."""
     import core.processors.conversions as conversions
 
     real = conversions.attribute_conversion
@@ -139,7 +143,7 @@ def test_ATT45_failed_attribution_is_stored_pending_then_retried(app: Flask, cli
     keys = new_account(app)
     _journey(client, keys, "p", [EMAIL], ["2026-11-20T10:00:00Z"])
     resp = post(client, keys, "/conversions", {"conversion_type": "purchase", "visitor_id": "p", "revenue": "8",
-                                               "timestamp": "2026-11-21T10:00:00Z"})
+                                               "timestamp": "2026-11-21T10:00:00Z", "is_acquisition": acquisition})
     assert resp.status_code == 202 and resp.get_json()["attribution"]["status"] == "pending"
     with app.config["MBUZZ"].sessions() as db:
         conv = db.get(m.Conversion, (keys.account_id, resp.get_json()["id"]))
