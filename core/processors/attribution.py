@@ -35,17 +35,7 @@ def _candidates(ctx: Ctx, conv: Conversion, lookback: timedelta) -> list[Touchpo
                 sa.select(VisitorLink.visitor_id).where(ctx.scoped(VisitorLink), VisitorLink.user_id == conv.user_id)
             )
         )
-    # Only the columns a touchpoint needs, as plain rows: no ORM objects for up to a thousand sessions (issue 17).
-    sessions = ctx.db.execute(
-        sa.select(Session.id, Session.channel, Session.started_at, Session.visitor_id, Session.utm_source,
-                  Session.utm_medium, Session.utm_campaign).where(
-            ctx.scoped(Session),
-            Session.visitor_id.in_(sorted(visitor_ids)),
-            Session.excluded.is_(False),
-            Session.started_at >= start,
-            Session.started_at <= end,
-        )
-    ).all()
+    sessions = _sessions_between(ctx, sorted(visitor_ids), start, end)
     if conv.user_id is not None:
         links = {v: links_of_visitor(ctx, v) for v in visitor_ids}
         sessions = [s for s in sessions if _owned_by(links[s.visitor_id], s, conv)]
@@ -61,6 +51,25 @@ def _candidates(ctx: Ctx, conv: Conversion, lookback: timedelta) -> list[Touchpo
         )
         for s in sessions
     ]
+
+
+def _sessions_between(ctx: Ctx, visitor_ids: list[str], start: datetime, end: datetime) -> list[Any]:
+    """The visitors' qualified sessions started in ``[start, end]``: from the run's preload when it covers them,
+    else read with the columns a touchpoint needs, as plain rows (issue 17)."""
+    loaded = ctx.conversion_sessions
+    if loaded is not None and loaded.covers(visitor_ids, end):
+        return [s for v in visitor_ids for s in loaded.by_visitor[v]
+                if not s.excluded and start <= s.started_at <= end]
+    return list(ctx.db.execute(
+        sa.select(Session.id, Session.channel, Session.started_at, Session.visitor_id, Session.utm_source,
+                  Session.utm_medium, Session.utm_campaign).where(
+            ctx.scoped(Session),
+            Session.visitor_id.in_(visitor_ids),
+            Session.excluded.is_(False),
+            Session.started_at >= start,
+            Session.started_at <= end,
+        )
+    ).all())
 
 
 def _owned_by(links: list[VisitorLink], session: Any, conv: Conversion) -> bool:

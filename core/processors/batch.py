@@ -27,7 +27,7 @@ from core.processors.conversions import process_conversion
 from core.processors.events import process_event, process_touch, write_pending_events
 from core.processors.identity import process_identify
 from core.processors.order_links import process_order_link
-from core.processors.preload import preload
+from core.processors.preload import preload, preload_conversion_sessions
 from core.processors.redaction import process_redact
 from core.reads import conversion_body
 from core.reattribution.service import create_batch
@@ -51,9 +51,12 @@ def process_batch(
     fresh = _claim_commands(ctx, commands) if replay_safe else None
     preload(ctx, commands)
     results: list[CommandResult] = []
-    for command in commands:
+    for n, command in enumerate(commands):
         if not isinstance(command, ConversionCommand):
             write_pending_conversions(ctx)  # what follows may read this batch's conversions
+            ctx.conversion_sessions = None  # and may add sessions
+        elif ctx.conversion_sessions is None:
+            preload_conversion_sessions(ctx, _conversion_run(commands, n))
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
         elif isinstance(command, EventCommand | TouchCommand):
@@ -95,6 +98,16 @@ def process_batch(
             )
         )
     return results
+
+
+def _conversion_run(commands: Sequence[Command], start: int) -> list[ConversionCommand]:
+    """The conversions from ``start`` up to the next command of another kind."""
+    run: list[ConversionCommand] = []
+    for command in commands[start:]:
+        if not isinstance(command, ConversionCommand):
+            break
+        run.append(command)
+    return run
 
 
 def _event_or_touch(ctx: Ctx, command: EventCommand | TouchCommand) -> CommandResult:

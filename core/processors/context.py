@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,6 +20,9 @@ from core.processors.rows import BindingRow, PendingRows, SessionRow, VisitorRow
 from core.settings import AccountConfig
 from core.storage.models import IdempotencyKey, User, Visitor, VisitorLink
 from core.tenant import Tenant
+
+if TYPE_CHECKING:
+    from core.processors.preload import ConversionSessions
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Ctx:
     # New conversions (column values) and their credit rows not yet written (write_pending_conversions)
     pending_conversions: list[dict[str, Any]] = field(default_factory=list)
     pending_credits: list[dict[str, Any]] = field(default_factory=list)
+    conversion_sessions: ConversionSessions | None = None  # of the current run of conversions (preload)
 
     @property
     def account_id(self) -> str:

@@ -15,26 +15,31 @@ from core.processors.adjustments import apply_pending_adjustments
 from core.processors.attribution import attribute_conversion, write_pending_conversions
 from core.processors.context import Ctx, claim_key, ensure_visitor, links_of_visitor, owner_at, used_key
 from core.processors.identity import link_implicitly, resolve_user, visitor_for_user
+from core.processors.preload import ACTIVITY_WINDOW
 from core.processors.rows import VisitorRow
 from core.reads import conversion_body
 from core.storage.models import Conversion, ConversionAdjustment, Event, Session, Visitor
 
 log = logging.getLogger("mbuzz.conversions")
 
-WINDOW = timedelta(minutes=30)
 
 
 def _session_for(ctx: Ctx, visitor_id: str, converted_at: datetime) -> str | None:
     """SES-15: the latest session with ``converted_at`` in ``[started_at, last_activity_at + 30 min]``."""
+    loaded = ctx.conversion_sessions
+    if loaded is not None and loaded.covers([visitor_id], converted_at):
+        covering = [s for s in loaded.by_visitor[visitor_id]
+                    if s.started_at <= converted_at and s.last_activity_at >= converted_at - ACTIVITY_WINDOW]
+        return covering[-1].id if covering else None  # rows are ordered by start, then id
     return ctx.db.scalar(
         sa.select(Session.id)
         .where(
             ctx.scoped(Session),
             Session.visitor_id == visitor_id,
             Session.started_at <= converted_at,
-            Session.last_activity_at >= converted_at - WINDOW,
+            Session.last_activity_at >= converted_at - ACTIVITY_WINDOW,
         )
-        .order_by(Session.started_at.desc())
+        .order_by(Session.started_at.desc(), Session.id.desc())
         .limit(1)
     )
 

@@ -9,7 +9,9 @@ reads them once for all its visitors over the batch's time window, and resolutio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +26,45 @@ from core.processors.context import Ctx
 from core.processors.rows import binding_rows, session_rows, visitor_rows
 from core.processors.sessions import near_window
 from core.storage.models import Conversion, IdempotencyKey, Session, SessionBinding, Visitor, VisitorLink
+
+ACTIVITY_WINDOW = timedelta(minutes=30)  # SES-15: a conversion's session was active within 30 min before it
+
+
+@dataclass
+class ConversionSessions:
+    """The sessions a run of consecutive conversions reads (issue 17): each of their visitors' sessions that a
+    conversion at a time in ``[first, last]`` could count (ATT-4/5: started within the lookback) or be placed in
+    (SES-15: started before it and active within 30 min before it), excluded ones included, in one query."""
+
+    first: datetime
+    last: datetime
+    by_visitor: dict[str, list[Any]] = field(default_factory=dict)  # visitor id -> rows, sorted by start
+
+    def covers(self, visitor_ids: Sequence[str], at: datetime) -> bool:
+        return self.first <= at <= self.last and all(v in self.by_visitor for v in visitor_ids)
+
+
+def preload_conversion_sessions(ctx: Ctx, run: Sequence[ConversionCommand]) -> None:
+    """Read the sessions of the run's known visitors once; a conversion the load does not cover (a visitor
+    found by its user, an event's time outside the run's) reads its own (``core.processors.attribution``)."""
+    times = [item_time(c) for c in run]
+    loaded = ConversionSessions(min(times), max(times))
+    ids = sorted({ctx.visitors[c.visitor_key].id for c in run if c.visitor_key in ctx.visitors})
+    ctx.conversion_sessions = loaded
+    if not ids:
+        return
+    lookback = timedelta(days=ctx.config.attribution.lookback_days)
+    rows = ctx.db.execute(
+        sa.select(Session.id, Session.channel, Session.started_at, Session.visitor_id, Session.utm_source,
+                  Session.utm_medium, Session.utm_campaign, Session.last_activity_at, Session.excluded)
+        .where(ctx.scoped(Session), ctx.one_of(Session.visitor_id, ids), Session.started_at <= loaded.last,
+               sa.or_(Session.started_at >= loaded.first - lookback,
+                      Session.last_activity_at >= loaded.first - ACTIVITY_WINDOW))
+        .order_by(Session.visitor_id, Session.started_at, Session.id)
+    ).all()
+    loaded.by_visitor = {visitor_id: [] for visitor_id in ids}
+    for row in rows:
+        loaded.by_visitor[row.visitor_id].append(row)
 
 
 def item_time(command: Command) -> datetime:

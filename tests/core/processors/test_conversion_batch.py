@@ -14,17 +14,20 @@ import dataclasses
 from datetime import date
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from core.commands import Command, CommandResult, ConversionCommand, IdentifyCommand, OrderAdjustmentCommand
 from core.ids import new_id
 from core.log import InlineLog
+from core.processors import batch
+from core.settings import save_settings
 from core.storage.models import AttributionCredit, Conversion, ReportDirtyDay, Session, Visitor
 from core.tenant import Tenant
 from tests.conftest import new_account
-from tests.core.processors.test_resolve_oracle import touch
-from tests.core.processors.test_sessions import SITE, at
+from tests.core.processors.test_resolve_oracle import event, touch
+from tests.core.processors.test_sessions import BOT, SITE, at
 
 DAY = 24 * 60
 
@@ -49,6 +52,10 @@ HISTORY: list[Command] = [
     touch("D1", -4 * DAY, url=SITE + "?gclid=abc"), touch("D2", -DAY, referrer="https://t.co/"),
     identify(-DAY + 5, "u-d", "D1"), identify(-DAY + 6, "u-d", "D2"),
     touch("E", -2 * DAY, url=SITE + "?utm_source=partner&utm_medium=affiliate"),
+    touch("A", -30 * DAY, url=SITE + "?utm_source=old&utm_medium=email"),  # exactly at the lookback's start
+    touch("A", -31 * DAY, referrer="https://www.google.com/"),  # before it
+    touch("B", 500, referrer="https://www.bing.com/"),  # after B's conversions
+    touch("A", -3, ua=BOT),  # excluded (BOT-1), yet the session A's first conversion happens in (SES-15)
 ]
 TIMELINE: list[Command] = [
     conversion(0, visitor="A"),
@@ -72,7 +79,10 @@ TIMELINE: list[Command] = [
 ]
 
 
-def _stored(app: Flask, split: bool) -> tuple[list[Any], list[Any], list[Any], set[date]]:
+Stored = tuple[list[Any], list[Any], list[Any], set[date]]
+
+
+def _stored(app: Flask, split: bool) -> Stored:
     services = app.config["MBUZZ"]
     tenant = Tenant(new_account(app).account_id, "test")
     log = InlineLog(services.sessions)
@@ -128,3 +138,45 @@ def test_a_batch_of_conversions_stores_and_answers_exactly_as_one_per_batch(app:
     first_a = by_id[TIMELINE[0].id]
     assert ("A", at(-DAY)) in first_a[11], "the late session is in the re-attributed journey"
     assert marked == {at(0).date(), at(2 * DAY).date()}
+
+
+def test_a_run_of_conversions_reads_its_sessions_once_and_exactly(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's session preload gives what each conversion's own queries give: sessions at the lookback's start
+    and just before it, after the conversion, excluded ones, a user's other devices (read by query)."""
+    preloaded = _stored(app, split=False)
+    monkeypatch.setattr(batch, "preload_conversion_sessions", lambda ctx, run: None)
+    assert preloaded == _stored(app, split=False)
+    by_id = {c[0]: c for c in preloaded[0]}
+    first_a = by_id[TIMELINE[0].id]
+    assert first_a[10] == ("A", at(-3)), "placed in the excluded session it happened in"
+    assert ("A", at(-30 * DAY)) in first_a[11] and ("A", at(-31 * DAY)) not in first_a[11]
+
+
+def test_a_session_older_than_the_lookback_but_still_active_holds_the_conversion(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES-15 with a one-day lookback: the session started 24 h 16 min before the conversion and was active 16 min
+    before it (SES-1 lets it last 24 h), so the conversion happens in it although it is no touchpoint (ATT-4);
+    the run's preload finds it as the query does."""
+
+    def session_of_conversion() -> tuple[Any, int | None]:
+        services = app.config["MBUZZ"]
+        keys = new_account(app)
+        tenant = Tenant(keys.account_id, "test")
+        with services.sessions.begin() as db:
+            save_settings(db, keys.account_id, {"lookback_days": 1})
+        log = InlineLog(services.sessions)
+        long_visit = [touch("L", -DAY - 15, url=SITE + "?utm_source=google&utm_medium=cpc", sid="l1")]
+        long_visit += [event("L", minute, sid="l1") for minute in range(-DAY + 5, -14, 20)]  # the last at -15
+        log.append(tenant, long_visit)
+        convert = conversion(1, visitor="L")
+        body = log.append(tenant, [convert]).results[0].body
+        with services.sessions() as db:
+            stored = db.scalars(sa.select(Conversion).where(Conversion.account_id == tenant.account_id)).one()
+            started = db.scalar(sa.select(Session.started_at).where(Session.account_id == tenant.account_id,
+                                                                      Session.id == stored.session_id))
+        return started, body["attribution"]["sessions_analyzed"]
+
+    preloaded = session_of_conversion()
+    monkeypatch.setattr(batch, "preload_conversion_sessions", lambda ctx, run: None)
+    assert preloaded == session_of_conversion() == (at(-DAY - 15), 0)
