@@ -56,6 +56,7 @@ def process_batch(
             write_pending_conversions(ctx)  # what follows may read this batch's conversions
             ctx.conversion_sessions = None  # and may add sessions
         elif ctx.conversion_sessions is None:
+            write_pending_events(ctx)  # the run reads the sessions the batch's events made
             preload_conversion_sessions(ctx, _conversion_run(commands, n))
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))

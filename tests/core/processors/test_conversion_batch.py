@@ -58,6 +58,8 @@ HISTORY: list[Command] = [
     touch("A", -3, ua=BOT),  # excluded (BOT-1), yet the session A's first conversion happens in (SES-15)
 ]
 TIMELINE: list[Command] = [
+    touch("F", -60, url=SITE + "?utm_source=google&utm_medium=cpc"),  # a session of this batch, then its conversion
+    conversion(-1, visitor="F"),
     conversion(0, visitor="A"),
     conversion(10, visitor="A"),  # the same visitor again, in the same batch
     conversion(20, visitor="B", key="order-1"),
@@ -128,14 +130,14 @@ def _without_generated_ids(value: Any) -> Any:
 def test_a_batch_of_conversions_stores_and_answers_exactly_as_one_per_batch(app: Flask) -> None:
     conversions, credits, answers, marked = _stored(app, split=False)
     assert (conversions, credits, answers, marked) == _stored(app, split=True)
-    assert len(conversions) == 11 and {c[5] for c in conversions} == {"complete"}
+    assert len(conversions) == 12 and {c[5] for c in conversions} == {"complete"}
     by_id = {c[0]: c for c in conversions}
-    assert len({c[0] for c in credits}) == 11  # every conversion has credits
-    assert by_id[TIMELINE[12].id][4] == 12_345 - 2_345  # the refund that waited was applied
-    assert by_id[TIMELINE[13].id][4] == 12_345 - 345  # the refund that came after it found it
-    assert by_id[TIMELINE[10].id][8] == TIMELINE[9].id  # the inheritor found the acquisition of this batch
-    assert [a[1] for a in answers[2:4]] == ["processed", "duplicate"]
-    first_a = by_id[TIMELINE[0].id]
+    assert len({c[0] for c in credits}) == 12  # every conversion has credits
+    assert by_id[TIMELINE[14].id][4] == 12_345 - 2_345  # the refund that waited was applied
+    assert by_id[TIMELINE[15].id][4] == 12_345 - 345  # the refund that came after it found it
+    assert by_id[TIMELINE[12].id][8] == TIMELINE[11].id  # the inheritor found the acquisition of this batch
+    assert [a[1] for a in answers[4:6]] == ["processed", "duplicate"]
+    first_a = by_id[TIMELINE[2].id]
     assert ("A", at(-DAY)) in first_a[11], "the late session is in the re-attributed journey"
     assert marked == {at(0).date(), at(2 * DAY).date()}
 
@@ -147,7 +149,7 @@ def test_a_run_of_conversions_reads_its_sessions_once_and_exactly(app: Flask, mo
     monkeypatch.setattr(batch, "preload_conversion_sessions", lambda ctx, run: None)
     assert preloaded == _stored(app, split=False)
     by_id = {c[0]: c for c in preloaded[0]}
-    first_a = by_id[TIMELINE[0].id]
+    first_a = by_id[TIMELINE[2].id]
     assert first_a[10] == ("A", at(-3)), "placed in the excluded session it happened in"
     assert ("A", at(-30 * DAY)) in first_a[11] and ("A", at(-31 * DAY)) not in first_a[11]
 
