@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import SimpleNamespace
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,6 +80,12 @@ def conversion_body(
     return body
 
 
+_CREDIT_FIELDS = ("model", "channel", "credit", "revenue_credit_minor", "session_id", "utm_source", "utm_medium",
+                  "utm_campaign")
+_CREDIT_FIELDS_OF_DICT, _CREDIT_FIELDS_OF_ROW = itemgetter(*_CREDIT_FIELDS), attrgetter(*_CREDIT_FIELDS)
+_TOUCHPOINT_INDEX = itemgetter("touchpoint_index")
+
+
 def attribution_body(
     db: DbSession, tenant: Tenant, conv: Conversion, enabled: Sequence[str],
     credits: list[dict[str, Any]] | None = None,
@@ -88,10 +94,10 @@ def attribution_body(
         return {"status": "pending", "lookback_days": conv.lookback_days_used or 30, "sessions_analyzed": None,
                 "models": {}}
     rows: Any
-    if credits is not None:
-        rows = [SimpleNamespace(**r) for r in sorted(credits, key=lambda r: int(r["touchpoint_index"]))]
+    if credits is not None:  # the rows just written, as dicts: no read-back (issue 17)
+        rows = map(_CREDIT_FIELDS_OF_DICT, sorted(credits, key=_TOUCHPOINT_INDEX))
     else:
-        rows = db.scalars(
+        rows = map(_CREDIT_FIELDS_OF_ROW, db.scalars(
             sa.select(AttributionCredit)
             .where(
                 AttributionCredit.account_id == tenant.account_id,
@@ -99,22 +105,15 @@ def attribution_body(
                 AttributionCredit.conversion_id == conv.id,
             )
             .order_by(AttributionCredit.touchpoint_index)
-        )
+        ))
     models: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS if m in enabled}
-    for row in rows:
-        if row.model not in models:
-            continue
-        models[row.model].append(
-            {
-                "channel": row.channel,
-                "credit": credit_number(row.credit),
-                "revenue_credit": money(row.revenue_credit_minor, conv.currency),
-                "session_id": row.session_id,
-                "utm_source": row.utm_source,
-                "utm_medium": row.utm_medium,
-                "utm_campaign": row.utm_campaign,
-            }
-        )
+    for model, channel, credit, revenue, session_id, utm_source, utm_medium, utm_campaign in rows:
+        if model in models:
+            models[model].append({
+                "channel": channel, "credit": credit_number(credit), "revenue_credit": money(revenue, conv.currency),
+                "session_id": session_id, "utm_source": utm_source, "utm_medium": utm_medium,
+                "utm_campaign": utm_campaign,
+            })
     out: dict[str, Any] = {
         "status": "complete",
         "lookback_days": conv.lookback_days_used,

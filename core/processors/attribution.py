@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -242,6 +243,7 @@ def attribute_conversion(ctx: Ctx, conv: Conversion, new: bool = False, write: b
 
 
 CREDIT_COLUMNS = tuple(c.name for c in cast(sa.Table, AttributionCredit.__table__).columns)
+_CREDIT_VALUES = itemgetter(*CREDIT_COLUMNS)  # a credit row's values in COPY order
 
 
 def write_credits(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
@@ -249,7 +251,7 @@ def write_credits(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
     row, 8 models × the journey's sessions), one executemany elsewhere."""
     table = cast(sa.Table, AttributionCredit.__table__)
     if ctx.db.get_bind().dialect.name == "postgresql":
-        copy_rows(ctx, table, CREDIT_COLUMNS, [tuple(row[c] for c in CREDIT_COLUMNS) for row in rows])
+        copy_rows(ctx, table, CREDIT_COLUMNS, map(_CREDIT_VALUES, rows))
     else:
         ctx.db.execute(sa.insert(table), rows)
 
