@@ -23,7 +23,6 @@ from core.storage.models import Conversion, ConversionAdjustment, Event, Session
 log = logging.getLogger("mbuzz.conversions")
 
 
-
 def _session_for(ctx: Ctx, visitor_id: str, converted_at: datetime) -> str | None:
     """SES-15: the latest session with ``converted_at`` in ``[started_at, last_activity_at + 30 min]``."""
     loaded = ctx.conversion_sessions
