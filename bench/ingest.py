@@ -775,6 +775,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="requests/s in total, sent on schedule whatever the answers (open loop; latency counts "
                         "from the scheduled time): Q-1's p99 at 70 %% of the maximum rate. Default: as fast as "
                         "answered")
+    p.add_argument("--p99-at", type=float, default=0.0, metavar="FRACTION",
+                   help="after the measurement, send FRACTION (e.g. 0.7) of its rate on schedule for the same "
+                        "duration and print that latency: Q-1's and Q-4's p99 at 70 %% of the maximum rate")
     p.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
                    help="WSGI server of both apps (granian: pip install granian; not a dependency)")
     p.add_argument("--drain-workers", type=int, default=1,
@@ -805,6 +808,17 @@ def _specs(args: argparse.Namespace, port: int, key: str, mode: str, seconds: fl
             interval=args.concurrency / args.rate if args.rate and mode != "seed" else 0.0,
         ))
     return out
+
+
+def _at_fraction(args: argparse.Namespace, server: Server, key: str, load_mode: str, conv_keys: tuple[str, ...],
+                 maximum: float, label: str, sampler: RssSampler) -> None:
+    """The same load sent on schedule at ``--p99-at`` of the maximum just measured (open loop)."""
+    rate = args.p99_at * maximum
+    scheduled = argparse.Namespace(**{**vars(args), "rate": rate})
+    with phase(f"load at {args.p99_at:.0%} of {maximum:,.0f} requests/s ({rate:,.0f}/s, open loop)"):
+        stats = run_load(_specs(scheduled, server.port, key, load_mode, args.duration, args.warmup,
+                                conv_keys=conv_keys), sampler.tick)
+    summary(f"{label}, at {args.p99_at:.0%} of the maximum", stats, args.duration)
 
 
 @contextmanager
@@ -924,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  gunicorn log (last lines):\n{server.log_tail(40)}")
         if profiler is not None:
             profiler.report()
+        if args.p99_at and figures["rps"]:
+            _at_fraction(args, server, key, load_mode, conv_keys, figures["rps"], label, sampler)
 
         if args.baseline:
             env_bare = dict(env, BENCH_REDIS_URL=args.redis_url, BENCH_REDIS_STREAM=f"{BARE_STREAM}:{os.getpid()}")
