@@ -277,17 +277,19 @@ def _paths(rows: np.ndarray, names: tuple[str, ...], settings: AttributionSettin
     if settings.direct_burst_collapse:  # ATT-9: a direct session close to the one before it
         close = ~first & (code == names.index(DIRECT)) & (at - np.roll(at, 1) <= BURST_WINDOW // _MICROSECOND)
         changeable[np.cumsum(first)[close] - 1] = True
-    sequences = code.astype(np.uint8).tobytes()
+    width = np.dtype(np.uint8 if len(names) <= 256 else np.uint16)  # one byte per channel for CH-1's twelve
+    sequences = code.astype(width).tobytes()
     spans = zip(starts.tolist(), ends.tolist(), changeable.tolist(), strict=True)
     counts: Counter[bytes] = Counter()
     paths = []
     for s, e, changes in spans:
         if not changes:
-            counts[sequences[s:e]] += 1
+            counts[sequences[s * width.itemsize:e * width.itemsize]] += 1
             continue
         touchpoints = [Touchpoint(f"{i:012d}", names[code[i]], _PG_EPOCH + int(at[i]) * _MICROSECOND)
                        for i in range(s, e)]  # ids that keep the stored order (ATT-8)
         journey = journey_for(touchpoints, touchpoints[-1].at, settings)
         paths.append(JourneyPath(tuple(t.channel for t in journey.touchpoints), converted))
-    paths += [JourneyPath(tuple(names[c] for c in path), converted, n) for path, n in counts.items()]
+    paths += [JourneyPath(tuple(names[c] for c in np.frombuffer(path, width).tolist()), converted, n)
+              for path, n in counts.items()]
     return paths

@@ -55,15 +55,14 @@ def process_batch(
         if not isinstance(command, ConversionCommand):
             write_pending_conversions(ctx)  # what follows may read this batch's conversions
             ctx.conversion_sessions = None  # and may add sessions
-        elif ctx.conversion_sessions is None:
-            write_pending_events(ctx)  # the run reads the sessions the batch's events made
-            preload_conversion_sessions(ctx, _conversion_run(commands, n))
         if fresh is not None and command.id not in fresh:
             results.append(_replayed(ctx, command))
         elif isinstance(command, EventCommand | TouchCommand):
             results.append(_event_or_touch(ctx, command))
         elif isinstance(command, ConversionCommand):
-            write_pending_events(ctx)  # the conversion may name an event of this batch (API-63)
+            write_pending_events(ctx)  # the conversion may name an event or a session of this batch (API-63)
+            if ctx.conversion_sessions is None:
+                preload_conversion_sessions(ctx, _conversion_run(commands, n))
             results.append(process_conversion(ctx, command))
         elif isinstance(command, IdentifyCommand):
             write_pending_events(ctx)

@@ -142,8 +142,6 @@ def _hold(ctx: Ctx, conv: Conversion, credits: list[dict[str, Any]] | None) -> N
 
 
 def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
-    if not _reads_no_other_conversion(ctx, cmd):
-        write_pending_conversions(ctx)
     if cmd.idempotency_key is not None:
         known = used_key(ctx, "conversion", cmd.idempotency_key)
         if known is not None:

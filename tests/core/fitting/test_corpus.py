@@ -161,6 +161,26 @@ def test_ATT23_sql_corpus_equals_the_reference(app: Flask, is_postgres: bool, se
     assert got == expected
 
 
+@pytest.mark.postgres
+def test_ATT23_sql_corpus_codes_channels_outside_the_taxonomy_beyond_one_byte(app: Flask, is_postgres: bool) -> None:
+    """Old or test data may hold channel names outside CH-1's twelve: 300 of them still count as 300 channels."""
+    if not is_postgres:
+        pytest.skip("the SQL builder is PostgreSQL's")
+    tenant = Tenant(new_account(app).account_id, "test")
+    with app.config["MBUZZ"].sessions.begin() as db:
+        d = Data(db, tenant)
+        for i in range(300):
+            v = d.visitor(f"legacy{i}")
+            d.session(v, f"legacy-{i}", F - 3 * DAY)
+            d.session(v, "email", F - 2 * DAY)
+            if i % 2:
+                d.conversion(v, F - DAY)
+    with app.config["MBUZZ"].sessions.begin() as db:
+        expected = reference_corpus(db, tenant, _spec())
+        got = sql_corpus(db, tenant, _spec())
+    assert got == expected and len(expected) == 300
+
+
 def test_ATT23_corpus_is_scoped_to_the_tenant(app: Flask) -> None:
     tenant = Tenant(new_account(app).account_id, "test")
     with app.config["MBUZZ"].sessions.begin() as db:
