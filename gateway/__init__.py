@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from connectors.shopify.webhooks import bp as shopify_webhooks_bp
     from gateway import dashboard, errors, ratelimit
     from gateway.api.data import bp as data_bp
+    from gateway.api.lean import LeanEvents
     from gateway.api.openapi import bp as openapi_bp
     from gateway.api.views import bp as api_bp
     from gateway.cli import cli
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     errors.init_app(app)
     app.cli.add_command(cli)
     app.session_interface = _NoSessionOnTheApi()
-    app.wsgi_app = _strip_api_trailing_slash(_cap_body(app.wsgi_app, caps))  # type: ignore[method-assign]
+    app.wsgi_app = LeanEvents(app, _strip_api_trailing_slash(_cap_body(app.wsgi_app, caps)))  # type: ignore[method-assign]
     return app
 
 

@@ -71,12 +71,18 @@ def token_digest() -> str:
 
 
 def client_ip() -> str:
-    hops = current_app.config["MBUZZ"].settings.trusted_proxies
-    if hops:
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.remote_addr or "unknown"
+    return ip_of(request.headers.get("X-Forwarded-For", ""), request.remote_addr,
+                 current_app.config["MBUZZ"].settings.trusted_proxies)
+
+
+def ip_of(forwarded_for: str, remote_addr: str | None, trusted_hops: int) -> str:
+    """The client's address: the ``trusted_hops``-th address from the right of ``X-Forwarded-For`` when the
+    header has that many, else the socket's peer."""
+    if trusted_hops:
+        forwarded = [p.strip() for p in forwarded_for.split(",") if p.strip()]
+        if len(forwarded) >= trusted_hops:
+            return forwarded[-trusted_hops]
+    return remote_addr or "unknown"
 
 
 class FailureLimiter:
@@ -146,8 +152,13 @@ def _cached(services: Any, digest: str) -> keycache.Cached | None:
 
 
 def well_formed_token() -> str:
+    """API-12 steps 1–3 on this request's ``Authorization`` header."""
+    return token_of(request.headers.get("Authorization") or "")
+
+
+def token_of(authorization: str) -> str:
     """API-12 steps 1–3, pure string checks: the presented secret key, or ``AuthFailure``."""
-    header = (request.headers.get("Authorization") or "").strip()
+    header = authorization.strip()
     if not header:
         raise AuthFailure(MISSING)
     match = _SCHEME.fullmatch(header)

@@ -7,13 +7,12 @@ quality.md Q-22), and a keyed rejection gets an id derived from its key, so a re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
@@ -23,7 +22,7 @@ from connectors.shopify.api_version import configured_version_status
 from core.accounts import key_digest
 from core.admission import Admission, AdmissionUnavailable, NotAdmitted
 from core.channels import is_bot, traffic_for
-from core.commands import Command, CommandResult, EventCommand, TouchCommand
+from core.commands import Command, CommandResult
 from core.ids import new_id
 from core.log import Appended, LogUnavailable, Rejected
 from core.privacy import scrub_name
@@ -33,6 +32,7 @@ from gateway.api import normalize
 from gateway.api.admission import AdmissionGate
 from gateway.api.auth import PROBLEMS, AuthFailure, Principal, authenticate, client_ip, well_formed_token
 from gateway.api.body import BodyError, parse_body
+from gateway.api.event_batch import event_batch, server_side_sessions
 from gateway.api.fields import idempotency_header
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -40,10 +40,8 @@ log = logging.getLogger("mbuzz.api")
 
 EVENTS_LIMIT = 524_288
 OTHER_LIMIT = 32_768
-MAX_EVENTS = 500
 API_VERSION = "1.0.0"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_SDK = re.compile(r"([A-Za-z0-9_.-]+)/([0-9A-Za-z_.+-]+)")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -58,10 +56,14 @@ def error(message: str, status: int, **extra: Any) -> Response:
     return json_response({"error": message, **extra}, status)
 
 
+def request_id_of(given: str) -> str:
+    """API-4: the caller's ``X-Request-Id`` when it is a sane one, else a new one."""
+    return given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+
+
 @bp.before_app_request
 def _request_id() -> None:
-    given = request.headers.get("X-Request-Id", "")
-    g.request_id = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+    g.request_id = request_id_of(request.headers.get("X-Request-Id", ""))
 
 
 @bp.after_app_request
@@ -114,11 +116,6 @@ def _read_body(limit: int) -> tuple[Any, list[str]]:
     raw = request.stream.read(limit + 1) if encoding else request.get_data(cache=False)
     parsed = parse_body(raw, encoding, limit)
     return parsed.value, parsed.warnings
-
-
-def _sdk() -> tuple[str | None, str | None]:
-    match = _SDK.match(request.headers.get("User-Agent", ""))
-    return (match.group(1)[:64], match.group(2)[:32]) if match else (None, None)
 
 
 Parsed: TypeAlias = "tuple[Any, list[str], str | None] | BodyError"
@@ -336,57 +333,15 @@ def validate() -> Response:
     )
 
 
-C = TypeVar("C", TouchCommand, EventCommand)
-
-
-def _server_side_sessions(command: C) -> C:
-    """sgtm.md SGTM-36: the published v1 sGTM template sends a fixed 30-minute bucket as `session_id`; for its
-    requests session resolution stays server-side, so the client id binds nothing (SES-9)."""
-    if request.headers.get("User-Agent", "").startswith("mbuzz-sgtm/1."):
-        return dataclasses.replace(command, client_session_id=None)
-    return command
-
-
 @bp.route("/events", methods=["POST"])
 @endpoint(EVENTS_LIMIT, "ingest")
 def events(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
     if (blocked := _billing_blocked(principal)) is not None:
         return blocked
-    items = _event_items(value)
-    if not items:
-        raise BodyError(400, "events must contain at least one event")
-    if len(items) > MAX_EVENTS:
-        raise BodyError(413, f"Too many events in one request: {len(items)} (maximum {MAX_EVENTS})")
-    now = _services().now()
-    sdk = _sdk()
-    built = [normalize.build_event(item, i, now, header_key, sdk) for i, item in enumerate(items)]
-    commands = [_server_side_sessions(b.command) for b in built if b.command is not None]
-    rejections = [_event_rejection(principal, index, item, b.errors, header_key)
-                  for index, (item, b) in enumerate(zip(items, built, strict=True)) if b.command is None]
-    results = iter(_append(principal, commands, rejections))
-    accepted: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    for index, (item, b) in enumerate(zip(items, built, strict=True)):
-        if b.command is None:
-            name = item.get("event_type") if isinstance(item, dict) else None
-            rejected.append({"index": index, "event_type": name if isinstance(name, str) else None,
-                             "status": "rejected", "errors": b.errors})
-            continue
-        result = next(results)
-        entry: dict[str, Any] = {
-            "index": index,
-            "id": result.result_id or b.command.id,
-            "event_type": b.command.event_type,
-            "visitor_id": b.command.visitor_key,
-            "session_id": b.command.client_session_id,
-            "status": "accepted",
-            "duplicate": result.status == "duplicate",
-        }
-        item_warnings = warnings + b.warnings
-        if item_warnings:
-            entry["warnings"] = item_warnings
-        accepted.append(entry)
-    return json_response({"accepted": len(accepted), "rejected": rejected, "events": accepted}, 202)
+    batch = event_batch(value, warnings, header_key, _services().now(), request.headers.get("User-Agent", ""))
+    rejections = [_event_rejection(principal, index, item, errors, header_key)
+                  for index, item, errors in batch.rejected()]
+    return json_response(batch.answer(_append(principal, batch.commands, rejections)), 202)
 
 
 def _event_rejection(
@@ -400,26 +355,6 @@ def _event_rejection(
     return _rejected(principal, "events", index, raw.get("event_type"), errors, key)
 
 
-def _event_items(value: Any) -> list[Any]:
-    """API-80 body forms, tried in order."""
-    if isinstance(value, list):
-        return value
-    if not isinstance(value, dict):
-        raise BodyError(400, "Request body must be a JSON object")
-    if "events" in value:
-        inner = value["events"]
-        if isinstance(inner, list):
-            return inner
-        if isinstance(inner, dict):
-            return [inner]
-        raise BodyError(400, "events must be an array of event objects")
-    if isinstance(value.get("event"), dict):
-        return [value["event"]]
-    if "event_type" in value:
-        return [value]
-    raise BodyError(400, "Missing 'events' parameter")
-
-
 @bp.route("/sessions", methods=["POST"])
 @endpoint(OTHER_LIMIT, "ingest")
 def sessions(principal: Principal, value: Any, warnings: list[str], header_key: str | None) -> Response:
@@ -430,7 +365,7 @@ def sessions(principal: Principal, value: Any, warnings: list[str], header_key: 
     built = normalize.build_touch(raw, now, header_key)
     if built.command is None:
         return _unprocessable(principal, "sessions", raw.get("session_id"), built.errors, header_key)
-    _append(principal, [_server_side_sessions(built.command)])
+    _append(principal, [server_side_sessions(built.command, request.headers.get("User-Agent", ""))])
     cmd = built.command
     channel = "bot" if cmd.user_agent and is_bot(cmd.user_agent) else traffic_for(
         cmd.url, cmd.referrer, cmd.explicit_utm

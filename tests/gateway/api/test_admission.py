@@ -27,20 +27,8 @@ from core.tenant import Tenant
 from gateway import create_app
 from tests.conftest import AccountKeys, make_settings, new_account
 from tests.integration.helpers import post
-from tests.integration.processes import queued_redis_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-@pytest.fixture()
-def redis_url(worker_id: str, is_postgres: bool) -> Iterator[str]:
-    """A Redis database of this module's own (6 + the xdist worker's index): the drain jobs its appends enqueue
-    must not reach the queued-pipeline tests' workers; emptied afterwards."""
-    queued_redis_url(worker_id, is_postgres)  # skips without PostgreSQL or Redis, as the pipeline tests do
-    index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
-    url = f"redis://127.0.0.1:6379/{6 + index}"
-    yield url
-    redis.Redis.from_url(url).flushdb()
 
 
 def _app(database_url: str, redis_url: str, **overrides: Any) -> Flask:
