@@ -280,7 +280,7 @@ def ratio(value: float, ceiling: float) -> str:
     return f"{value / ceiling:.2f} × bare" if ceiling else "n/a"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--visitors", type=int, default=10_000)
@@ -296,7 +296,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", action="store_true",
                         help="time the drain's stages in the in-process run and print µs/event for each")
     args = parser.parse_args(argv)
-    worker_counts = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]
+    args.worker_counts = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]
+    args.command_line = shlex.join(["python", "bench/drain.py", *(sys.argv[1:] if argv is None else argv)])
+    return args
+
+
+def _print_ratios(args: argparse.Namespace, bare: float, in_process: list[float], by_workers: dict[int, float]) -> None:
+    print("ratios (same run):")
+    print(f"  in-process drain / bare: {', '.join(f'{r / bare:.2f}' for r in in_process)}"
+          f"{' (at ' + args.sizes + ' stored)' if args.sizes else ''}")
+    for count, rate in by_workers.items():
+        print(f"  {count} worker{'s' if count > 1 else ''} / bare: {rate / bare:.2f}")
+    if 1 in by_workers:
+        for count, rate in by_workers.items():
+            if count > 1:
+                print(f"  {count} workers / 1 worker: {rate / by_workers[1]:.2f}x  (one tenant, "
+                      f"{args.partitions} partition(s); {os.cpu_count()} CPUs shared with PostgreSQL and Redis)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    worker_counts = args.worker_counts
     prefix = f"mbuzz-bench-{uuid.uuid4().hex[:6]}"
     os.environ.update({"DATABASE_URL": DB, "REDIS_URL": REDIS, "MBUZZ_DRAIN_BATCH": str(args.batch),
                        "MBUZZ_REDIS_PREFIX": prefix})  # inherited by the spawned workers
@@ -311,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.storage.models import Event
     from core.tenant import Tenant
 
-    command_line = shlex.join(["python", "bench/drain.py", *(sys.argv[1:] if argv is None else argv)])
-    print(f"drain benchmark: {command_line}")
+    print(f"drain benchmark: {args.command_line}")
     print(f"  {os.cpu_count()} CPUs (os.cpu_count()), {args.events:,} events per run, {args.visitors:,} visitors, "
           f"drain batch {args.batch}, bare read {args.bare_read:,}, worker drain budget {args.budget:g} s")
 
@@ -421,16 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"events/s = {ratio(rate, bare)}  per worker {split}  drain calls {sum(r[2] for r in reports)}, "
                   f"{waits} turned away by a partition lock{check}")
 
-        print("ratios (same run):")
-        print(f"  in-process drain / bare: {', '.join(f'{r / bare:.2f}' for r in in_process)}"
-              f"{' (at ' + args.sizes + ' stored)' if args.sizes else ''}")
-        for count, rate in by_workers.items():
-            print(f"  {count} worker{'s' if count > 1 else ''} / bare: {rate / bare:.2f}")
-        if 1 in by_workers:
-            for count, rate in by_workers.items():
-                if count > 1:
-                    print(f"  {count} workers / 1 worker: {rate / by_workers[1]:.2f}x  (one tenant, "
-                          f"{args.partitions} partition(s); {os.cpu_count()} CPUs shared with PostgreSQL and Redis)")
+        _print_ratios(args, bare, in_process, by_workers)
     finally:
         for key in client.scan_iter(match=f"{prefix}:*"):  # this run's own keys only
             client.delete(key)

@@ -829,6 +829,109 @@ def phase(name: str) -> Iterator[None]:
     print(f"   done in {time.time() - t0:.1f} s", flush=True)
 
 
+def _start_drainers(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> list[subprocess.Popen[bytes]]:
+    """Queued mode: ``env`` gets the Redis settings and ``--drain-workers`` workers are started."""
+    drainers: list[subprocess.Popen[bytes]] = []
+    if args.queued:
+        env.update(REDIS_URL=args.redis_url, MBUZZ_REDIS_PREFIX=f"mbuzz-bench-{os.getpid()}")
+        flask = str(Path(sys.executable).parent / "flask")
+        for i in range(args.drain_workers):
+            log = open(workdir / f"drain-{i}.log", "wb")
+            drainers.append(subprocess.Popen([flask, "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
+                                             stdout=log, stderr=log))
+    return drainers
+
+
+def _seed_journeys(args: argparse.Namespace, server: Server, key: str, url: str,
+                   sampler: RssSampler) -> tuple[str, ...]:
+    """--conversions: journeys of 1-20 sessions through POST /sessions; the visitors that got one."""
+    ids = list(range(args.seed_visitors))
+    with phase(f"seeding {len(ids)} visitors with 1-20 sessions each via POST /api/v1/sessions "
+               f"(at most {args.seed_seconds:.0f} s)"):
+        t0 = time.time()
+        seeded = run_load(_specs(args, server.port, key, "seed", args.seed_seconds, 0.0, ids), sampler.tick)
+        t_seed = time.time() - t0 - 2.0
+    sessions = count_rows(url, "sessions")
+    time.sleep(1.0)  # the seed's change counts reach PostgreSQL's statistics within a second
+    print(f"   planner statistics refreshed after the seed: {', '.join(refresh_statistics(url)) or 'none'}")
+    journeys = journey_lengths(url)
+    conv_keys = tuple(journeys)
+    if not conv_keys:
+        raise RuntimeError(f"no visitor was seeded:\n{server.log_tail(40)}")
+    lengths = sorted(journeys.values())
+    print(f"   {len(conv_keys)} visitors seeded, sessions per visitor min {lengths[0]}, "
+          f"median {lengths[len(lengths) // 2]}, max {lengths[-1]}")
+    print(f"   {seeded.events_accepted} touches accepted ({seeded.events_accepted / t_seed:,.0f}/s, "
+          f"p50 {percentile(seeded.latencies, 0.5) * 1000:.1f} ms, "
+          f"p99 {percentile(seeded.latencies, 0.99) * 1000:.1f} ms), {sessions} session rows, "
+          f"statuses {dict(seeded.statuses)}")
+    for sample in seeded.samples:
+        print(f"    e.g. {sample}")
+    if server_errors(seeded):
+        print(f"   gunicorn log (last lines):\n{server.log_tail(40)}")
+    return conv_keys
+
+
+def _check_rows(args: argparse.Namespace, url: str, stats: Stats, start_rows: int, measure_from: float,
+                stop_at: float) -> None:
+    """Event modes: every accepted event is in PostgreSQL once the backlog drained (and how fast it drained)."""
+    t_end = time.time()
+    rows = count_rows(url, "events")
+    deadline = t_end + (300.0 if args.queued else 5.0)
+    while rows < stats.events_accepted_total and time.time() < deadline:
+        time.sleep(0.1)
+        rows = count_rows(url, "events")
+    drained = time.time() - t_end
+    e2e = (rows - start_rows) / (max(stop_at, t_end) - measure_from)
+    verdict = "equal" if rows == stats.events_accepted_total else "MISMATCH"
+    print(f"  events rows in PostgreSQL: {rows} vs accepted {stats.events_accepted_total} "
+          f"(incl. warm-up): {verdict}; backlog drained {drained:.1f} s after the load stopped")
+    print(f"  end to end into PostgreSQL: {e2e:,.0f} events/s "
+          f"({rows - start_rows} rows written in the measured window)")
+
+
+def _baseline(args: argparse.Namespace, env: dict[str, str], workdir: Path, key: str, servers: list[Server],
+              rps: float) -> None:
+    """--baseline: the bare endpoint under the same load, and the ratio of the two."""
+    env_bare = dict(env, BENCH_REDIS_URL=args.redis_url, BENCH_REDIS_STREAM=f"{BARE_STREAM}:{os.getpid()}")
+    bare = Server("bench.ingest:bare_app()", env_bare, args.workers, args.threads, workdir, args.server)
+    servers.append(bare)
+    with phase(f"baseline: bare JSON + XADD app on 127.0.0.1:{bare.port}"):
+        bare.wait_healthy()
+    bare_sampler = RssSampler(bare)
+    with phase("load: same payloads against the bare endpoint"):
+        bare_stats = run_load(_specs(args, bare.port, key, "events", args.duration, args.warmup), bare_sampler.tick)
+    print()
+    base = summary("bare endpoint (validate JSON + XADD to Redis)", bare_stats, args.duration)
+    print(f"  worker RSS: {bare_sampler.report()}")
+    target = ("Q-4 target >= 0.15 conversions per bare request" if args.conversions
+              else "Q-1 target >= 0.7, Redis mode")
+    print(f"\nratio mbuzz / bare: {rps / base['rps']:.2f} ({target})")
+    with suppress(Exception):
+        import redis
+
+        redis.Redis.from_url(args.redis_url).delete(env_bare["BENCH_REDIS_STREAM"])
+
+
+def _clean_up(args: argparse.Namespace, servers: list[Server], drainers: list[subprocess.Popen[bytes]], url: str,
+              fresh: bool, workdir: Path) -> None:
+    for s in servers:
+        s.stop()
+    for proc in drainers:
+        proc.terminate()
+        with suppress(Exception):
+            proc.wait(20)
+    if fresh and not args.keep:
+        with suppress(Exception):
+            drop_database(url)
+    elif args.keep:
+        print(f"kept database {url}")
+    if args.profile:
+        print(f"profiles kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     url = args.database_url or DEFAULT_DB
@@ -839,6 +942,7 @@ def main(argv: list[str] | None = None) -> int:
           f"warmup={args.warmup:.0f}s concurrency={args.concurrency} clients={args.clients} "
           f"{args.server} workers={args.workers} threads={args.threads} cpus={os.cpu_count()}")
     servers: list[Server] = []
+    drainers: list[subprocess.Popen[bytes]] = []
     try:
         with phase(f"database {_db_name(url)} ({'fresh' if fresh else 'given'}): migrate + account"):
             if fresh:
@@ -846,14 +950,7 @@ def main(argv: list[str] | None = None) -> int:
             key = prepare_database(url)
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         env.update(DATABASE_URL=url, SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT))
-        drainers: list[subprocess.Popen[bytes]] = []
-        if args.queued:
-            env.update(REDIS_URL=args.redis_url, MBUZZ_REDIS_PREFIX=f"mbuzz-bench-{os.getpid()}")
-            flask = str(Path(sys.executable).parent / "flask")
-            for i in range(args.drain_workers):
-                log = open(workdir / f"drain-{i}.log", "wb")
-                drainers.append(subprocess.Popen([flask, "--app", "gateway", "mbuzz", "worker"], cwd=ROOT, env=env,
-                                                 stdout=log, stderr=log))
+        drainers += _start_drainers(args, env, workdir)
         server = Server("gateway:create_app()", env, args.workers, args.threads, workdir, args.server)
         servers.append(server)
         processing = (f"queued mode, {args.drain_workers} drain worker(s)" if args.queued
@@ -864,33 +961,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   worker RSS at idle: {', '.join(f'{rss_mb(p) or 0:.0f} MB' for p in server.workers())}")
         sampler = RssSampler(server)
 
-        conv_keys: tuple[str, ...] = ()
-        if args.conversions:
-            ids = list(range(args.seed_visitors))
-            with phase(f"seeding {len(ids)} visitors with 1-20 sessions each via POST /api/v1/sessions "
-                       f"(at most {args.seed_seconds:.0f} s)"):
-                t0 = time.time()
-                seeded = run_load(_specs(args, server.port, key, "seed", args.seed_seconds, 0.0, ids),
-                                  sampler.tick)
-                t_seed = time.time() - t0 - 2.0
-            sessions = count_rows(url, "sessions")
-            time.sleep(1.0)  # the seed's change counts reach PostgreSQL's statistics within a second
-            print(f"   planner statistics refreshed after the seed: {', '.join(refresh_statistics(url)) or 'none'}")
-            journeys = journey_lengths(url)
-            conv_keys = tuple(journeys)
-            if not conv_keys:
-                raise RuntimeError(f"no visitor was seeded:\n{server.log_tail(40)}")
-            lengths = sorted(journeys.values())
-            print(f"   {len(conv_keys)} visitors seeded, sessions per visitor min {lengths[0]}, "
-                  f"median {lengths[len(lengths) // 2]}, max {lengths[-1]}")
-            print(f"   {seeded.events_accepted} touches accepted ({seeded.events_accepted / t_seed:,.0f}/s, "
-                  f"p50 {percentile(seeded.latencies, 0.5) * 1000:.1f} ms, "
-                  f"p99 {percentile(seeded.latencies, 0.99) * 1000:.1f} ms), {sessions} session rows, "
-                  f"statuses {dict(seeded.statuses)}")
-            for sample in seeded.samples:
-                print(f"    e.g. {sample}")
-            if server_errors(seeded):
-                print(f"   gunicorn log (last lines):\n{server.log_tail(40)}")
+        conv_keys = _seed_journeys(args, server, key, url, sampler) if args.conversions else ()
 
         load_mode = "conversions" if args.conversions else "events"
         specs = _specs(args, server.port, key, load_mode, args.duration, args.warmup, conv_keys=conv_keys)
@@ -919,20 +990,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.queued and not args.drain_workers:
             print("  no drain workers: the edge alone was measured (the log keeps what it accepted)")
         elif not args.conversions:
-            t_end = time.time()
-            rows = count_rows(url, "events")
-            deadline = t_end + (300.0 if args.queued else 5.0)
-            while rows < stats.events_accepted_total and time.time() < deadline:
-                time.sleep(0.1)
-                rows = count_rows(url, "events")
-            drained = time.time() - t_end
-            start_rows = rows_at_start[0] if rows_at_start else 0
-            e2e = (rows - start_rows) / (max(stop_at, t_end) - measure_from)
-            verdict = "equal" if rows == stats.events_accepted_total else "MISMATCH"
-            print(f"  events rows in PostgreSQL: {rows} vs accepted {stats.events_accepted_total} "
-                  f"(incl. warm-up): {verdict}; backlog drained {drained:.1f} s after the load stopped")
-            print(f"  end to end into PostgreSQL: {e2e:,.0f} events/s "
-                  f"({rows - start_rows} rows written in the measured window)")
+            _check_rows(args, url, stats, rows_at_start[0] if rows_at_start else 0, measure_from, stop_at)
         print(f"  worker RSS: {sampler.report()}")
         if server_errors(stats):
             print(f"  gunicorn log (last lines):\n{server.log_tail(40)}")
@@ -942,43 +1000,10 @@ def main(argv: list[str] | None = None) -> int:
             _at_fraction(args, server, key, load_mode, conv_keys, figures["rps"], label, sampler)
 
         if args.baseline:
-            env_bare = dict(env, BENCH_REDIS_URL=args.redis_url, BENCH_REDIS_STREAM=f"{BARE_STREAM}:{os.getpid()}")
-            bare = Server("bench.ingest:bare_app()", env_bare, args.workers, args.threads, workdir, args.server)
-            servers.append(bare)
-            with phase(f"baseline: bare JSON + XADD app on 127.0.0.1:{bare.port}"):
-                bare.wait_healthy()
-            bare_sampler = RssSampler(bare)
-            with phase("load: same payloads against the bare endpoint"):
-                bare_stats = run_load(
-                    _specs(args, bare.port, key, "events", args.duration, args.warmup), bare_sampler.tick
-                )
-            print()
-            base = summary("bare endpoint (validate JSON + XADD to Redis)", bare_stats, args.duration)
-            print(f"  worker RSS: {bare_sampler.report()}")
-            target = ("Q-4 target >= 0.15 conversions per bare request" if args.conversions
-                      else "Q-1 target >= 0.7, Redis mode")
-            print(f"\nratio mbuzz / bare: {figures['rps'] / base['rps']:.2f} ({target})")
-            with suppress(Exception):
-                import redis
-
-                redis.Redis.from_url(args.redis_url).delete(env_bare["BENCH_REDIS_STREAM"])
+            _baseline(args, env, workdir, key, servers, figures["rps"])
         return 0
     finally:
-        for s in servers:
-            s.stop()
-        for proc in locals().get("drainers", []):
-            proc.terminate()
-            with suppress(Exception):
-                proc.wait(20)
-        if fresh and not args.keep:
-            with suppress(Exception):
-                drop_database(url)
-        elif args.keep:
-            print(f"kept database {url}")
-        if args.profile:
-            print(f"profiles kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        _clean_up(args, servers, drainers, url, fresh, workdir)
 
 
 if __name__ == "__main__":

@@ -225,65 +225,72 @@ class _Generator:
 
     def arrival(self, channel: str, landing: str, at: datetime) -> tuple[str, str | None]:
         """The landing URL and referrer of a visit that sessions.md CH-2 classifies as ``channel``."""
-        rng = self.rng
         url = SHOP + landing
+        by_channel = _ARRIVALS.get(channel)
+        return by_channel(self, url, at) if by_channel is not None else (url, None)  # direct
 
-        def tagged(**params: str) -> str:
-            return f"{url}?{urlencode(params)}"
+    def _paid_search(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        if self.rng.random() < 0.8:
+            campaign = self.rng.choice(["brand", "brand", "generic_footwear", "generic_jackets", "shopping"])
+            return (_tagged(url, utm_source="google", utm_medium="cpc", utm_campaign=campaign,
+                            gclid=self._token(32)), "https://www.google.com/")
+        return (_tagged(url, utm_source="bing", utm_medium="cpc", utm_campaign="brand", msclkid=self._hex(32)),
+                "https://www.bing.com/")
 
-        if channel == "paid_search":
-            if rng.random() < 0.8:
-                campaign = rng.choice(["brand", "brand", "generic_footwear", "generic_jackets", "shopping"])
-                return (tagged(utm_source="google", utm_medium="cpc", utm_campaign=campaign, gclid=self._token(32)),
-                        "https://www.google.com/")
-            return (tagged(utm_source="bing", utm_medium="cpc", utm_campaign="brand", msclkid=self._hex(32)),
-                    "https://www.bing.com/")
-        if channel == "organic_search":
-            return url, rng.choice(["https://www.google.com/", "https://www.google.com/", "https://www.google.co.uk/",
-                                    "https://www.bing.com/", "https://duckduckgo.com/", "https://www.ecosia.org/"])
-        if channel == "paid_social":
-            source = rng.choice(["facebook", "facebook", "instagram", "tiktok"])
-            campaign = rng.choice(["spring_launch", "retargeting_cart", "lookalike_buyers"])
-            if source == "tiktok":
-                return tagged(utm_source="tiktok", utm_medium="paid_social", utm_campaign=campaign,
-                              ttclid=self._token(24)), "https://www.tiktok.com/"
-            referrer = "https://l.facebook.com/" if source == "facebook" else "https://l.instagram.com/"
-            return (tagged(utm_source=source, utm_medium="paid_social", utm_campaign=campaign, fbclid=self._token(30)),
-                    referrer)
-        if channel == "organic_social":
-            choice = rng.randrange(5)
-            if choice == 0:
-                return tagged(fbclid=self._token(30)), "https://l.facebook.com/"
-            return url, ["https://www.instagram.com/", "https://t.co/", "https://www.reddit.com/r/hiking/",
-                         "https://www.pinterest.com/"][choice - 1]
-        if channel == "email":
-            source = rng.choice(["newsletter", "klaviyo"])
-            week = at.isocalendar()
-            campaign = rng.choice([f"weekly_{week.year}w{week.week:02d}", "abandoned_cart", "back_in_stock"])
-            webmail = rng.choice([None, None, "https://mail.google.com/"])
-            return tagged(utm_source=source, utm_medium="email", utm_campaign=campaign), webmail
-        if channel == "display":
-            if rng.random() < 0.7:
-                return tagged(utm_source="dv360", utm_medium="cpm", utm_campaign="prospecting_outdoor"), None
-            return tagged(dclid=self._token(24)), "https://www.outsideonline.com/"
-        if channel == "affiliate":
-            if rng.random() < 0.6:
-                return tagged(irclickid=self._token(22)), "https://www.outdoorgearlab.com/"
-            return tagged(utm_source="awin", utm_medium="affiliate", awc=self._hex(20)), None
-        if channel == "referral":
-            return url, rng.choice(["https://www.treehugger.com/best-rain-jackets", "https://blog.trailtalk.org/p/42",
-                                    "https://www.switchbacktravel.com/gear"])
-        if channel == "video":
-            return url, f"https://www.youtube.com/watch?v={self._token(11)}"
-        if channel == "ai":
-            if rng.random() < 0.3:
-                return tagged(utm_source="chatgpt.com"), None
-            return url, rng.choice(["https://chatgpt.com/", "https://www.perplexity.ai/", "https://claude.ai/"])
-        if channel == "other":
-            if rng.random() < 0.5:
-                return tagged(utm_medium="sms", utm_campaign="flash_sale"), None
-            return tagged(utm_source="spring_promo_flyer"), None
-        return url, None  # direct
+    def _organic_search(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        return url, self.rng.choice(["https://www.google.com/", "https://www.google.com/", "https://www.google.co.uk/",
+                                     "https://www.bing.com/", "https://duckduckgo.com/", "https://www.ecosia.org/"])
+
+    def _paid_social(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        source = self.rng.choice(["facebook", "facebook", "instagram", "tiktok"])
+        campaign = self.rng.choice(["spring_launch", "retargeting_cart", "lookalike_buyers"])
+        if source == "tiktok":
+            return _tagged(url, utm_source="tiktok", utm_medium="paid_social", utm_campaign=campaign,
+                           ttclid=self._token(24)), "https://www.tiktok.com/"
+        referrer = "https://l.facebook.com/" if source == "facebook" else "https://l.instagram.com/"
+        return (_tagged(url, utm_source=source, utm_medium="paid_social", utm_campaign=campaign,
+                        fbclid=self._token(30)), referrer)
+
+    def _organic_social(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        choice = self.rng.randrange(5)
+        if choice == 0:
+            return _tagged(url, fbclid=self._token(30)), "https://l.facebook.com/"
+        return url, ["https://www.instagram.com/", "https://t.co/", "https://www.reddit.com/r/hiking/",
+                     "https://www.pinterest.com/"][choice - 1]
+
+    def _email(self, url: str, at: datetime) -> tuple[str, str | None]:
+        source = self.rng.choice(["newsletter", "klaviyo"])
+        week = at.isocalendar()
+        campaign = self.rng.choice([f"weekly_{week.year}w{week.week:02d}", "abandoned_cart", "back_in_stock"])
+        webmail = self.rng.choice([None, None, "https://mail.google.com/"])
+        return _tagged(url, utm_source=source, utm_medium="email", utm_campaign=campaign), webmail
+
+    def _display(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        if self.rng.random() < 0.7:
+            return _tagged(url, utm_source="dv360", utm_medium="cpm", utm_campaign="prospecting_outdoor"), None
+        return _tagged(url, dclid=self._token(24)), "https://www.outsideonline.com/"
+
+    def _affiliate(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        if self.rng.random() < 0.6:
+            return _tagged(url, irclickid=self._token(22)), "https://www.outdoorgearlab.com/"
+        return _tagged(url, utm_source="awin", utm_medium="affiliate", awc=self._hex(20)), None
+
+    def _referral(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        return url, self.rng.choice(["https://www.treehugger.com/best-rain-jackets", "https://blog.trailtalk.org/p/42",
+                                     "https://www.switchbacktravel.com/gear"])
+
+    def _video(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        return url, f"https://www.youtube.com/watch?v={self._token(11)}"
+
+    def _ai(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        if self.rng.random() < 0.3:
+            return _tagged(url, utm_source="chatgpt.com"), None
+        return url, self.rng.choice(["https://chatgpt.com/", "https://www.perplexity.ai/", "https://claude.ai/"])
+
+    def _other(self, url: str, _at: datetime) -> tuple[str, str | None]:
+        if self.rng.random() < 0.5:
+            return _tagged(url, utm_medium="sms", utm_campaign="flash_sale"), None
+        return _tagged(url, utm_source="spring_promo_flyer"), None
 
     def landing(self, channel: str) -> str:
         rng = self.rng
@@ -307,15 +314,7 @@ class _Generator:
         browser = not buyer and roll >= 0.52
         primary = self.device("mobile" if rng.random() < 0.45 else "desktop")
         person = _Person([primary])
-        if buyer:
-            visits = rng.choice([2, 3, 3, 4, 4, 5, 6])
-            signs_up = rng.random() < 0.75
-        elif browser:
-            visits = rng.choice([1, 2, 2, 3, 4])
-            signs_up = rng.random() < 0.15
-        else:
-            visits = 1
-            signs_up = False
+        visits, signs_up = self._intent(buyer, browser)
         if signs_up:
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             person.user_key = f"cust_{100000 + index}"
@@ -324,42 +323,69 @@ class _Generator:
         second = (signs_up and budget >= 2 and rng.random() < 0.3)
         if second:
             person.devices.append(self.device("desktop" if primary.user_agent in MOBILE_AGENTS else "mobile"))
-        channels = [self._pick(DISCOVERY)] + [self._pick(RETURN) for _ in range(visits - 1)]
-        plan: list[_Visit] = []
-        for i, channel in enumerate(channels):
-            device = person.devices[-1] if second and i > 0 and rng.random() < 0.4 else primary
-            engaged = buyer or browser
-            pages = rng.randint(2, 7) if engaged else rng.choice([1, 1, 2, 3])
-            plan.append(_Visit(device, self.now, channel, pages))
+        plan = self._visits(person, visits, second, engaged=buyer or browser)
         if buyer:
-            buy = plan[-1]
-            buy.cart = buy.checkout = buy.purchase = True
-            buy.device = primary if not second or rng.random() < 0.6 else buy.device
-            if signs_up:
-                plan[rng.randrange(len(plan) - 1) if rng.random() < 0.4 else -1].signup = True
+            self._buys(plan, primary, second, signs_up)
         else:
-            for visit in plan:
-                visit.cart = browser and rng.random() < 0.3
-                visit.checkout = visit.cart and rng.random() < 0.35
-            if signs_up:
-                plan[rng.randrange(len(plan))].signup = True
+            self._browses(plan, browser, signs_up)
         if signs_up:
-            signup_at = next(i for i, v in enumerate(plan) if v.signup)
-            for visit in plan[:signup_at + 1]:
-                visit.device = primary if visit.signup else visit.device  # the account is created on the main device
-            if second:  # the person later signs in on the other device: that links it (sessions.md ID-3, ID-13)
-                plan.append(_Visit(person.devices[-1], self.now, self._pick({"email": 3, "direct": 2}),
-                                   rng.randint(1, 3), login=True))
-            if buyer and rng.random() < 0.4:  # repeat purchases, mostly after e-mails and direct visits
-                for _ in range(rng.choice([1, 1, 2])):
-                    for _ in range(rng.choice([1, 1, 2])):
-                        plan.append(_Visit(rng.choice(person.devices), self.now, self._pick(RETURN),
-                                           rng.randint(2, 5)))
-                    repeat = plan[-1]
-                    repeat.cart = repeat.checkout = repeat.purchase = True
+            self._after_signup(plan, person, second, buyer)
         self._place(plan)
         person.visits = plan
         return person
+
+    def _intent(self, buyer: bool, browser: bool) -> tuple[int, bool]:
+        """How many visits a person makes and whether they sign up."""
+        rng = self.rng
+        if buyer:
+            return rng.choice([2, 3, 3, 4, 4, 5, 6]), rng.random() < 0.75
+        if browser:
+            return rng.choice([1, 2, 2, 3, 4]), rng.random() < 0.15
+        return 1, False
+
+    def _visits(self, person: _Person, count: int, second: bool, engaged: bool) -> list[_Visit]:
+        rng = self.rng
+        primary = person.devices[0]
+        channels = [self._pick(DISCOVERY)] + [self._pick(RETURN) for _ in range(count - 1)]
+        plan: list[_Visit] = []
+        for i, channel in enumerate(channels):
+            device = person.devices[-1] if second and i > 0 and rng.random() < 0.4 else primary
+            pages = rng.randint(2, 7) if engaged else rng.choice([1, 1, 2, 3])
+            plan.append(_Visit(device, self.now, channel, pages))
+        return plan
+
+    def _buys(self, plan: list[_Visit], primary: _Device, second: bool, signs_up: bool) -> None:
+        rng = self.rng
+        buy = plan[-1]
+        buy.cart = buy.checkout = buy.purchase = True
+        buy.device = primary if not second or rng.random() < 0.6 else buy.device
+        if signs_up:
+            plan[rng.randrange(len(plan) - 1) if rng.random() < 0.4 else -1].signup = True
+
+    def _browses(self, plan: list[_Visit], browser: bool, signs_up: bool) -> None:
+        rng = self.rng
+        for visit in plan:
+            visit.cart = browser and rng.random() < 0.3
+            visit.checkout = visit.cart and rng.random() < 0.35
+        if signs_up:
+            plan[rng.randrange(len(plan))].signup = True
+
+    def _after_signup(self, plan: list[_Visit], person: _Person, second: bool, buyer: bool) -> None:
+        rng = self.rng
+        primary = person.devices[0]
+        signup_at = next(i for i, v in enumerate(plan) if v.signup)
+        for visit in plan[:signup_at + 1]:
+            visit.device = primary if visit.signup else visit.device  # the account is created on the main device
+        if second:  # the person later signs in on the other device: that links it (sessions.md ID-3, ID-13)
+            plan.append(_Visit(person.devices[-1], self.now, self._pick({"email": 3, "direct": 2}),
+                               rng.randint(1, 3), login=True))
+        if buyer and rng.random() < 0.4:  # repeat purchases, mostly after e-mails and direct visits
+            for _ in range(rng.choice([1, 1, 2])):
+                for _ in range(rng.choice([1, 1, 2])):
+                    plan.append(_Visit(rng.choice(person.devices), self.now, self._pick(RETURN),
+                                       rng.randint(2, 5)))
+                repeat = plan[-1]
+                repeat.cart = repeat.checkout = repeat.purchase = True
 
     def _bot(self) -> _Person:
         device = self.device("bot")
@@ -524,6 +550,20 @@ class _Generator:
 
 
 # ------------------------------------------------------------------------------------------------ seeding
+
+
+def _tagged(url: str, **params: str) -> str:
+    return f"{url}?{urlencode(params)}"
+
+
+_Arrival = Callable[[_Generator, str, datetime], tuple[str, str | None]]
+# sessions.md CH-2: how a visit of each channel lands (direct: the bare URL, no referrer)
+_ARRIVALS: dict[str, _Arrival] = {
+    "paid_search": _Generator._paid_search, "organic_search": _Generator._organic_search,
+    "paid_social": _Generator._paid_social, "organic_social": _Generator._organic_social,
+    "email": _Generator._email, "display": _Generator._display, "affiliate": _Generator._affiliate,
+    "referral": _Generator._referral, "video": _Generator._video, "ai": _Generator._ai, "other": _Generator._other,
+}
 
 
 def _plan_tag(seed: int, visitors: int, days: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -92,29 +92,28 @@ def _absent(v: object) -> bool:
     return v is None or (isinstance(v, str) and v == "")
 
 
-def _money(name: str, v: object, errors: list[str]) -> Decimal | None:
-    if _absent(v):
-        return None
+class _Bad(ValueError):
+    """A field's reason for refusal (SGTM-21: reported as ``"<field>: <reason>"``)."""
+
+
+Check = Callable[[object], Any]  # a present value → what the payload keeps, or raises _Bad
+
+
+def _money(v: object) -> Decimal:
     if isinstance(v, bool) or not isinstance(v, int | Decimal | float | str):
-        errors.append(f"{name}: must be a number or a numeric string")
-        return None
+        raise _Bad("must be a number or a numeric string")
     try:
         d = Decimal(str(v).strip()) if not isinstance(v, Decimal) else v
     except InvalidOperation:
-        errors.append(f"{name}: must be a number or a numeric string")
-        return None
+        raise _Bad("must be a number or a numeric string") from None
     if not d.is_finite() or d < 0 or d > MAX_MONEY:
-        errors.append(f"{name}: must be between 0 and 1000000000000")
-        return None
+        raise _Bad("must be between 0 and 1000000000000")
     return d
 
 
-def _url(name: str, v: object, errors: list[str]) -> str | None:
-    if _absent(v):
-        return None
+def _url(v: object) -> str:
     if not isinstance(v, str) or len(v) > 2048 or _URL.fullmatch(v) is None:
-        errors.append(f"{name}: must be an absolute http(s) URL of at most 2048 characters")
-        return None
+        raise _Bad("must be an absolute http(s) URL of at most 2048 characters")
     return v
 
 
@@ -163,25 +162,110 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:
-    """SGTM-21: every failure is collected; unknown top-level fields are ignored."""
-    if not isinstance(raw, dict):
-        return None, ["body: must be a JSON object"]
+def _matching(pattern: re.Pattern[str], reason: str, max_length: int | None = None) -> Check:
+    def check(v: object) -> str:
+        if isinstance(v, str) and (max_length is None or len(v) <= max_length) and pattern.fullmatch(v):
+            return v
+        raise _Bad(reason)
+
+    return check
+
+
+def _string(limit: int, integers: bool = False) -> Check:
+    def check(v: object) -> str:
+        if integers and isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if not isinstance(v, str) or len(v) > limit:
+            raise _Bad(f"must be a string of at most {limit} characters")
+        return v
+
+    return check
+
+
+def _session_id(v: object) -> str:
+    text = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(text, str) and _DIGITS.fullmatch(text):
+        return text
+    raise _Bad("must be a string or integer of at most 20 digits")
+
+
+def _session_number(v: object) -> int:
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1_000_000:
+        return v
+    raise _Bad("must be an integer from 0 to 1000000")
+
+
+def _ip(v: object) -> str:
+    try:
+        ip_address(str(v))
+    except ValueError:
+        raise _Bad("must be a valid IPv4 or IPv6 address") from None
+    return str(v)
+
+
+def _currency(v: object) -> str:
+    if isinstance(v, str) and _CURRENCY.fullmatch(v):
+        return v.upper()
+    raise _Bad("must be a 3-letter ISO 4217 code")
+
+
+# SGTM-21's field rules, in the order their errors are reported; absent (None or "") fields are skipped.
+_FIELDS: tuple[tuple[str, Check], ...] = (
+    *((key, _string(limit, integers=key == "user_id")) for key, limit in _STRINGS.items()),
+    ("visitor_id", _matching(_HEX64, "must be 64 lower-case hex characters")),
+    ("ga_client_id", _matching(_CLIENT_ID, "at most 100 letters, digits, dots, underscores or dashes", 100)),
+    ("ga_session_id", _session_id),
+    ("ga_session_number", _session_number),
+    ("page_location", _url),
+    ("page_referrer", _url),
+    ("ip", _ip),
+    ("value", _money),
+    ("tax", _money),
+    ("shipping", _money),
+    ("currency", _currency),
+)
+_HASHED: tuple[tuple[str, Check], ...] = tuple(
+    (key, _matching(_HEX64, "must be 64 lower-case hex characters")) for key in ("email_sha256", "phone_sha256"))
+_TYPES: tuple[tuple[str, Check], ...] = tuple(
+    (key, _matching(_TYPE, "1 to 100 letters, digits or _ . : -")) for key in ("event_type", "conversion_type"))
+
+
+_PRICE: tuple[tuple[str, Check], ...] = (("price", _money),)
+
+
+def _apply(rules: tuple[tuple[str, Check], ...], raw: Mapping[str, Any], out: dict[str, Any],
+           errors: list[str]) -> None:
+    for key, check in rules:
+        v = raw.get(key)
+        if _absent(v):
+            continue
+        try:
+            out[key] = check(v)
+        except _Bad as bad:
+            errors.append(f"{key}: {bad}")
+
+
+def _envelope_errors(raw: Mapping[str, Any]) -> list[str]:
+    """``v``, ``call`` and ``event_name``."""
     errors: list[str] = []
-    out: dict[str, Any] = {}
     if raw.get("v") != 1 or isinstance(raw.get("v"), bool):
         errors.append("v: must be 1")
-    call = raw.get("call", "auto")
-    call = "auto" if _absent(call) else call
-    if call not in CALLS:
+    if _call(raw) not in CALLS:
         errors.append(f"call: must be one of {', '.join(CALLS)}")
     name = raw.get("event_name")
     if _absent(name):
         errors.append("event_name: required")
     elif not isinstance(name, str) or _EVENT_NAME.fullmatch(name) is None:
         errors.append("event_name: must start with a letter and hold at most 40 letters, digits or underscores")
-    ts = raw.get("timestamp_ms")
-    timestamp_ms = 0
+    return errors
+
+
+def _call(raw: Mapping[str, Any]) -> Any:
+    call = raw.get("call", "auto")
+    return "auto" if _absent(call) else call
+
+
+def _timestamp(ts: object, now: datetime, errors: list[str]) -> int:
     if _absent(ts):
         errors.append("timestamp_ms: required")
     elif isinstance(ts, bool) or not isinstance(ts, int | Decimal) or not _integral(ts):
@@ -189,82 +273,28 @@ def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:
     else:
         stamp = ts if isinstance(ts, int) else stored_int(ts)  # Q-60: never int() of Decimal('1e999999')
         lowest, highest = (int((now + d).timestamp() * 1000) for d in (-PAST, FUTURE))
-        if stamp is None or not lowest <= stamp <= highest:  # compared as integers: no datetime overflow
-            errors.append("timestamp_ms: must be within 72 hours before and 5 minutes after the server time")
-        else:
-            timestamp_ms = stamp
-    for key, limit in _STRINGS.items():
-        v = raw.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and key == "user_id":
-            v = str(v)
-        if _absent(v):
-            continue
-        if not isinstance(v, str) or len(v) > limit:
-            errors.append(f"{key}: must be a string of at most {limit} characters")
-        else:
-            out[key] = v
-    visitor = raw.get("visitor_id")
-    if not _absent(visitor):
-        if isinstance(visitor, str) and _HEX64.fullmatch(visitor):
-            out["visitor_id"] = visitor
-        else:
-            errors.append("visitor_id: must be 64 lower-case hex characters")
-    client = raw.get("ga_client_id")
-    if not _absent(client):
-        if isinstance(client, str) and len(client) <= 100 and _CLIENT_ID.fullmatch(client):
-            out["ga_client_id"] = client
-        else:
-            errors.append("ga_client_id: at most 100 letters, digits, dots, underscores or dashes")
-    sid = raw.get("ga_session_id")
-    if not _absent(sid):
-        text = str(sid) if isinstance(sid, int) and not isinstance(sid, bool) else sid
-        if isinstance(text, str) and _DIGITS.fullmatch(text):
-            out["ga_session_id"] = text
-        else:
-            errors.append("ga_session_id: must be a string or integer of at most 20 digits")
-    number = raw.get("ga_session_number")
-    if not _absent(number):
-        if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 1_000_000:
-            out["ga_session_number"] = number
-        else:
-            errors.append("ga_session_number: must be an integer from 0 to 1000000")
-    for key in ("page_location", "page_referrer"):
-        if (u := _url(key, raw.get(key), errors)) is not None:
-            out[key] = u
-    ip = raw.get("ip")
-    if not _absent(ip):
-        try:
-            ip_address(str(ip))
-            out["ip"] = str(ip)
-        except ValueError:
-            errors.append("ip: must be a valid IPv4 or IPv6 address")
-    for key in ("value", "tax", "shipping"):
-        if (d := _money(key, raw.get(key), errors)) is not None:
-            out[key] = d
-    currency = raw.get("currency")
-    if not _absent(currency):
-        if isinstance(currency, str) and _CURRENCY.fullmatch(currency):
-            out["currency"] = currency.upper()
-        else:
-            errors.append("currency: must be a 3-letter ISO 4217 code")
-    elif out.get("value") and out["value"] > 0:
-        errors.append("currency: required when value is above 0")
-    out["items"] = _items(raw.get("items"), errors)
-    user_data = raw.get("user_data")
-    if not _absent(user_data):
-        if not isinstance(user_data, dict):
-            errors.append("user_data: must be an object")
-        else:
-            for key in ("email_sha256", "phone_sha256"):
-                v = user_data.get(key)
-                if _absent(v):
-                    continue
-                if isinstance(v, str) and _HEX64.fullmatch(v):
-                    out.setdefault("identifier", {})[key] = v
-                else:
-                    errors.append(f"user_data.{key}: must be 64 lower-case hex characters")
+        if stamp is not None and lowest <= stamp <= highest:  # compared as integers: no datetime overflow
+            return stamp
+        errors.append("timestamp_ms: must be within 72 hours before and 5 minutes after the server time")
+    return 0
+
+
+def _identifiers(user_data: object, out: dict[str, Any], errors: list[str]) -> None:
+    if _absent(user_data):
+        return
+    if not isinstance(user_data, dict):
+        errors.append("user_data: must be an object")
+        return
+    hashed: dict[str, Any] = {}
+    refused: list[str] = []
+    _apply(_HASHED, user_data, hashed, refused)
+    if hashed:
+        out["identifier"] = hashed
+    errors.extend(f"user_data.{reason}" for reason in refused)
+
+
+def _consent(raw_consent: object, errors: list[str]) -> dict[str, str]:
     consent = {"analytics_storage": "unknown", "ad_storage": "unknown"}
-    raw_consent = raw.get("consent")
     if isinstance(raw_consent, dict):
         for key in consent:
             v = raw_consent.get(key)
@@ -276,25 +306,42 @@ def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:
                 errors.append(f"consent.{key}: must be granted, denied or unknown")
     elif not _absent(raw_consent):
         errors.append("consent: must be an object")
-    for key in ("event_type", "conversion_type"):
-        v = raw.get(key)
-        if _absent(v):
-            continue
-        if isinstance(v, str) and _TYPE.fullmatch(v):
-            out[key] = v
-        else:
-            errors.append(f"{key}: 1 to 100 letters, digits or _ . : -")
+    return consent
+
+
+def _missing(call: Any, name: Any, out: Mapping[str, Any], consent: Mapping[str, str]) -> list[str]:
+    """SGTM-21's fields required by the kind of call, checked once every field is valid."""
+    errors: list[str] = []
+    if (call == "session" or (call == "auto" and name == "page_view")) and "page_location" not in out:
+        errors.append("page_location: required for a session")
+    if call == "identify" and "user_id" not in out:
+        errors.append("user_id: required for identify")
+    if call == "auto" and name == "refund" and "transaction_id" not in out:
+        errors.append("transaction_id: required for refund")
+    if consent["analytics_storage"] != "denied" and not any(k in out for k in ("visitor_id", "ga_client_id",
+                                                                                "user_id")):
+        errors.append("visitor_id: one of visitor_id, ga_client_id or user_id is required")
+    return errors
+
+
+def validate(raw: object, now: datetime) -> tuple[Payload | None, list[str]]:
+    """SGTM-21: every failure is collected; unknown top-level fields are ignored."""
+    if not isinstance(raw, dict):
+        return None, ["body: must be a JSON object"]
+    errors = _envelope_errors(raw)
+    timestamp_ms = _timestamp(raw.get("timestamp_ms"), now, errors)
+    out: dict[str, Any] = {}
+    _apply(_FIELDS, raw, out, errors)
+    if _absent(raw.get("currency")) and out.get("value") and out["value"] > 0:
+        errors.append("currency: required when value is above 0")
+    out["items"] = _items(raw.get("items"), errors)
+    _identifiers(raw.get("user_data"), out, errors)
+    consent = _consent(raw.get("consent"), errors)
+    _apply(_TYPES, raw, out, errors)
     out["properties"] = _properties(raw.get("properties"), errors)
+    call, name = _call(raw), raw.get("event_name")
     if not errors:
-        if (call == "session" or (call == "auto" and name == "page_view")) and "page_location" not in out:
-            errors.append("page_location: required for a session")
-        if call == "identify" and "user_id" not in out:
-            errors.append("user_id: required for identify")
-        if call == "auto" and name == "refund" and "transaction_id" not in out:
-            errors.append("transaction_id: required for refund")
-        if consent["analytics_storage"] != "denied" and not any(k in out for k in ("visitor_id", "ga_client_id",
-                                                                                    "user_id")):
-            errors.append("visitor_id: one of visitor_id, ga_client_id or user_id is required")
+        errors = _missing(call, name, out, consent)
     if errors:
         return None, errors
     return Payload(call=str(call), event_name=str(name), timestamp_ms=timestamp_ms, consent=consent,
@@ -323,8 +370,9 @@ def _items(v: object, errors: list[str]) -> list[dict[str, Any]]:
                 errors.append(f"items[{i}].{key}: must be a string of at most 200 characters")
             else:
                 clean[key] = s
-        if (price := _money(f"items[{i}].price", item.get("price"), errors)) is not None:
-            clean["price"] = price
+        refused: list[str] = []
+        _apply(_PRICE, item, clean, refused)
+        errors.extend(f"items[{i}].{reason}" for reason in refused)
         quantity = item.get("quantity")
         if not _absent(quantity):
             count = stored_int(quantity) if isinstance(quantity, int | Decimal) else None  # Q-60: size first
@@ -437,135 +485,197 @@ def outputs_for(p: Payload, account_id: str, environment: str, device_fingerprin
                 shopify_active: bool = False, visitor: str | None = None) -> Outputs:
     """SGTM-22..SGTM-29. ``device_fingerprint`` comes from the edge (FP-1, FP-2: only the fingerprint of the
     masked IP travels on); ``visitor`` is the one the alias lookup resolved (default: :func:`sent_visitor`)."""
-    denied = not p.analytics_allowed
     consent = p.consent["analytics_storage"]
-    envelope = {"account_id": account_id, "environment": environment, "source": "sgtm", "origin": "sgtm"}
     if str(p.get("page_location") or "").startswith(MEASUREMENT_TEST):
         return Outputs(None, consent, [], "measurement_test")
-    visitor = None if denied else (visitor or sent_visitor(p))
-    user_id = None if denied else p.get("user_id")
-    identifier = None if denied else p.get("identifier")
-    agent = None if denied else p.get("user_agent")
-    fingerprint = None if denied else device_fingerprint
-    at = _rfc3339(p.occurred_at)
-    url = p.get("page_location")
-    if denied and url:
-        url = _strip_query(url)
-    referrer = None if denied else p.get("page_referrer")
-    key_hash = _sha(f"{visitor or ''}|{url or ''}|{p.timestamp_ms}")
-    commands: list[dict[str, Any]] = []
+    mapper = _Mapper.of(p, account_id, environment, device_fingerprint, shopify_active, visitor)
+    skipped = _skipped(p, mapper)
+    if skipped is None:
+        if mapper.user_id:  # SGTM-25: at most once per user, visitor and day (by its key)
+            mapper.identify(dict(p.get("properties") or {}) if p.call == "identify" else None)
+        skipped = mapper.dispatch()
+    if skipped is not None:
+        return Outputs(mapper.visitor, consent, [], skipped)
+    return Outputs(mapper.visitor, consent, mapper.commands)
 
-    def identify(traits: dict[str, Any] | None = None) -> None:
-        day = p.occurred_at.date().isoformat()
-        digest = _sha(f"{user_id}|{visitor or ''}|{day}")
-        cmd = {"kind": "identify", **envelope, "idempotency_key": f"sgtm:{account_id}:identify:{digest}",
-               "user_id": user_id, "visitor_id": visitor, "occurred_at": at}
-        if identifier:
-            cmd["identifier"] = dict(identifier)
+
+def _skipped(p: Payload, mapper: _Mapper) -> str | None:
+    """Why a payload yields no command at all, before any is built (SGTM-26, SGTM-27)."""
+    if p.call == "auto" and p.event_name in IGNORED:
+        return "ignored_event"
+    conversion_kind = p.call == "conversion" or (
+        p.call == "auto" and (p.event_name in CONVERSIONS or p.event_name == "refund"))
+    if mapper.denied and not conversion_kind:
+        return "consent_denied"
+    if p.call == "auto" and p.event_name == "login" and not mapper.user_id:
+        return "missing_user_id"
+    return None
+
+
+@dataclass
+class _Mapper:
+    """One payload's commands, with what consent lets travel (SGTM-22: denied analytics storage keeps no
+    visitor, user, identifier, user agent, fingerprint, referrer or query string)."""
+
+    p: Payload
+    account_id: str
+    envelope: dict[str, Any]
+    denied: bool
+    visitor: str | None
+    user_id: str | None
+    identifier: dict[str, str] | None
+    agent: str | None
+    fingerprint: str | None
+    url: str | None
+    referrer: str | None
+    shopify_active: bool
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, p: Payload, account_id: str, environment: str, device_fingerprint: str | None,
+           shopify_active: bool, visitor: str | None) -> _Mapper:
+        denied = not p.analytics_allowed
+        url = p.get("page_location")
+        kept = (lambda value: None) if denied else (lambda value: value)
+        return cls(p=p, account_id=account_id, denied=denied, shopify_active=shopify_active,
+                   envelope={"account_id": account_id, "environment": environment, "source": "sgtm",
+                             "origin": "sgtm"},
+                   visitor=kept(visitor or sent_visitor(p)), user_id=kept(p.get("user_id")),
+                   identifier=kept(p.get("identifier")), agent=kept(p.get("user_agent")),
+                   fingerprint=kept(device_fingerprint), url=_strip_query(url) if denied and url else url,
+                   referrer=kept(p.get("page_referrer")))
+
+    @property
+    def at(self) -> str:
+        return _rfc3339(self.p.occurred_at)
+
+    @property
+    def key_hash(self) -> str:
+        return _sha(f"{self.visitor or ''}|{self.url or ''}|{self.p.timestamp_ms}")
+
+    def dispatch(self) -> str | None:
+        """The commands of the payload's call; a reason when it yields none after all."""
+        p = self.p
+        if p.call == "session":
+            self.session()
+        elif p.call == "event":
+            self.event(p.get("event_type") or p.event_name, {})
+        elif p.call == "conversion":
+            self.conversion(p.get("conversion_type") or p.event_name)
+        elif p.call == "auto":
+            return self.auto(p.event_name)
+        return None
+
+    def auto(self, name: str) -> str | None:
+        """SGTM-24: a GA4 event by its name."""
+        if name == "page_view":
+            self.session()
+            title = self.p.get("page_title")
+            self.event("page_view", {"title": title} if title and not self.denied else {})
+        elif name in EVENTS:
+            event_type, extras = EVENTS[name]
+            self.event(event_type, self._extras(extras))
+        elif name in CONVERSIONS:
+            self.conversion(CONVERSIONS[name])
+        elif name == "refund":
+            return self.refund()
+        elif name != "login":
+            self.event(name, {})
+        return None
+
+    def _extras(self, kind: str) -> dict[str, Any]:
+        if kind == "commerce":
+            return _commerce(self.p)
+        if kind == "item_count":
+            return {"item_count": len(self.p.get("items") or [])}
+        term = self.p.get("search_term")
+        return {"search_term": term} if term else {}
+
+    def identify(self, traits: dict[str, Any] | None = None) -> None:
+        day = self.p.occurred_at.date().isoformat()
+        digest = _sha(f"{self.user_id}|{self.visitor or ''}|{day}")
+        cmd = {"kind": "identify", **self.envelope, "idempotency_key": f"sgtm:{self.account_id}:identify:{digest}",
+               "user_id": self.user_id, "visitor_id": self.visitor, "occurred_at": self.at}
+        if self.identifier:
+            cmd["identifier"] = dict(self.identifier)
         if traits:
             cmd["traits"] = traits
-        commands.append(_compact(cmd))
+        self.commands.append(_compact(cmd))
 
-    def session() -> None:
-        if visitor is None:
+    def session(self) -> None:
+        if self.visitor is None:
             return  # sessions belong to a visitor; a user-only request still records its event (SGTM-24-D2)
-        key = f"sgtm:{account_id}:session:{p.get('event_id') or key_hash}"
-        commands.append(_compact({"kind": "session", **envelope, "idempotency_key": key, "visitor_id": visitor,
-                                  "url": url, "referrer": referrer, "occurred_at": at, "user_agent": agent,
-                                  "device_fingerprint": fingerprint}))
+        key = f"sgtm:{self.account_id}:session:{self.p.get('event_id') or self.key_hash}"
+        self.commands.append(_compact({
+            "kind": "session", **self.envelope, "idempotency_key": key, "visitor_id": self.visitor, "url": self.url,
+            "referrer": self.referrer, "occurred_at": self.at, "user_agent": self.agent,
+            "device_fingerprint": self.fingerprint}))
 
-    def event(event_type: str, extras: dict[str, Any]) -> None:
-        key = f"sgtm:{account_id}:evt:{p.event_name}:{p.get('event_id') or key_hash}"
+    def event(self, event_type: str, extras: dict[str, Any]) -> None:
+        p = self.p
+        key = f"sgtm:{self.account_id}:evt:{p.event_name}:{p.get('event_id') or self.key_hash}"
         props = _with_custom(dict(extras), p.get("properties") or {})
         if p.get("event_id"):
             props["event_id"] = p.get("event_id")
-        commands.append(_compact({"kind": "event", **envelope, "idempotency_key": key, "event_type": event_type,
-                                  "visitor_id": visitor, "user_id": user_id, "occurred_at": at, "url": url,
-                                  "referrer": referrer, "user_agent": agent, "device_fingerprint": fingerprint,
-                                  "properties": props}))
+        self.commands.append(_compact({
+            "kind": "event", **self.envelope, "idempotency_key": key, "event_type": event_type,
+            "visitor_id": self.visitor, "user_id": self.user_id, "occurred_at": self.at, "url": self.url,
+            "referrer": self.referrer, "user_agent": self.agent, "device_fingerprint": self.fingerprint,
+            "properties": props}))
 
-    def conversion(conversion_type: str) -> None:
-        props = _conversion_properties(p, denied)
+    def _conversion_key(self, conversion_type: str, props: dict[str, Any]) -> str:
+        """SGTM-29's idempotency key, strongest first; a weak one is marked in the properties."""
+        p, prefix = self.p, f"sgtm:{self.account_id}"
         txn, event_id = p.get("transaction_id"), p.get("event_id")
         if conversion_type == "purchase" and txn:
-            key = f"sgtm:{account_id}:txn:{txn}"
-        elif conversion_type == "signup" and user_id:
-            key = f"sgtm:{account_id}:signup:{user_id}"
-        elif txn:
-            key = f"sgtm:{account_id}:{conversion_type}:txn:{txn}"
-        elif event_id:
-            key = f"sgtm:{account_id}:{conversion_type}:evt:{event_id}"
-        else:
-            weak = _sha(f"{p.get('ga_client_id') or ''}|{p.event_name}|{p.timestamp_ms}")
-            key = f"sgtm:{account_id}:{conversion_type}:weak:{weak}"
-            props["key_quality"] = "weak"
-        if denied:
+            return f"{prefix}:txn:{txn}"
+        if conversion_type == "signup" and self.user_id:
+            return f"{prefix}:signup:{self.user_id}"
+        if txn:
+            return f"{prefix}:{conversion_type}:txn:{txn}"
+        if event_id:
+            return f"{prefix}:{conversion_type}:evt:{event_id}"
+        props["key_quality"] = "weak"
+        weak = _sha(f"{p.get('ga_client_id') or ''}|{p.event_name}|{p.timestamp_ms}")
+        return f"{prefix}:{conversion_type}:weak:{weak}"
+
+    def conversion(self, conversion_type: str) -> None:
+        p = self.p
+        props = _conversion_properties(p, self.denied)
+        key = self._conversion_key(conversion_type, props)
+        if self.denied:
             props["consent"] = "denied"
         cmd: dict[str, Any] = {
-            "kind": "conversion", **envelope, "idempotency_key": key, "conversion_type": conversion_type,
-            "converted_at": at, "revenue": _revenue(p, conversion_type), "currency": p.get("currency"),
-            "visitor_id": _sha("anon:" + key) if denied else visitor, "user_id": user_id,
-            "identifier": dict(identifier) if identifier else None, "user_agent": agent,
-            "device_fingerprint": fingerprint, "properties": props,
+            "kind": "conversion", **self.envelope, "idempotency_key": key, "conversion_type": conversion_type,
+            "converted_at": self.at, "revenue": _revenue(p, conversion_type), "currency": p.get("currency"),
+            "visitor_id": _sha("anon:" + key) if self.denied else self.visitor, "user_id": self.user_id,
+            "identifier": dict(self.identifier) if self.identifier else None, "user_agent": self.agent,
+            "device_fingerprint": self.fingerprint, "properties": props,
         }
-        if conversion_type == "signup" and user_id:
+        if conversion_type == "signup" and self.user_id:
             cmd["is_acquisition"] = True
-        if shopify_active and conversion_type == "purchase" and txn:  # SGTM-30: one conversion per order
+        txn = p.get("transaction_id")
+        if self.shopify_active and conversion_type == "purchase" and txn:  # SGTM-30: one conversion per order
             cmd["kind"] = "sgtm_order_link"
-            cmd["transaction_id"], cmd["ga_client_id"] = txn, None if denied else p.get("ga_client_id")
+            cmd["transaction_id"], cmd["ga_client_id"] = txn, None if self.denied else p.get("ga_client_id")
             cmd["occurred_at"] = cmd.pop("converted_at")
             cmd["hold_until"] = _rfc3339(p.occurred_at + timedelta(hours=6))
-        commands.append(_compact(cmd))
+        self.commands.append(_compact(cmd))
 
-    def refund() -> Outputs | None:
-        if shopify_active:
-            return Outputs(visitor, consent, [], "shopify_refunds")
+    def refund(self) -> str | None:
+        if self.shopify_active:
+            return "shopify_refunds"
+        p = self.p
         txn = p.get("transaction_id")
         suffix = p.get("event_id") or str(p.timestamp_ms)
-        amount = _revenue(p, "purchase")
-        commands.append(_compact({
-            "kind": "order_adjustment", **envelope, "idempotency_key": f"sgtm:{account_id}:refund:{txn}:{suffix}",
-            "conversion_key": f"sgtm:{account_id}:txn:{txn}", "adjustment": "refund", "amount": amount,
-            "currency": p.get("currency"), "occurred_at": at, "properties": {"event_id": p.get("event_id")},
+        self.commands.append(_compact({
+            "kind": "order_adjustment", **self.envelope,
+            "idempotency_key": f"sgtm:{self.account_id}:refund:{txn}:{suffix}",
+            "conversion_key": f"sgtm:{self.account_id}:txn:{txn}", "adjustment": "refund",
+            "amount": _revenue(p, "purchase"), "currency": p.get("currency"), "occurred_at": self.at,
+            "properties": {"event_id": p.get("event_id")},
         }))
         return None
-
-    name = p.event_name
-    if p.call == "auto" and name in IGNORED:
-        return Outputs(visitor, consent, [], "ignored_event")
-    conversion_kind = p.call == "conversion" or (p.call == "auto" and (name in CONVERSIONS or name == "refund"))
-    if denied and not conversion_kind:
-        return Outputs(None, consent, [], "consent_denied")
-    if p.call == "auto" and name == "login" and not user_id:
-        return Outputs(visitor, consent, [], "missing_user_id")
-    explicit_identify = p.call == "identify"
-    if user_id and not denied:  # SGTM-25: at most once per user, visitor and day (by its key)
-        identify(dict(p.get("properties") or {}) if explicit_identify else None)
-    if p.call == "session":
-        session()
-    elif p.call == "event":
-        event(p.get("event_type") or name, {})
-    elif p.call == "conversion":
-        conversion(p.get("conversion_type") or name)
-    elif p.call == "auto":
-        if name == "page_view":
-            session()
-            event("page_view", {"title": p.get("page_title")} if p.get("page_title") and not denied else {})
-        elif name in EVENTS:
-            event_type, extras = EVENTS[name]
-            props = _commerce(p) if extras == "commerce" else (
-                {"item_count": len(p.get("items") or [])} if extras == "item_count"
-                else ({"search_term": p.get("search_term")} if p.get("search_term") else {}))
-            event(event_type, props)
-        elif name in CONVERSIONS:
-            conversion(CONVERSIONS[name])
-        elif name == "refund":
-            skipped = refund()
-            if skipped is not None:
-                return skipped
-        elif name != "login":
-            event(name, {})
-    return Outputs(None if denied else visitor, consent, commands)
 
 
 def output_kind(command: Mapping[str, Any]) -> str:

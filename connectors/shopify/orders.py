@@ -198,17 +198,25 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
         "properties": conversion_properties(body, amounts, basis, str(row.shop_currency),
                                             str(row.presentment_currency), method, installation.primary_domain,
                                             api_version)}))
+    _hand_over(db, installation, row, key, method, conversion_visitor, now, out)
+    return True
+
+
+def _hand_over(db: Session, installation: Installation, row: ShopifyOrder, key: str, method: str,
+               visitor: str | None, now: datetime, out: Outcome) -> None:
+    """After the order's conversion: sGTM purchases held for it step aside (SGTM-31/32), and the order row
+    records how it was attributed once the commands are appended (``out.finish``)."""
     held_links = sgtm_links(db, row)
     for held in held_links:
         if held.status == "converted":  # SGTM-32: Shopify is the revenue source; the held purchase steps aside
             out.commands.append(_command(installation, row.environment, _superseded(held, key, now)))
-    account_id, row_id, stored_visitor = row.account_id, row.id, conversion_visitor
+    account_id, row_id = row.account_id, row.id
     link_ids = [(h.id, "superseded" if h.status in ("converted", "superseded") else "merged") for h in held_links]
 
     def converted(db: Session) -> None:
         order = db.get(ShopifyOrder, (account_id, row_id))
         if order is not None:
-            order.status, order.attribution_method, order.visitor_id = "converted", method, stored_visitor
+            order.status, order.attribution_method, order.visitor_id = "converted", method, visitor
             order.conversion_key, order.next_attempt_at, order.updated_at = key, None, now
         for link_id, status in link_ids:  # SGTM-31/32: the sGTM purchase is this order's conversion now
             held = db.get(SgtmOrderLink, (account_id, link_id))
@@ -216,7 +224,6 @@ def _conversion(db: Session, installation: Installation, row: ShopifyOrder, body
                 held.status, held.merged_into, held.updated_at = status, key, now
 
     out.finish.append(converted)
-    return True
 
 
 def _superseded(held: SgtmOrderLink, order_key: str, now: datetime) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from core.processors.identity import link_implicitly, resolve_user, visitor_for_
 from core.processors.preload import ACTIVITY_WINDOW
 from core.processors.rows import VisitorRow
 from core.reads import conversion_body
-from core.storage.models import Conversion, ConversionAdjustment, Event, Session, Visitor
+from core.storage.models import Conversion, ConversionAdjustment, Event, Session, User, Visitor
 
 log = logging.getLogger("mbuzz.conversions")
 
@@ -147,50 +147,74 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         if known is not None:
             return _duplicate(ctx, cmd, known)
     warnings = list(cmd.warnings)
-    event: Event | None = None
-    if cmd.event_id is not None:
-        event = ctx.db.scalars(sa.select(Event).where(ctx.scoped(Event), Event.id == cmd.event_id)).first()
-        if event is None:
-            named = next(
-                (f for f, v in (("visitor_id", cmd.visitor_key), ("user_id", cmd.user_key)) if v is not None),
-                "identifier" if cmd.email_sha256 else None,
-            )
-            if named is None:
-                if ctx.can_defer and event_may_still_arrive(cmd.event_id, datetime.now(UTC)):
-                    # API-93: a fresh id's event may still be in flight; the drain retries until it is 1 h old.
-                    return CommandResult(command_id=cmd.id, status="waiting", result_id=cmd.id)
-                # In inline mode every accepted event is already committed, so it never arrives later.
-                return CommandResult(
-                    command_id=cmd.id, status="rejected", errors=[f"event_id {cmd.event_id} not found"]
-                )
-            warnings.append(f"event_id {cmd.event_id} not found; used {named}")
+    event = _event_of(ctx, cmd, warnings)
+    if isinstance(event, CommandResult):
+        return event
     if cmd.idempotency_key is not None:
         raced = claim_key(ctx, "conversion", cmd.idempotency_key, cmd.id, cmd.received_at)
         if raced is not None:
             return _duplicate(ctx, cmd, raced)
-    received = cmd.received_at
-    converted_at = cmd.converted_at or (event.occurred_at if event is not None else received)
-    source = "timestamp" if cmd.converted_at else ("event" if event is not None else "received")
+    converted_at = cmd.converted_at or (event.occurred_at if event is not None else cmd.received_at)
     user = resolve_user(ctx, cmd.user_key, cmd.email_sha256, converted_at, cmd.origin)
-    visitor: VisitorRow
+    visitor = _visitor_of(ctx, cmd, event, user, converted_at)
+    if user is not None:
+        link_implicitly(ctx, visitor, user, converted_at)
+    values = _conversion_values(ctx, cmd, event, user, visitor, converted_at, warnings)
+    held = _reads_no_other_conversion(ctx, cmd) and not _has_pending_adjustments(ctx, cmd.idempotency_key)
+    conv, credits = _stored(ctx, values, warnings, held)
+    user_key = cmd.user_key if user is not None and conv.user_id == user.id else None
+    answer_keys = (visitor.visitor_key, user_key) if conv.user_id is None or user_key is not None else None
+    body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models, answer_keys, credits)
+    body["duplicate"] = False
+    if warnings:
+        body["warnings"] = warnings
+    return CommandResult(command_id=cmd.id, result_id=conv.id, body=body, warnings=warnings)
+
+
+def _event_of(ctx: Ctx, cmd: ConversionCommand, warnings: list[str]) -> Event | CommandResult | None:
+    """The event the conversion names (API-92), None when it names none or names a missing one it can do
+    without (a warning says which key was used), or the waiting/rejected result when it cannot (API-93)."""
+    if cmd.event_id is None:
+        return None
+    event = ctx.db.scalars(sa.select(Event).where(ctx.scoped(Event), Event.id == cmd.event_id)).first()
+    if event is not None:
+        return event
+    named = next(
+        (f for f, v in (("visitor_id", cmd.visitor_key), ("user_id", cmd.user_key)) if v is not None),
+        "identifier" if cmd.email_sha256 else None,
+    )
+    if named is not None:
+        warnings.append(f"event_id {cmd.event_id} not found; used {named}")
+        return None
+    if ctx.can_defer and event_may_still_arrive(cmd.event_id, datetime.now(UTC)):
+        # API-93: a fresh id's event may still be in flight; the drain retries until it is 1 h old.
+        return CommandResult(command_id=cmd.id, status="waiting", result_id=cmd.id)
+    # In inline mode every accepted event is already committed, so it never arrives later.
+    return CommandResult(command_id=cmd.id, status="rejected", errors=[f"event_id {cmd.event_id} not found"])
+
+
+def _visitor_of(ctx: Ctx, cmd: ConversionCommand, event: Event | None, user: User | None,
+                converted_at: datetime) -> VisitorRow:
+    """The event's visitor, else the one sent, else the user's (the edge guarantees one of the three)."""
     if event is not None:
         found = ctx.db.scalars(sa.select(Visitor).where(ctx.scoped(Visitor), Visitor.id == event.visitor_id)).first()
         assert found is not None
-        visitor = ensure_visitor(ctx, found.visitor_key, converted_at)
-    elif cmd.visitor_key is not None:
-        visitor = ensure_visitor(ctx, cmd.visitor_key, converted_at)
-    else:
-        assert user is not None, "the edge guarantees an event, a visitor or a user"
-        visitor = visitor_for_user(ctx, user, converted_at, cmd.fingerprint)
-    if user is not None:
-        link_implicitly(ctx, visitor, user, converted_at)
+        return ensure_visitor(ctx, found.visitor_key, converted_at)
+    if cmd.visitor_key is not None:
+        return ensure_visitor(ctx, cmd.visitor_key, converted_at)
+    assert user is not None, "the edge guarantees an event, a visitor or a user"
+    return visitor_for_user(ctx, user, converted_at, cmd.fingerprint)
+
+
+def _conversion_values(ctx: Ctx, cmd: ConversionCommand, event: Event | None, user: User | None,
+                       visitor: VisitorRow, converted_at: datetime, warnings: list[str]) -> dict[str, Any]:
+    """The new conversion's row, attribution still pending."""
     user_id = user.id if user is not None else None
     if user_id is None and event is not None:
         user_id = event.user_id
     if user_id is None:
         user_id = owner_at(links_of_visitor(ctx, visitor.id), converted_at)
-    currency = cmd.currency or ctx.config.currency
-    values: dict[str, Any] = dict(
+    return dict(
         account_id=ctx.account_id,
         environment=ctx.environment,
         id=cmd.id,
@@ -201,12 +225,12 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         named_user=user is not None or (event is not None and event.user_id is not None),
         event_id=event.id if event is not None else None,
         converted_at=converted_at,
-        converted_at_source=source,
-        received_at=received,
+        converted_at_source="timestamp" if cmd.converted_at else ("event" if event is not None else "received"),
+        received_at=cmd.received_at,
         revenue_minor=cmd.revenue_minor,
         refunded_minor=0,
         net_revenue_minor=cmd.revenue_minor,
-        currency=currency,
+        currency=cmd.currency or ctx.config.currency,
         status="active",
         is_acquisition=cmd.is_acquisition,
         inherit_acquisition=cmd.inherit_acquisition,
@@ -217,9 +241,13 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
         warnings=warnings,
         source=cmd.source,
         origin=cmd.origin,
+        session_id=event.session_id if event is not None else _session_for(ctx, visitor.id, converted_at),
     )
-    values["session_id"] = event.session_id if event is not None else _session_for(ctx, visitor.id, converted_at)
-    held = _reads_no_other_conversion(ctx, cmd) and not _has_pending_adjustments(ctx, cmd.idempotency_key)
+
+
+def _stored(ctx: Ctx, values: dict[str, Any], warnings: list[str],
+            held: bool) -> tuple[Conversion, list[dict[str, Any]] | None]:
+    """The conversion attributed, then held for the batch's write (ATT-45-D2) or written at once."""
     if held:
         conv, credits = _held_with_attribution(ctx, values, warnings)
     else:
@@ -235,10 +263,4 @@ def process_conversion(ctx: Ctx, cmd: ConversionCommand) -> CommandResult:
     conv.warnings = list(warnings)
     if held:
         _hold(ctx, conv, credits)
-    user_key = cmd.user_key if user is not None and conv.user_id == user.id else None
-    answer_keys = (visitor.visitor_key, user_key) if conv.user_id is None or user_key is not None else None
-    body = conversion_body(ctx.db, ctx.tenant, conv, ctx.config.attribution.enabled_models, answer_keys, credits)
-    body["duplicate"] = False
-    if warnings:
-        body["warnings"] = warnings
-    return CommandResult(command_id=cmd.id, result_id=conv.id, body=body, warnings=warnings)
+    return conv, credits
