@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from gateway.config import Settings
 
@@ -23,13 +23,10 @@ _READ_STEP = 65_536
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    import connectors.sgtm
+    import connectors.shopify
     from connectors.sgtm.endpoint import ORDER_LINKED
-    from connectors.sgtm.endpoint import bp as sgtm_bp
-    from connectors.shopify.embedded import bp as shopify_embedded_bp
-    from connectors.shopify.oauth import bp as shopify_oauth_bp
-    from connectors.shopify.pixel import bp as shopify_pixel_bp
     from connectors.shopify.sweep import rerun_order
-    from connectors.shopify.webhooks import bp as shopify_webhooks_bp
     from gateway import dashboard, errors, ratelimit
     from gateway.api.data import bp as data_bp
     from gateway.api.lean import LeanEvents
@@ -47,11 +44,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(data_bp)  # api.md §8.6 data API
     app.register_blueprint(openapi_bp)
-    app.register_blueprint(sgtm_bp)
-    app.register_blueprint(shopify_webhooks_bp)
-    app.register_blueprint(shopify_pixel_bp)
-    app.register_blueprint(shopify_oauth_bp)
-    app.register_blueprint(shopify_embedded_bp)
+    connectors.sgtm.init_app(app)
+    connectors.shopify.init_app(app, lambda: Services.build(Settings.from_env()))  # its RQ jobs' services
     app.extensions[ORDER_LINKED] = rerun_order  # SHP-52: an sGTM link lets a parked Shopify order link at once
     dashboard.init_app(app, settings.public_url)
     ratelimit.init_app(app, settings)
@@ -66,7 +60,7 @@ class _NoSessionOnTheApi(SecureCookieSessionInterface):
     """`/api/` answers never read or set the dashboard's session cookie (keys authenticate them, API-10), so they
     skip building its signer: part of a single-event request's cost (docs/performance.md, issue 17)."""
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path.startswith("/api/"):
             return self.make_null_session(app)
         return super().open_session(app, request)

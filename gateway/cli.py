@@ -8,19 +8,21 @@ import sys
 from typing import Any
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
 from core import accounts, demo
 from core.storage.db import migrate
 from core.tenant import Tenant
+from gateway.services import Services, services
 
 cli = AppGroup("mbuzz", help="Multibuzz operator commands.")
 _log = logging.getLogger("mbuzz.worker")
 
 
-def _services():  # type: ignore[no-untyped-def]
-    return current_app.config["MBUZZ"]
+def _services() -> Services:
+    return services()
 
 
 @cli.command("migrate")
@@ -226,9 +228,7 @@ def seed_demo_command(account_id: str | None, environment: str, visitors: int, d
     click.echo(_seed(Tenant(account_id, environment), visitors, days, seed).describe())
 
 
-def _redis():  # type: ignore[no-untyped-def]
-    import redis
-
+def _redis() -> redis.Redis:
     url = _services().settings.redis_url
     if not url:
         raise click.ClickException("REDIS_URL is not set: the command log is inline, there is nothing to drain")
@@ -334,14 +334,14 @@ def _worker_class() -> Any:
 
         def request_stop(self, signum: Any = None, frame: Any = None) -> None:
             self.stop_asked = True
-            super().request_stop(signum, frame)
+            super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq is untyped here
 
         def work(self) -> None:
             pause = 1.0
             while not self.stop_asked:
                 began = time.monotonic()
                 try:
-                    super().work()  # returns once a stop was asked for
+                    super().work()  # type: ignore[no-untyped-call]  # returns once a stop was asked for
                     return
                 except redis.RedisError as exc:
                     pause = 1.0 if time.monotonic() - began > WORKER_MAX_PAUSE_S else pause
@@ -356,7 +356,7 @@ def _worker_class() -> Any:
 
         def request_stop(self, signum: Any, frame: Any) -> None:
             self.stopping.set()
-            super().request_stop(signum, frame)
+            super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
         def _start_scheduler(self, burst: bool = False, logging_level: Any = "INFO",
                              date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
@@ -367,7 +367,7 @@ def _worker_class() -> Any:
             self.scheduler = Scheduler(self.queues, connection=self.connection, date_format=date_format,
                                        logging_level=self.log.level if logging_level is None else logging_level,
                                        log_format=log_format, serializer=self.serializer)
-            self.scheduler.acquire_locks(auto_start=True)  # forks the scheduler when it holds a queue's lock
+            self.scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # forks the scheduler when it holds a queue's lock
 
     return Worker
 

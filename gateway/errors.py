@@ -17,7 +17,8 @@ from flask import Flask, Response, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
-from gateway.api.views import _request_id, json_response
+from edge.http import json_response
+from gateway.api.views import _request_id
 
 log = logging.getLogger("mbuzz.gateway")
 

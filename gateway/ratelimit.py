@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
 
 from connectors.shopify.pixel import pixel_key_for_limits
 from core.queue import PREFIX
-from gateway.api.auth import client_ip, token_digest
+from edge.http import client_ip
+from gateway.api.auth import token_digest
 from gateway.config import Settings
 
 KEY_PREFIX = f"{PREFIX}:limits"
@@ -83,7 +85,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         in_memory_fallback_enabled=True,
         storage_options=storage_options(),
     )
-    views = app.view_functions
+    views: dict[str, Any] = app.view_functions  # Flask-Limiter's decorators return their own callable types
     _not_on(app, limiter, ADMITTED_BY_APPEND)
     data = limiter.shared_limit(lambda: settings.ratelimit_data, scope="data")  # API-140: GET /data/*
     for name, decorator in (

@@ -20,11 +20,11 @@ from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, va
 from core.aliases import visitor_for_ga_client
 from core.commands import CommandResult
 from core.envelope import command_from_envelope
+from core.fingerprint import clean_user_agent, fingerprint, mask_ip
 from core.storage.models import Installation
 from core.tenant import Tenant
-from gateway.api.auth import cached_lookup
-from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
-from gateway.api.views import json_response
+from edge.http import json_response
+from edge.keys import cached_lookup
 
 bp = Blueprint("sgtm_v1", __name__, url_prefix="/sgtm/v1")
 

@@ -1,0 +1,23 @@
+"""The Shopify connector (shopify.md): webhooks, the Web Pixel endpoint, OAuth and the embedded app, with their
+RQ jobs. :func:`init_app` plugs it into a Flask app; the connector imports no gateway module (issue 18)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+
+def init_app(app: Flask, worker_services: Callable[[], Any]) -> None:
+    """Registers the connector's blueprints; ``worker_services`` builds the services its RQ jobs use in a worker
+    process (called once per process, on the first job)."""
+    from connectors.shopify.embedded import bp as embedded
+    from connectors.shopify.oauth import bp as oauth
+    from connectors.shopify.pixel import bp as pixel
+    from connectors.shopify.queue import provide_services
+    from connectors.shopify.webhooks import bp as webhooks
+
+    for blueprint in (webhooks, pixel, oauth, embedded):
+        app.register_blueprint(blueprint)
+    provide_services(worker_services)

@@ -45,7 +45,7 @@ from core.storage.models import (
     ShopifyOrder,
     ShopifyWebhookDelivery,
 )
-from gateway.api.views import json_response
+from edge.http import json_response
 
 __all__ = ["METHODS", "bp", "status_of"]
 

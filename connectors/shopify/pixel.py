@@ -24,13 +24,12 @@ from connectors.shopify.envelopes import envelope, gid_tail, rfc3339, shop_domai
 from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
+from core.fingerprint import clean_user_agent, fingerprint, mask_ip
 from core.ids import new_id
 from core.money import MAX_REVENUE
 from core.numbers import stored_int
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
-from gateway.api.auth import client_ip
-from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
-from gateway.api.views import json_response
+from edge.http import client_ip, json_response
 
 __all__ = ["EVENT_TYPES", "bp", "pixel_key_for_limits"]
 
@@ -133,10 +132,18 @@ def _rejection(event: Any, now: datetime) -> str | None:
     return None
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _visitor(db: Session, installation: Installation, body: dict[str, Any], now: datetime) -> str:
     """SHP-73: the alias of the Shopify client id wins; else the sent visitor id; else one derived from both."""
-    client_id = body.get("shopify_client_id") if isinstance(body.get("shopify_client_id"), str) else None
-    sent = body.get("visitor_id") if isinstance(body.get("visitor_id"), str) else None
+    client_id = _text(body.get("shopify_client_id"))
+    sent = _text(body.get("visitor_id"))
     sent = sent if sent and VISITOR_ID.fullmatch(sent) else None
     if client_id is None or CLIENT_ID.fullmatch(client_id) is None:
         assert sent is not None
@@ -226,10 +233,10 @@ def events() -> Response:
         return _answer({"error": "missing_visitor"}, 400)
     services = current_app.config["MBUZZ"]
     now = services.now()
-    token = body.get("ingest_key") if isinstance(body.get("ingest_key"), str) else ""
+    token = _text(body.get("ingest_key")) or ""
     if PIXEL_KEY.fullmatch(token) is None:
         return _answer({"error": "invalid_ingest_key"}, 401)
-    consent = body.get("consent") if isinstance(body.get("consent"), dict) else {}
+    consent = _object(body.get("consent"))
     with services.sessions.begin() as db:
         key = active_pixel_key(db, token, now)
         installation = db.get(Installation, key.installation_id) if key and key.installation_id else None
@@ -274,7 +281,7 @@ def _commands(installation: Installation, accepted: list[dict[str, Any]], visito
         if name == "page_viewed":
             out.append(envelope("session", account_id, environment, installation.id, f"{key}:session",
                                 source="shopify_pixel", **common))
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data = _object(event.get("data"))
         props = _properties(name, data, installation.currency)
         if name == "page_viewed" and isinstance(event.get("title"), str) and event["title"]:
             props["title"] = event["title"][:1000]

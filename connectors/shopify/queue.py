@@ -8,7 +8,7 @@ depends on the queue being reachable. Jobs receive ids only and read the source 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -47,10 +47,17 @@ def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = 
     return True
 
 
+_services_factory: list[Callable[[], Any]] = []  # set by the app (connectors.shopify.init_app)
+
+
+def provide_services(factory: Callable[[], Any]) -> None:
+    """How this process builds its services for the connector's jobs (the app knows; the connector does not)."""
+    _services_factory[:] = [factory]
+
+
 @cache
 def worker_services() -> Any:
-    """The services of the worker process, built once from its environment (like the gateway's)."""
-    from gateway.config import Settings
-    from gateway.services import Services
-
-    return Services.build(Settings.from_env())
+    """The services of the worker process, built once, as the app said (``provide_services``)."""
+    if not _services_factory:
+        raise RuntimeError("the Shopify connector has no services: create the app first (connectors.shopify.init_app)")
+    return _services_factory[0]()

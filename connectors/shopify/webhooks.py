@@ -36,7 +36,7 @@ from connectors.shopify.topics import COMPLIANCE, HANDLED, enqueue_delivery, pro
 from core.crypto import cipher
 from core.ids import new_id
 from core.storage.models import Installation, ShopifyWebhookDelivery
-from gateway.api.views import json_response
+from edge.http import json_response
 
 log = logging.getLogger("mbuzz.shopify")
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy.exc import OperationalError
 
-from core import keycache
-from core.accounts import KEY_PATTERN, KeyLookup, key_digest, lookup_key
+from core.accounts import KEY_PATTERN
 from core.ratewindow import MemoryWindows, RedisWindows, Verdict, Window
 from core.tenant import Tenant
+from edge.http import client_ip
+from edge.keys import cached_lookup
 
 MISSING = "Missing Authorization header"
 PUBLISHABLE = (
@@ -70,21 +70,6 @@ def token_digest() -> str:
     return "k:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def client_ip() -> str:
-    return ip_of(request.headers.get("X-Forwarded-For", ""), request.remote_addr,
-                 current_app.config["MBUZZ"].settings.trusted_proxies)
-
-
-def ip_of(forwarded_for: str, remote_addr: str | None, trusted_hops: int) -> str:
-    """The client's address: the ``trusted_hops``-th address from the right of ``X-Forwarded-For`` when the
-    header has that many, else the socket's peer."""
-    if trusted_hops:
-        forwarded = [p.strip() for p in forwarded_for.split(",") if p.strip()]
-        if len(forwarded) >= trusted_hops:
-            return forwarded[-trusted_hops]
-    return remote_addr or "unknown"
-
-
 class FailureLimiter:
     """API-141: failed authentications per client IP, checked before any key lookup.
 
@@ -117,38 +102,6 @@ class FailureLimiter:
 
     def record(self, ip: str) -> None:
         self._check(ip, hit=True)
-
-
-def cached_lookup(services: Any, token: str) -> KeyLookup:
-    """API-13: valid keys are cached in Redis; revocation marks them there. The database decides every other
-    refusal, and only its unavailability lets a stale entry (the key's last good answer) stand in (Q-22)."""
-    digest = key_digest(token)
-    entry = _cached(services, digest)
-    if entry is not None and entry.fresh:
-        return entry.lookup
-    try:
-        with services.sessions.begin() as db:
-            found = lookup_key(db, token)
-    except OperationalError:
-        if entry is None:
-            raise  # a key never seen cannot be verified: 503
-        log.warning("database unavailable; key %s served from its last good cache entry", entry.lookup.key_prefix)
-        return entry.lookup
-    if services.redis is not None and (found.problem is None or entry is not None):
-        try:
-            keycache.remember(services.redis, digest, found)
-        except Exception:
-            pass
-    return found
-
-
-def _cached(services: Any, digest: str) -> keycache.Cached | None:
-    if services.redis is None:
-        return None
-    try:
-        return keycache.cached(services.redis, digest)
-    except Exception:  # Redis trouble: the database answers
-        return None
 
 
 def well_formed_token() -> str:

@@ -32,8 +32,9 @@ from core.reports import Keyset, Range, ReportError
 from core.settings import load_config
 from core.storage.models import Conversion
 from core.tenant import Tenant
+from edge.http import json_response
 from gateway.api.auth import Principal
-from gateway.api.views import _principal_or_error, _unavailable, error, json_response
+from gateway.api.views import _principal_or_error, _unavailable, error
 from gateway.csv_stream import csv_download
 
 __all__ = ["bp"]

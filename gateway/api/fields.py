@@ -11,15 +11,14 @@ and :func:`ulid_time` (given an id that was never valid).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
 import orjson
 
+from core.fingerprint import USER_AGENT_MAX, clean_user_agent, fingerprint, mask_ip
 from core.numbers import out_of_range, plain_number, stored_int
 from gateway.api.body import BodyError
 
@@ -50,14 +49,12 @@ __all__ = [
 
 NAME_MAX = 255
 URL_MAX = 8192
-USER_AGENT_MAX = 1024
 EVENT_MAX_BYTES = 32768
 PROPERTY_KEYS_MAX = 50
 PROPERTY_DEPTH_MAX = 5
 _RENDER_MAX = 40
 
 WARN_TIMESTAMP_CLAMPED = "timestamp was in the future; recorded at receive time"
-WARN_IP_IGNORED = "ip ignored: not an IP address"
 MSG_IDEMPOTENCY_HEADER = "X-Idempotency-Key must be 1-255 printable ASCII characters"
 
 # --------------------------------------------------------------------------------------------- rendering
@@ -282,57 +279,6 @@ def boolean(field: str, v: object, errors: list[str]) -> bool | None:
             return False
     errors.append(f"{field} must be true or false, got {render_value(v)}")
     return None
-
-
-# ---------------------------------------------------------------------------- ip, user agent, fingerprint
-
-_V4_MASK = 0xFFFFFF00  # /24
-_V6_MASK = ((1 << 48) - 1) << 80  # /48
-
-
-def mask_ip(v: object, warnings: list[str]) -> str | None:
-    """FP-1 / API-44: the only place the raw address is seen. Nothing is cached, so it is not kept either.
-
-    A zone id (``fe80::1%eth0``) is accepted and dropped with the host bits. ``""`` is absent (no warning).
-    """
-    if v is None:
-        return None
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return None
-        try:
-            if ":" in s:
-                a6 = IPv6Address(s)
-                a4 = a6.ipv4_mapped
-                if a4 is None:
-                    return str(IPv6Address(int(a6) & _V6_MASK))
-            else:
-                a4 = IPv4Address(s)
-            return str(IPv4Address(int(a4) & _V4_MASK))
-        except ValueError:
-            pass
-    warnings.append(WARN_IP_IGNORED)
-    return None
-
-
-def clean_user_agent(v: object) -> str | None:
-    """API-45. The value is otherwise kept byte-for-byte (no trimming), since FP-2 hashes it and every
-    path computing a fingerprint must arrive at the same string. Non-strings are treated as absent."""
-    if not isinstance(v, str):
-        return None
-    s = v.strip()
-    if not s or s.lower() == "unknown":
-        return None
-    return v[:USER_AGENT_MAX]
-
-
-def fingerprint(masked_ip: str | None, user_agent: str | None) -> str | None:
-    """FP-2; takes the outputs of :func:`mask_ip` and :func:`clean_user_agent`, never raw values."""
-    if not masked_ip or not user_agent:
-        return None
-    data = f"{masked_ip}|{user_agent}".encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:32]
 
 
 # ------------------------------------------------------------------------------------------------- urls

@@ -27,8 +27,9 @@ from sqlalchemy.exc import OperationalError
 from core.accounts import key_digest
 from core.admission import AdmissionUnavailable, NotAdmitted
 from core.log import Appended, LogUnavailable
+from edge.http import ip_of
 from gateway.api.admission import AdmissionGate
-from gateway.api.auth import AuthFailure, ip_of, token_of
+from gateway.api.auth import AuthFailure, token_of
 from gateway.api.body import BodyError, parse_body
 from gateway.api.event_batch import event_batch
 from gateway.api.fields import idempotency_header

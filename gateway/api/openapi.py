@@ -170,7 +170,9 @@ def _data(summary: str, out: type[BaseModel], names: tuple[str, ...]) -> dict[st
 @cache
 def document() -> dict[str, Any]:
     _, defs = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
-    one_of = lambda *ms: {"oneOf": [_ref(m) for m in ms]}  # noqa: E731
+    def one_of(*ms: type[BaseModel]) -> dict[str, Any]:
+        return {"oneOf": [_ref(m) for m in ms]}
+
     write_errs = (400, 401, 413, 415, 429, 503)
     paths: dict[str, Any] = {
         "/sessions": _write(

@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-import orjson
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy.exc import OperationalError
 
 from connectors.shopify.api_version import configured_version_status
@@ -28,12 +27,14 @@ from core.log import Appended, LogUnavailable, Rejected
 from core.privacy import scrub_name
 from core.reads import pending_conversion_body, pending_identify_body
 from core.usage import quota_reached
+from edge.http import client_ip, json_response
 from gateway.api import normalize
 from gateway.api.admission import AdmissionGate
-from gateway.api.auth import PROBLEMS, AuthFailure, Principal, authenticate, client_ip, well_formed_token
+from gateway.api.auth import PROBLEMS, AuthFailure, Principal, authenticate, well_formed_token
 from gateway.api.body import BodyError, parse_body
 from gateway.api.event_batch import event_batch, server_side_sessions
 from gateway.api.fields import idempotency_header
+from gateway.services import Services, services
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 log = logging.getLogger("mbuzz.api")
@@ -42,14 +43,6 @@ EVENTS_LIMIT = 524_288
 OTHER_LIMIT = 32_768
 API_VERSION = "1.0.0"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    resp = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    resp.headers["Content-Type"] = "application/json; charset=utf-8"
-    for key, value in (headers or {}).items():
-        resp.headers[key] = value
-    return resp
 
 
 def error(message: str, status: int, **extra: Any) -> Response:
@@ -81,8 +74,8 @@ def _stamp(resp: Response) -> Response:
     return resp
 
 
-def _services() -> Any:
-    return current_app.config["MBUZZ"]
+def _services() -> Services:
+    return services()
 
 
 def _auth_error(exc: AuthFailure) -> Response:
@@ -169,9 +162,10 @@ def _admit(view: Callable[..., Response], limit: int, scope: str) -> Response:
     parsed: Parsed | None = None
     for _ in range(2):
         if principal is None:
-            principal = _principal_or_error(token)
-            if isinstance(principal, Response):
-                return principal
+            found = _principal_or_error(token)
+            if isinstance(found, Response):
+                return found
+            principal = found
             gate.remember(digest, principal)
         if parsed is None:  # the body is read once, and never for a key already refused
             parsed = _parsed(limit)
@@ -187,9 +181,10 @@ def _admit(view: Callable[..., Response], limit: int, scope: str) -> Response:
         except AdmissionUnavailable:
             break
     if not verified:
-        principal = _principal_or_error(token)
-        if isinstance(principal, Response):
-            return principal
+        found = _principal_or_error(token)
+        if isinstance(found, Response):
+            return found
+        principal = found
     assert principal is not None and parsed is not None
     g.rate_verdict = gate.limit_in_memory(scope, digest)  # API-140: this process's count while Redis cannot admit
     if not g.rate_verdict.allowed:
@@ -224,14 +219,14 @@ def _rate_limited(retry_after: int) -> Response:
 
 
 def _append(
-    principal: Principal, commands: list[Command], rejections: list[Rejected] | None = None
+    principal: Principal, commands: Sequence[Command], rejections: list[Rejected] | None = None
 ) -> list[CommandResult]:
     appended = _log_append(principal, commands, rejections=rejections or ())
     g.processing = appended.mode
     return appended.results
 
 
-def _log_append(principal: Principal, commands: list[Command], wait: bool = True,
+def _log_append(principal: Principal, commands: Sequence[Command], wait: bool = True,
                 rejections: Sequence[Rejected] = ()) -> Appended:
     """The log's append, admitting the request when its endpoint asked for it (``_admitted``)."""
     appended = _services().log.append(principal.tenant, commands, wait=wait, rejections=rejections,

@@ -39,7 +39,7 @@ def _number(value: Any, places: int | None = None) -> str:
         try:
             value = Decimal(value)
         except ArithmeticError:
-            return value
+            return str(value)
     if places is not None:
         return f"{Decimal(value):,.{places}f}"
     return f"{value:,}"

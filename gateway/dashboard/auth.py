@@ -36,7 +36,7 @@ from limits.strategies import MovingWindowRateLimiter
 from core.accounts import hash_password, verify_password
 from core.storage.models import Account, DashboardUser
 from core.tenant import Tenant
-from gateway.api.auth import client_ip
+from edge.http import client_ip
 
 __all__ = ["CSRF_FIELD", "Viewer", "csrf_token", "log_in", "log_out", "login_required", "viewer"]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, flash, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from connectors.sgtm.distribution import served_filename, served_template
 from connectors.shopify.compliance import delete_customer_data
@@ -52,14 +53,14 @@ def login() -> Any:
 
 
 @bp.route("/logout", methods=["POST"])
-def logout() -> Response:
+def logout() -> WerkzeugResponse:
     log_out()
     return redirect(url_for("dashboard.login"))
 
 
 @bp.route("/environment", methods=["POST"])
 @login_required
-def environment() -> Response:
+def environment() -> WerkzeugResponse:
     """DSH-5: the test/live toggle, remembered in the session."""
     chosen = request.form.get("environment")
     if chosen in ENVIRONMENTS:
@@ -92,7 +93,7 @@ def keys() -> Any:
 
 @bp.route("/keys/<key_id>/revoke", methods=["POST"])
 @login_required
-def revoke_key(key_id: str) -> Response:
+def revoke_key(key_id: str) -> WerkzeugResponse:
     """Immediate: the key cache is cleared with the revocation, so the next request with the key gets 401."""
     who = logged_in()
     services = current_app.config["MBUZZ"]
@@ -157,7 +158,7 @@ def sgtm_template() -> Response:
 
 @bp.route("/integrations/shopify/connect-code", methods=["POST"])
 @login_required
-def shopify_connect_code() -> Response:
+def shopify_connect_code() -> WerkzeugResponse:
     who = logged_in()
     code = create_connect_code(current_app.config["MBUZZ"], who.account_id, who.environment)
     session["shown_once"] = {"connect_code": code}
@@ -188,7 +189,7 @@ def _own_installation(db: Any, who: Viewer, installation_id: str, lock: bool = F
 
 @bp.route("/integrations/shopify/<installation_id>/delete-customer", methods=["POST"])
 @login_required
-def shopify_delete_customer(installation_id: str) -> Response:
+def shopify_delete_customer(installation_id: str) -> WerkzeugResponse:
     """shopify.md SHP-78: manual shops get no compliance webhooks; the merchant erases a customer here."""
     who = logged_in()
     services = current_app.config["MBUZZ"]
@@ -208,7 +209,7 @@ STORE_SETTINGS = ("revenue_basis", "offline_orders", "exclude_test_orders", "jou
 
 @bp.route("/integrations/shopify/<installation_id>/settings", methods=["POST"])
 @login_required
-def shopify_store_settings(installation_id: str) -> Response:
+def shopify_store_settings(installation_id: str) -> WerkzeugResponse:
     """DSH-18 / shopify.md SHP-99: a store's revenue basis, offline orders, test orders and journey summary, with
     the same validation and SHP-82 audit as the embedded page (the actor is the dashboard user)."""
     who = logged_in()

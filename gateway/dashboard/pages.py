@@ -102,7 +102,7 @@ def channels() -> Any:
             continue
         table.setdefault(r["channel"], {})[r["model"]] = r
     models = report["models"]
-    lines = []
+    lines: list[dict[str, Any]] = []
     for channel, per_model in table.items():
         shares = [per_model[m]["conversion_share"] if m in per_model else Decimal(0)
                   for m in models if m != "participation"]
@@ -131,13 +131,13 @@ def conversions() -> Any:
     after = _cursor(arg("after"))
     services = current_app.config["MBUZZ"]
     if _wants_csv():
-        def lines(db: Any, page: list[Conversion]) -> Iterator[list[Any]]:
+        def csv_lines(db: Any, page: list[Conversion]) -> Iterator[list[Any]]:
             return ([c["converted_at"], c["type"], c["revenue"], c["currency"], c["who"], c["source"],
                      c["acquisition"], c["id"]] for c in _conversion_lines(db, who, page))
         return csv_download("conversions", flt.range, ["converted_at", "conversion_type", "revenue", "currency",
                                                        "user_or_visitor", "source", "is_acquisition", "id"],
                             every_row(services.sessions, list_conversions, who.tenant, flt.range, filters, "desc",
-                                      lines))
+                                      csv_lines))
     with services.sessions() as db:
         page, next_cursor = list_conversions(db, who.tenant, flt.range, filters, PAGE, after, "desc")
         lines = _conversion_lines(db, who, page)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from connectors.sgtm.normalize import output_kind, outputs_for, validate
-from gateway.api.fields import clean_user_agent, fingerprint, mask_ip
+from core.fingerprint import clean_user_agent, fingerprint, mask_ip
 from gateway.fixtures import Placeholders, match_commands
 
 SHARED = Path(os.environ.get("MBUZZ_SHARED_DIR") or Path(__file__).parents[4] / "shared")
