@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.ids import new_id
 from core.storage.models import Account, AccountSettings, ApiKey, DashboardUser
+from core.storage.tenancy import all_tenants
 from core.tenant import ENVIRONMENTS
 
 KEY_PATTERN = re.compile(r"sk_(test|live)_[0-9a-f]{32}")
@@ -122,6 +123,9 @@ def create_account(
     return account, test_key, live_key
 
 
+_OPERATOR = all_tenants("the operator revokes a key by prefix or id in any account, or in the one given")
+
+
 def revoke_api_key(db: Session, prefix_or_id: str, account_id: str | None = None) -> list[str]:
     """Revokes the unrevoked key with that display prefix (or key id); returns its digest to clear caches (API-13).
 
@@ -137,7 +141,7 @@ def revoke_api_key(db: Session, prefix_or_id: str, account_id: str | None = None
             sa.select(ApiKey.id).where(
                 sa.or_(ApiKey.key_prefix == prefix_or_id, ApiKey.id == prefix_or_id), ApiKey.revoked_at.is_(None),
                 scope,
-            )
+            ).execution_options(**_OPERATOR)
         )
     )
     if len(matching) > 1:
@@ -153,6 +157,7 @@ def revoke_api_key(db: Session, prefix_or_id: str, account_id: str | None = None
             )
             .values(revoked_at=now)
             .returning(ApiKey.key_digest)
+            .execution_options(**_OPERATOR)
         )
     )
     return digests

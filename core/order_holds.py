@@ -17,6 +17,7 @@ from core.envelope import command_from_envelope
 from core.log import CommandLog
 from core.processors.order_links import merge_into_order
 from core.storage.models import SgtmOrderLink
+from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
 
 __all__ = ["release_due_holds"]
@@ -35,7 +36,8 @@ def release_due_holds(sessions: sessionmaker[Session], log: CommandLog, now: dat
     with sessions() as db:
         due = list(db.scalars(sa.select(SgtmOrderLink).where(
             SgtmOrderLink.status == "pending", SgtmOrderLink.hold_until <= now,
-        ).order_by(SgtmOrderLink.hold_until).limit(limit).with_for_update(skip_locked=True)))
+        ).order_by(SgtmOrderLink.hold_until).limit(limit).with_for_update(skip_locked=True)
+            .execution_options(**all_tenants("every tenant's due sGTM holds (SGTM-31)"))))
         for link in due:
             if merge_into_order(db, link, now) is not None:
                 continue

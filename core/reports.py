@@ -45,6 +45,7 @@ from core.storage.models import (
     Visitor,
     VisitorLink,
 )
+from core.storage.tenancy import of_tenant
 from core.tenant import Tenant
 
 __all__ = [
@@ -163,10 +164,6 @@ def resolve_range(date_range: str | None, start: str | None, end: str | None, tz
 # ------------------------------------------------------------------------------------------ scoping helpers
 
 
-def _scoped(model: Any, tenant: Tenant) -> sa.ColumnElement[bool]:
-    return sa.and_(model.account_id == tenant.account_id, model.environment == tenant.environment)
-
-
 def _in_range(column: Any, rng: Range) -> list[sa.ColumnElement[bool]]:
     low, high = rng.bounds()
     conditions: list[sa.ColumnElement[bool]] = [column >= low]
@@ -176,11 +173,11 @@ def _in_range(column: Any, rng: Range) -> list[sa.ColumnElement[bool]]:
 
 
 def _visitor_ids(tenant: Tenant, visitor_key: str) -> sa.Select[Any]:
-    return sa.select(Visitor.id).where(_scoped(Visitor, tenant), Visitor.visitor_key == visitor_key)
+    return sa.select(Visitor.id).where(of_tenant(Visitor, tenant), Visitor.visitor_key == visitor_key)
 
 
 def _user_ids(tenant: Tenant, user_key: str) -> sa.Select[Any]:
-    return sa.select(User.id).where(_scoped(User, tenant), User.user_key == user_key)
+    return sa.select(User.id).where(of_tenant(User, tenant), User.user_key == user_key)
 
 
 def _has_credit_in(tenant: Tenant, channels: Sequence[str]) -> sa.Exists:
@@ -227,7 +224,7 @@ def list_conversions(
     (list: any credit in them), ``status`` (``active`` | ``cancelled``; absent = both). Cancelled conversions
     are listed (they are kept, ATT-38); only reports leave them out.
     """
-    stmt = sa.select(Conversion).where(_scoped(Conversion, tenant), *_in_range(Conversion.converted_at, rng))
+    stmt = sa.select(Conversion).where(of_tenant(Conversion, tenant), *_in_range(Conversion.converted_at, rng))
     if filters.get("conversion_type"):
         stmt = stmt.where(Conversion.conversion_type == filters["conversion_type"])
     if filters.get("funnel"):
@@ -259,7 +256,7 @@ def list_events(
 ) -> tuple[list[Event], Keyset | None]:
     """API-126: events with ``occurred_at`` in range. ``filters``: ``event_type``, ``funnel``, ``visitor_id``,
     ``user_id``, ``session_id`` (``sess_`` id), ``include_excluded`` (bool)."""
-    stmt = sa.select(Event).where(_scoped(Event, tenant), *_in_range(Event.occurred_at, rng))
+    stmt = sa.select(Event).where(of_tenant(Event, tenant), *_in_range(Event.occurred_at, rng))
     if filters.get("event_type"):
         stmt = stmt.where(Event.event_type == filters["event_type"])
     if filters.get("funnel"):
@@ -292,7 +289,7 @@ def list_sessions(
 ) -> tuple[list[Session], Keyset | None]:
     """API-127: sessions with ``started_at`` in range. ``filters``: ``visitor_id``, ``user_id`` (the user the
     visitor belonged to when the session started), ``channels`` (list), ``include_excluded`` (bool)."""
-    stmt = sa.select(Session).where(_scoped(Session, tenant), *_in_range(Session.started_at, rng))
+    stmt = sa.select(Session).where(of_tenant(Session, tenant), *_in_range(Session.started_at, rng))
     if filters.get("visitor_id"):
         stmt = stmt.where(Session.visitor_id.in_(_visitor_ids(tenant, filters["visitor_id"])))
     if filters.get("user_id"):
@@ -337,10 +334,10 @@ def _keys(db: DbSession, tenant: Tenant, visitor_ids: Iterable[str | None],
     users: dict[str, str | None] = {}
     if wanted_v:
         visitors = {row.id: row.visitor_key for row in db.execute(
-            sa.select(Visitor.id, Visitor.visitor_key).where(_scoped(Visitor, tenant), Visitor.id.in_(wanted_v)))}
+            sa.select(Visitor.id, Visitor.visitor_key).where(of_tenant(Visitor, tenant), Visitor.id.in_(wanted_v)))}
     if wanted_u:
         users = {row.id: row.user_key for row in db.execute(
-            sa.select(User.id, User.user_key).where(_scoped(User, tenant), User.id.in_(wanted_u)))}
+            sa.select(User.id, User.user_key).where(of_tenant(User, tenant), User.id.in_(wanted_u)))}
     return visitors, users
 
 
@@ -351,7 +348,7 @@ def _credits_of(db: DbSession, tenant: Tenant, conversion_ids: Sequence[str],
         return found
     rows = db.scalars(
         sa.select(AttributionCredit).where(
-            _scoped(AttributionCredit, tenant),
+            of_tenant(AttributionCredit, tenant),
             AttributionCredit.conversion_id.in_(list(conversion_ids)),
             AttributionCredit.model.in_(list(models)),
         )
@@ -403,7 +400,7 @@ def conversion_credit_lines(db: DbSession, tenant: Tenant, conversions: Sequence
     started: dict[str, datetime] = {}
     if session_ids:
         started = {row.id: row.started_at for row in db.execute(
-            sa.select(Session.id, Session.started_at).where(_scoped(Session, tenant), Session.id.in_(session_ids)))}
+            sa.select(Session.id, Session.started_at).where(of_tenant(Session, tenant), Session.id.in_(session_ids)))}
     lines: list[dict[str, Any]] = []
     for conv in conversions:
         head = {
@@ -428,7 +425,7 @@ def event_rows(db: DbSession, tenant: Tenant, events: Sequence[Event]) -> list[d
     channels: dict[str, str] = {}
     if session_ids:
         channels = {row.id: row.channel for row in db.execute(
-            sa.select(Session.id, Session.channel).where(_scoped(Session, tenant), Session.id.in_(session_ids)))}
+            sa.select(Session.id, Session.channel).where(of_tenant(Session, tenant), Session.id.in_(session_ids)))}
     return [
         {
             "id": e.id, "occurred_at": e.occurred_at, "received_at": e.received_at, "event_type": e.event_type,
@@ -452,13 +449,13 @@ def session_rows(db: DbSession, tenant: Tenant, sessions: Sequence[Session]) -> 
             sa.select(Session.id, User.user_key)
             .join(VisitorLink, _link_at_start(tenant))
             .join(User, sa.and_(User.account_id == VisitorLink.account_id, User.id == VisitorLink.user_id))
-            .where(_scoped(Session, tenant), Session.id.in_(ids))
+            .where(of_tenant(Session, tenant), Session.id.in_(ids))
             .order_by(VisitorLink.linked_at)
         )
         owners = {row.id: row.user_key for row in owner_rows}  # the latest covering link wins
         bound = db.execute(
             sa.select(SessionBinding.session_id, SessionBinding.client_session_id)
-            .where(_scoped(SessionBinding, tenant), SessionBinding.session_id.in_(ids))
+            .where(of_tenant(SessionBinding, tenant), SessionBinding.session_id.in_(ids))
             .order_by(SessionBinding.bound_at.desc(), SessionBinding.client_session_id)
         )
         for row in bound:
@@ -482,7 +479,7 @@ def rejection_of(db: DbSession, tenant: Tenant, conversion_id: str) -> list[str]
     """API-93: the errors of a conversion rejected after its answer (recorded under its id, API-24), or None."""
     errors = db.scalar(
         sa.select(Rejection.errors)
-        .where(_scoped(Rejection, tenant), Rejection.endpoint == "conversions", Rejection.name == conversion_id)
+        .where(of_tenant(Rejection, tenant), Rejection.endpoint == "conversions", Rejection.name == conversion_id)
         .order_by(Rejection.created_at.desc())
         .limit(1)
     )
@@ -497,7 +494,7 @@ def _population(tenant: Tenant, rng: Range, conversion_type: str | None, funnel:
     """ATT-55: active, attributed conversions of the tenant in range matching the filters (cancelled and
     still-pending ones are left out, API-128-D1)."""
     conditions = [
-        _scoped(Conversion, tenant),
+        of_tenant(Conversion, tenant),
         *_in_range(Conversion.converted_at, rng),
         Conversion.status == "active",
         Conversion.attribution_status == "complete",
@@ -558,7 +555,7 @@ def attribution_report(
         grouped = list(db.execute(
             sa.select(day.model, day.channel, day.currency, sa.func.sum(day.units).label("units"),
                       sa.func.sum(day.revenue_minor).label("revenue"), sa.func.sum(day.touchpoints).label("rows"))
-            .where(_scoped(day, tenant), day.model.in_(shown), *_rolled_range(day, rng, conversion_type, funnel))
+            .where(of_tenant(day, tenant), day.model.in_(shown), *_rolled_range(day, rng, conversion_type, funnel))
             .group_by(day.model, day.channel, day.currency)
         ))
     elif shown:
@@ -568,7 +565,7 @@ def attribution_report(
             .select_from(credit)
             .join(Conversion, sa.and_(Conversion.account_id == credit.account_id,
                                       Conversion.id == credit.conversion_id))
-            .where(_scoped(credit, tenant), credit.model.in_(shown), *_in_range(credit.converted_at, rng),
+            .where(of_tenant(credit, tenant), credit.model.in_(shown), *_in_range(credit.converted_at, rng),
                    *population)
             .group_by(credit.model, credit.channel, credit.currency)
         ))
@@ -664,7 +661,7 @@ def _rolled_totals(db: DbSession, tenant: Tenant, rng: Range, conversion_type: s
             sa.func.sum(day.unattributed).label("unattributed"),
             sa.func.sum(day.unattributed_revenue_minor).label("unattributed_revenue"),
             sa.func.sum(day.unattributed_with_revenue).label("unattributed_with_revenue"),
-        ).where(_scoped(day, tenant), *_rolled_range(day, rng, conversion_type, funnel)).group_by(day.currency)
+        ).where(of_tenant(day, tenant), *_rolled_range(day, rng, conversion_type, funnel)).group_by(day.currency)
     )
 
 
@@ -690,7 +687,7 @@ def daily_totals(db: DbSession, tenant: Tenant, rng: Range, funnel: str | None =
         rolled = db.execute(
             sa.select(rollup.day, rollup.currency, sa.func.sum(rollup.conversions),
                       sa.func.sum(rollup.revenue_minor), sa.func.sum(rollup.with_revenue))
-            .where(_scoped(rollup, tenant), *_rolled_range(rollup, rng, None, funnel))
+            .where(of_tenant(rollup, tenant), *_rolled_range(rollup, rng, None, funnel))
             .group_by(rollup.day, rollup.currency)
         )
         for local, currency, count, revenue, with_revenue in rolled:

@@ -34,6 +34,7 @@ from core.storage.models import (
     ReportDirtyDay,
     ReportRollupState,
 )
+from core.storage.tenancy import of_tenant
 from core.tenant import Tenant
 
 __all__ = ["NO_FUNNEL", "UNITS", "build_in_background", "mark_days", "needs_build", "refresh"]
@@ -103,20 +104,16 @@ def _local_days_of(utc_day: date, zone: ZoneInfo) -> set[date]:
     return {first_local + timedelta(days=i) for i in range((last_local - first_local).days + 1)}
 
 
-def _scoped(model: Any, tenant: Tenant) -> sa.ColumnElement[bool]:
-    return sa.and_(model.account_id == tenant.account_id, model.environment == tenant.environment)
-
-
 def _population(tenant: Tenant, lower: datetime, upper: datetime) -> list[sa.ColumnElement[bool]]:
     """The report population of ``core.reports`` (ATT-55): active, attributed conversions in ``[lower, upper)``."""
-    return [_scoped(Conversion, tenant), Conversion.converted_at >= lower, Conversion.converted_at < upper,
+    return [of_tenant(Conversion, tenant), Conversion.converted_at >= lower, Conversion.converted_at < upper,
             Conversion.status == "active", Conversion.attribution_status == "complete"]
 
 
 def _recompute_day(db: Session, tenant: Tenant, day: date, zone: ZoneInfo) -> None:
     lower, upper = _start_of(day, zone), _start_of(day + timedelta(days=1), zone)
     for model in (ReportCreditDay, ReportConversionDay):
-        db.execute(sa.delete(model).where(_scoped(model, tenant), model.day == day))
+        db.execute(sa.delete(model).where(of_tenant(model, tenant), model.day == day))
     fixed = (sa.literal(tenant.account_id, ReportCreditDay.account_id.type),
              sa.literal(tenant.environment, ReportCreditDay.environment.type), sa.literal(day, sa.Date))
     funnel = sa.func.coalesce(Conversion.funnel, NO_FUNNEL)
@@ -127,7 +124,7 @@ def _recompute_day(db: Session, tenant: Tenant, day: date, zone: ZoneInfo) -> No
                   sa.func.coalesce(sa.func.sum(credit.revenue_credit_minor), 0), sa.func.count())
         .select_from(credit)
         .join(Conversion, sa.and_(Conversion.account_id == credit.account_id, Conversion.id == credit.conversion_id))
-        .where(_scoped(credit, tenant), credit.model.in_(MODELS),  # lets ix_credits_report range on the time
+        .where(of_tenant(credit, tenant), credit.model.in_(MODELS),  # lets ix_credits_report range on the time
                credit.converted_at >= lower, credit.converted_at < upper, *_population(tenant, lower, upper))
         .group_by(credit.model, credit.channel, credit.currency, Conversion.conversion_type, funnel)
     )
@@ -154,9 +151,9 @@ def _recompute_day(db: Session, tenant: Tenant, day: date, zone: ZoneInfo) -> No
 def _days_with_conversions(db: Session, tenant: Tenant, zone: ZoneInfo) -> set[date]:
     if db.get_bind().dialect.name == "postgresql":
         local = sa.cast(sa.func.timezone(zone.key, Conversion.converted_at), sa.Date)
-        return set(db.scalars(sa.select(local).where(_scoped(Conversion, tenant)).distinct()))
+        return set(db.scalars(sa.select(local).where(of_tenant(Conversion, tenant)).distinct()))
     hours = db.scalars(sa.select(sa.func.strftime("%Y-%m-%d %H:00:00", Conversion.converted_at))
-                       .where(_scoped(Conversion, tenant)).distinct())
+                       .where(of_tenant(Conversion, tenant)).distinct())
     days: set[date] = set()
     for hour in hours:
         start = datetime.fromisoformat(hour).replace(tzinfo=UTC)
@@ -168,7 +165,7 @@ def _locked_state(db: Session, tenant: Tenant) -> ReportRollupState:
     from core.processors.context import insert_ignore
 
     insert_ignore(db, ReportRollupState, {"account_id": tenant.account_id, "environment": tenant.environment})
-    state = db.scalar(sa.select(ReportRollupState).where(_scoped(ReportRollupState, tenant))
+    state = db.scalar(sa.select(ReportRollupState).where(of_tenant(ReportRollupState, tenant))
                       .with_for_update().execution_options(populate_existing=True))
     assert state is not None
     return state
@@ -182,7 +179,7 @@ def refresh(db: Session, tenant: Tenant, tz: str) -> int:
     """
     def marks() -> list[tuple[int, date]]:
         return [(i, d) for i, d in db.execute(
-            sa.select(ReportDirtyDay.id, ReportDirtyDay.day).where(_scoped(ReportDirtyDay, tenant))
+            sa.select(ReportDirtyDay.id, ReportDirtyDay.day).where(of_tenant(ReportDirtyDay, tenant))
             .order_by(ReportDirtyDay.id).limit(_MARK_READ_LIMIT))]
 
     state = db.get(ReportRollupState, (tenant.account_id, tenant.environment))
@@ -197,7 +194,7 @@ def refresh(db: Session, tenant: Tenant, tz: str) -> int:
     pending = marks()  # read again under the lock: another refresh may have taken them
     if state.tz != tz:
         for model in (ReportCreditDay, ReportConversionDay):
-            db.execute(sa.delete(model).where(_scoped(model, tenant)))
+            db.execute(sa.delete(model).where(of_tenant(model, tenant)))
         days = _days_with_conversions(db, tenant, zone)
     else:
         days = set().union(*(_local_days_of(day, zone) for _, day in pending)) if pending else set()
@@ -205,7 +202,8 @@ def refresh(db: Session, tenant: Tenant, tz: str) -> int:
         _recompute_day(db, tenant, day, zone)
     ids = [i for i, _ in pending]
     for start in range(0, len(ids), 1000):
-        db.execute(sa.delete(ReportDirtyDay).where(ReportDirtyDay.id.in_(ids[start:start + 1000])))
+        db.execute(sa.delete(ReportDirtyDay).where(of_tenant(ReportDirtyDay, tenant),
+                                                   ReportDirtyDay.id.in_(ids[start:start + 1000])))
     state.tz, state.built_at = tz, datetime.now(UTC)
     db.commit()
     return len(days)
@@ -220,7 +218,7 @@ def needs_build(db: Session, tenant: Tenant, tz: str) -> bool:
     state = db.get(ReportRollupState, (tenant.account_id, tenant.environment))
     if state is not None and state.tz == tz:
         return False
-    capped = sa.select(Conversion.id).where(_scoped(Conversion, tenant)).limit(SYNC_BUILD_LIMIT + 1).subquery()
+    capped = sa.select(Conversion.id).where(of_tenant(Conversion, tenant)).limit(SYNC_BUILD_LIMIT + 1).subquery()
     return int(db.scalar(sa.select(sa.func.count()).select_from(capped)) or 0) > SYNC_BUILD_LIMIT
 
 

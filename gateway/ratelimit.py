@@ -15,16 +15,13 @@ Shared by every limit (issue 15 item 11):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
 
-from connectors.shopify.pixel import pixel_key_for_limits
 from core.queue import PREFIX
-from edge.http import client_ip
+from edge.limits import apply_limits
 from gateway.api.auth import token_digest
 from gateway.config import Settings
 
@@ -34,12 +31,6 @@ KEY_PREFIX = f"{PREFIX}:limits"
 def storage_options() -> dict[str, str | int]:
     """Options of every `limits` storage: Redis keys start with `<MBUZZ_REDIS_PREFIX>:limits:` (memory ignores it)."""
     return {"key_prefix": KEY_PREFIX}
-
-
-def address_key(secret_key: str, kind: str, value: str) -> str:
-    """A limit key for an address or e-mail that never holds it in the clear: HMAC-SHA256 under SECRET_KEY."""
-    digest = hmac.new(secret_key.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{kind}:{digest[:32]}"
 
 
 def one_retry_after(response: Response) -> Response:
@@ -92,16 +83,9 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         *((f"api_v1_data.{view}", data) for view in ("conversions", "conversion", "events", "sessions",
                                                        "attribution")),
         ("api_v1.validate", limiter.limit(lambda: settings.ratelimit_validate)),
-        ("sgtm_v1.collect", limiter.limit(lambda: settings.ratelimit_sgtm)),  # sgtm.md SGTM-20
     ):
         views[name] = decorator(views[name])
-    # shopify.md SHP-71: per pixel key and per shopper IP (the pixel is called by browsers).
-    pixel = views["shopify_pixel.events"]
-    pixel = limiter.limit(lambda: settings.ratelimit_pixel_key, key_func=pixel_key_for_limits)(pixel)
-    by_ip = limiter.limit(lambda: settings.ratelimit_pixel_ip,
-                          key_func=lambda: address_key(settings.secret_key, "ip", client_ip()),
-                          exempt_when=lambda: request.method == "OPTIONS")
-    views["shopify_pixel.events"] = by_ip(pixel)
+    apply_limits(app, limiter, settings)  # the connectors' own (sgtm.md SGTM-20, shopify.md SHP-71)
     limiter.exempt(views["api_v1.health"])
     limiter.exempt(views["api_v1_openapi.openapi"])
     app.extensions["mbuzz_limiter"] = limiter

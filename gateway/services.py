@@ -16,10 +16,11 @@ from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
 from core.storage.db import make_engine, session_factory
+from edge.limits import address_key
 from gateway.api.admission import AdmissionGate
 from gateway.api.auth import FailureLimiter
 from gateway.config import Settings
-from gateway.ratelimit import KEY_PREFIX, address_key
+from gateway.ratelimit import KEY_PREFIX
 
 
 @dataclass

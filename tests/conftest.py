@@ -8,6 +8,7 @@ also what tenant scoping guarantees in production.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 
@@ -26,6 +27,7 @@ from flask.testing import FlaskClient
 
 from core import accounts
 from core.storage.db import make_engine, migrate
+from core.storage.tenancy import ALL_TENANTS, unscoped
 from gateway import create_app
 from gateway.config import Settings
 
@@ -53,6 +55,49 @@ def _fresh_postgres(url: str, worker: str) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return f"{base}/{name}"
+
+
+_UNSCOPED: list[str] = []  # statements of the running test that read a tenant table without its tenant
+
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+def _tenant_guard(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+    """Issue 18 item 3 (core/storage/tenancy.py): every statement any test runs in this process is checked."""
+    if context is not None and context.execution_options.get(ALL_TENANTS):
+        return
+    tables = unscoped(statement)
+    if tables and (origin := _product_frame()) is not None:
+        _UNSCOPED.append(f"{', '.join(tables)} in {origin}: {' '.join(statement.split())[:300]}")
+
+
+_TEST_TOOLING = ("gateway/fixtures.py", "connectors/shopify/fake_admin.py")  # issue 18 item 6: to move to tools/
+_PRODUCT = tuple(f"{os.sep}{package}{os.sep}" for package in ("core", "edge", "gateway", "connectors"))
+
+
+def _product_frame() -> str | None:
+    """The innermost frame of product code that ran the statement; None for a test's own query (or a migration)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if f"{os.sep}tests{os.sep}" in name or name.endswith(_TEST_TOOLING):
+            return None
+        part = next((p for p in _PRODUCT if p in name), None)
+        if part is not None and f"{os.sep}migrations{os.sep}" not in name:
+            return f"{name[name.rfind(part) + 1:]}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _every_query_names_its_tenant() -> Iterator[None]:
+    _UNSCOPED.clear()
+    yield
+    found, _UNSCOPED[:] = list(_UNSCOPED), []
+    if os.environ.get("MBUZZ_TENANT_GUARD_REPORT"):
+        with open(os.environ["MBUZZ_TENANT_GUARD_REPORT"], "a") as report:
+            report.writelines(f"{line}\n" for line in found)
+        return
+    assert not found, "tenant tables read without their tenant (core/storage/tenancy.py):\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")

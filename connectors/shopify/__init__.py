@@ -10,14 +10,17 @@ from flask import Flask
 
 
 def init_app(app: Flask, worker_services: Callable[[], Any]) -> None:
-    """Registers the connector's blueprints; ``worker_services`` builds the services its RQ jobs use in a worker
-    process (called once per process, on the first job)."""
+    """Registers the connector's blueprints and its limits (edge.limits); ``worker_services`` builds the services
+    its RQ jobs use in a worker process (called once per process, on the first job)."""
     from connectors.shopify.embedded import bp as embedded
     from connectors.shopify.oauth import bp as oauth
     from connectors.shopify.pixel import bp as pixel
+    from connectors.shopify.pixel import limit_pixel
     from connectors.shopify.queue import provide_services
     from connectors.shopify.webhooks import bp as webhooks
+    from edge.limits import add_limits
 
     for blueprint in (webhooks, pixel, oauth, embedded):
         app.register_blueprint(blueprint)
+    add_limits(app, limit_pixel)
     provide_services(worker_services)

@@ -40,6 +40,7 @@ from core.storage.models import (
     VisitorLink,
 )
 from core.storage.models import Session as VisitSession
+from core.storage.tenancy import all_tenants
 
 __all__ = ["compliance_delivery", "delete_customer_data"]
 
@@ -174,10 +175,12 @@ def _shop_redact(db: Session, installation: Installation | None, shop: str) -> O
     inst_id, account_id = installation.id, installation.account_id
 
     def forget_shop(db: Session) -> None:
+        shop_rows = all_tenants("shop/redact: every row of the shop, by its installation")
         for model in (ShopifyOrder, ShopifyCheckoutLink, ShopifyCustomer, ShopifySettingsAudit):
-            db.execute(sa.delete(model).where(model.installation_id == inst_id))
-        db.execute(sa.delete(ApiKey).where(ApiKey.installation_id == inst_id))
-        db.execute(sa.delete(VisitorAlias).where(VisitorAlias.namespace == f"shopify_client:{inst_id}"))
+            db.execute(sa.delete(model).where(model.installation_id == inst_id), execution_options=shop_rows)
+        db.execute(sa.delete(ApiKey).where(ApiKey.installation_id == inst_id), execution_options=shop_rows)
+        db.execute(sa.delete(VisitorAlias).where(VisitorAlias.namespace == f"shopify_client:{inst_id}"),
+                   execution_options=shop_rows)
         db.execute(sa.delete(ShopifyDataRequest).where(ShopifyDataRequest.shop_domain == shop))
         db.execute(sa.update(ShopifyWebhookDelivery).where(ShopifyWebhookDelivery.shop_domain == shop)
                    .values(body_enc=None))

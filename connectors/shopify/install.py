@@ -44,6 +44,7 @@ from core import accounts
 from core.crypto import cipher
 from core.ids import new_id
 from core.storage.models import Account, DashboardUser, Installation, ShopifyConnectCode, ShopifyWebhookDelivery
+from core.storage.tenancy import all_tenants
 
 __all__ = [
     "API_TOPICS", "CLAIM_TTL", "CODE_TTL", "PCD_REFUSAL", "ConnectRefused", "Generators", "TOPIC_NAMES",
@@ -520,7 +521,8 @@ def connect_with_code(services: Any, installation_id: str, code: object) -> dict
         row = db.execute(sa.update(ShopifyConnectCode).where(
             ShopifyConnectCode.code_sha256 == _code_digest(canonical), ShopifyConnectCode.used_at.is_(None),
             ShopifyConnectCode.expires_at > now,
-        ).values(used_at=now).returning(ShopifyConnectCode.account_id, ShopifyConnectCode.environment)).first()
+        ).values(used_at=now).returning(ShopifyConnectCode.account_id, ShopifyConnectCode.environment),
+            execution_options=all_tenants("a connect code names its tenant")).first()
         if row is None:
             raise _INVALID_CODE
         account_id, environment = row

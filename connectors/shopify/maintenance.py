@@ -44,6 +44,7 @@ from connectors.shopify.outbound import migrate_non_expiring_tokens
 from connectors.shopify.queue import SHOPIFY_QUEUE, enqueue
 from connectors.shopify.topics import process_delivery
 from core.storage.models import ShopifyCheckoutLink, ShopifyDataRequest, ShopifyOAuthState, ShopifyWebhookDelivery
+from core.storage.tenancy import all_tenants
 
 __all__ = ["BODY_KEPT", "CHECKOUT_LINKS_KEPT", "EVERY", "GATE_KEY", "LEASE_KEY", "RETRIED_MARK", "RETRY_SETTLED",
            "RETRY_WINDOW", "claim_daily_run", "delete_old_checkout_links", "expire_data_requests", "null_old_bodies",
@@ -202,7 +203,8 @@ def delete_old_checkout_links(services: Any) -> int:
     """SHP-10: checkout links are deleted 90 days after they were last seen; returns how many."""
     with services.sessions.begin() as db:
         result = db.execute(sa.delete(ShopifyCheckoutLink).where(
-            ShopifyCheckoutLink.last_seen_at <= services.now() - CHECKOUT_LINKS_KEPT))
+            ShopifyCheckoutLink.last_seen_at <= services.now() - CHECKOUT_LINKS_KEPT),
+            execution_options=all_tenants("SHP-10's retention, every shop at once"))
     return int(result.rowcount or 0)
 
 

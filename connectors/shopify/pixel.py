@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from core.money import MAX_REVENUE
 from core.numbers import stored_int
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
 from edge.http import client_ip, json_response
+from edge.limits import address_key
 
 __all__ = ["EVENT_TYPES", "bp", "pixel_key_for_limits"]
 
@@ -69,6 +70,17 @@ def _answer(body: dict[str, Any], status: int) -> Response:
     resp = json_response(body, status)
     resp.headers["Access-Control-Allow-Origin"] = "*"  # SHP-68: every answer, errors included
     return resp
+
+
+def limit_pixel(app: Flask, limiter: Any, settings: Any) -> None:
+    """SHP-71: per pixel key and per shopper IP (the pixel is called by browsers, so an address is a keyed digest:
+    edge.limits.address_key); a CORS preflight is never counted."""
+    view = limiter.limit(lambda: settings.ratelimit_pixel_key, key_func=pixel_key_for_limits)(
+        app.view_functions["shopify_pixel.events"])
+    by_ip = limiter.limit(lambda: settings.ratelimit_pixel_ip,
+                          key_func=lambda: address_key(settings.secret_key, "ip", client_ip()),
+                          exempt_when=lambda: request.method == "OPTIONS")
+    app.view_functions["shopify_pixel.events"] = by_ip(view)
 
 
 def pixel_key_for_limits() -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.accounts import key_digest
 from core.ids import new_id
 from core.storage.models import ApiKey, Installation
+from core.storage.tenancy import all_tenants
 
 __all__ = ["GRACE", "PIXEL_KEY", "active_pixel_key", "issue_pixel_key", "revoke_pixel_keys"]
 
@@ -44,14 +45,16 @@ def revoke_pixel_keys(db: Session, installation_id: str, at: datetime) -> None:
     """Every pixel key of the installation stops working at `at` (keys already revoked earlier stay so)."""
     db.execute(sa.update(ApiKey).where(
         ApiKey.installation_id == installation_id, ApiKey.kind == "pixel",
-        sa.or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > at)).values(revoked_at=at))
+        sa.or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > at)).values(revoked_at=at),
+        execution_options=all_tenants("a shop's pixel keys, by its installation"))
 
 
 def active_pixel_key(db: Session, token: str, now: datetime) -> ApiKey | None:
     """SHP-70: the key row when `token` is a pixel key not revoked at `now` (or within its grace period)."""
     if PIXEL_KEY.fullmatch(token) is None:
         return None
-    key = db.scalars(sa.select(ApiKey).where(ApiKey.key_digest == key_digest(token), ApiKey.kind == "pixel")).first()
+    key = db.scalars(sa.select(ApiKey).where(ApiKey.key_digest == key_digest(token), ApiKey.kind == "pixel"),
+                     execution_options=all_tenants("a pixel key names its tenant (SHP-70)")).first()
     if key is None or (key.revoked_at is not None and key.revoked_at <= now):
         return None
     return key

@@ -19,6 +19,7 @@ from connectors.shopify.orders import order_delivery
 from connectors.shopify.queue import worker_services
 from core.order_holds import release_due_holds
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
+from core.storage.tenancy import all_tenants
 
 __all__ = ["order_retry_job", "rerun_order", "run_waiting_refunds", "sweep_due"]
 
@@ -74,7 +75,8 @@ def sweep_due(services: Any, limit: int = 500) -> int:
     with services.sessions() as db:
         due = list(db.execute(sa.select(ShopifyOrder.account_id, ShopifyOrder.id).where(
             ShopifyOrder.status == "parked", ShopifyOrder.next_attempt_at <= now)
-            .order_by(ShopifyOrder.next_attempt_at).limit(limit)))
+            .order_by(ShopifyOrder.next_attempt_at).limit(limit)
+            .execution_options(**all_tenants("every shop's due order retries"))))
         waiting = [d for d in db.scalars(sa.select(ShopifyWebhookDelivery).where(
             ShopifyWebhookDelivery.status == "waiting_order").order_by(ShopifyWebhookDelivery.received_at)
             .limit(limit))

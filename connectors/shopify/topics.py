@@ -28,6 +28,7 @@ from connectors.shopify.queue import enqueue, worker_services
 from core.crypto import cipher
 from core.envelope import command_from_envelope
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
+from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
 
 __all__ = ["COMPLIANCE", "HANDLED", "after_outcome", "append_commands", "delivery_job", "enqueue_delivery",
@@ -93,7 +94,8 @@ def _uninstalled(db: Any, installation: Installation, now: datetime) -> list[tup
     installation.token_expires_at = installation.refresh_expires_at = None
     installation.updated_at = now
     return [(r.account_id, r.id) for r in db.scalars(sa.select(ShopifyOrder).where(
-        ShopifyOrder.installation_id == installation.id, ShopifyOrder.status == "parked"))]
+        ShopifyOrder.installation_id == installation.id, ShopifyOrder.status == "parked"),
+        execution_options=all_tenants("an uninstalled shop's parked orders, by its installation"))]
 
 
 def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installation: Installation | None,

@@ -22,6 +22,7 @@ from core.fitting.corpus import CorpusSpec, build_corpus
 from core.ids import new_id
 from core.settings import load_config
 from core.storage.models import AttributionCredit, AttributionFit, Conversion
+from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
 
 __all__ = ["CurrentFit", "current_fits", "fit_snapshot", "is_stale", "run_fit", "stale_tenants"]
@@ -113,6 +114,7 @@ def stale_tenants(db: Session, now: datetime) -> list[Tenant]:
         .where(Conversion.converted_at >= now - RECENT_CONVERSIONS, Conversion.converted_at <= now)
         .distinct()
         .order_by(Conversion.account_id, Conversion.environment)
+        .execution_options(**all_tenants("ATT-31 maintenance looks for every tenant due a refit"))
     ).all()
     found: list[Tenant] = []
     for account_id, environment in recent:

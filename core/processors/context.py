@@ -19,6 +19,7 @@ from core.ids import new_id
 from core.processors.rows import BindingRow, PendingRows, SessionRow, VisitorRow, visitor_rows, write_rows
 from core.settings import AccountConfig
 from core.storage.models import IdempotencyKey, User, Visitor, VisitorLink
+from core.storage.tenancy import of_tenant
 from core.tenant import Tenant
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class Ctx:
 
     def scoped(self, model: Any) -> Any:
         """A WHERE clause scoping ``model`` to this tenant: every query starts here."""
-        return sa.and_(model.account_id == self.account_id, model.environment == self.environment)
+        return of_tenant(model, self.tenant)
 
     def one_of(self, column: Any, values: Iterable[str]) -> Any:
         """``column IN values`` for the batch preloads: on PostgreSQL ``= ANY(array)``, one parameter for any

@@ -35,6 +35,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from core.accounts import hash_password, verify_password
 from core.storage.models import Account, DashboardUser
+from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
 from edge.http import client_ip
 
@@ -94,7 +95,7 @@ class LoginLimiter:
         self._secret_key = secret_key
 
     def _parts(self, email: str, ip: str) -> tuple[str, str]:
-        from gateway.ratelimit import address_key
+        from edge.limits import address_key
 
         return address_key(self._secret_key, "email", email), address_key(self._secret_key, "ip", ip)
 
@@ -137,7 +138,8 @@ def log_in(email: str, password: str) -> str | None:
         return "Too many login attempts. Wait 15 minutes and try again."
     services = current_app.config["MBUZZ"]
     with services.sessions() as db:
-        user = db.scalars(sa.select(DashboardUser).where(DashboardUser.email == email)).first()
+        user = db.scalars(sa.select(DashboardUser).where(DashboardUser.email == email)
+                          .execution_options(**all_tenants("the e-mail finds its account"))).first()
         account = db.get(Account, user.account_id) if user is not None else None
         ok = verify_password(password, user.password_hash if user is not None else _DUMMY_HASH)
         if user is None or account is None or not ok or account.status != "active":

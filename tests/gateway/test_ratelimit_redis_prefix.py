@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from core.queue import PREFIX
+from edge.limits import address_key
 from gateway import create_app
-from gateway.ratelimit import address_key
 from tests.conftest import LIMITS_REDIS_URL, make_settings, new_account
 from tests.gateway.dashboard.test_dashboard import _login_token
 

@@ -6,6 +6,7 @@ from alembic import context
 
 from core.storage.db import make_engine
 from core.storage.models import Base
+from core.storage.tenancy import all_tenants
 
 config = context.config
 
@@ -15,6 +16,7 @@ def run_migrations_online() -> None:
     assert url
     engine = make_engine(url)
     with engine.connect() as connection:
+        connection.execution_options(**all_tenants("migrations rewrite whole tables"))
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
