@@ -15,6 +15,7 @@ from flask.cli import AppGroup
 from core import accounts, demo
 from core.storage.db import migrate
 from core.tenant import Tenant
+from core.worker_parts import WORKER_PARTS, WorkerPart
 from gateway.services import Services, services
 
 cli = AppGroup("mbuzz", help="Multibuzz operator commands.")
@@ -69,44 +70,6 @@ def create_api_key_command(account_id: str, environment: str, name: str | None, 
             raise click.ClickException(f"no account {account_id}")
         key = accounts.create_api_key(db, account_id, environment, name=name, kind=kind)
     click.echo(key.plaintext)
-
-
-@cli.command("shopify-connect-manual")
-@click.option("--shop", required=True, help="the store's *.myshopify.com domain")
-@click.option("--account", "account_id", required=True)
-@click.option("--environment", type=click.Choice(["test", "live"]), required=True)
-@click.option("--signing-key", prompt=True, hide_input=True, envvar="MBUZZ_SHOPIFY_SIGNING_KEY",
-              help="the key shown under Settings → Notifications → Webhooks (prompted when not given)")
-def shopify_connect_manual_command(shop: str, account_id: str, environment: str, signing_key: str) -> None:
-    """SHP-77: connect a store without the app; the webhook URL and pixel snippet are printed once."""
-    from connectors.shopify.install import create_manual_installation
-
-    try:
-        made = create_manual_installation(_services(), shop, signing_key, account_id, environment)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"installation: {made.installation_id}")
-    click.echo(f"webhook URL (orders/paid required; refunds/create, orders/cancelled, customers/create optional; "
-               f"JSON): {made.webhook_url}")
-    click.echo("custom pixel (Settings → Customer events → Add custom pixel; permission: Analytics):")
-    click.echo(made.pixel_snippet)
-
-
-@cli.command("shopify-delete-customer")
-@click.option("--shop", required=True)
-@click.option("--customer-id", required=True, help="the Shopify customer id (digits)")
-@click.option("--email", default=None, help="the customer's e-mail, to also forget identities found by it")
-def shopify_delete_customer_command(shop: str, customer_id: str, email: str | None) -> None:
-    """SHP-78/SHP-88: erase one customer of a connected store (manual mode has no compliance webhooks)."""
-    from connectors.shopify.compliance import delete_customer_data
-    from connectors.shopify.envelopes import shop_domain
-
-    valid = shop_domain(shop)
-    if valid is None or not customer_id.isdigit():
-        raise click.ClickException("--shop must be a *.myshopify.com domain and --customer-id digits")
-    if not delete_customer_data(_services(), valid, customer_id, email):
-        raise click.ClickException(f"{valid} is not connected to an account")
-    click.echo(f"customer {customer_id} of {valid}: erased (identity tombstoned, links and aliases deleted)")
 
 
 @cli.command("revoke-api-key")
@@ -250,8 +213,6 @@ def worker_command(burst: bool) -> None:
 
     import redis
 
-    from connectors.shopify.api_version import warn_if_unsupported
-    from connectors.shopify.queue import SHOPIFY_QUEUE
     from core import jobs
     from core.fitting.tasks import FITS_QUEUE
     from core.reattribution.tasks import ATTRIBUTION_QUEUE
@@ -260,16 +221,17 @@ def worker_command(burst: bool) -> None:
     _redis()  # refuses to run without REDIS_URL
     client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=10, socket_keepalive=True,
                                   health_check_interval=30)
-    warn_if_unsupported(settings, _services().now())  # shopify.md SHP-6; the daily maintenance repeats it
     os.environ.setdefault("DATABASE_URL", settings.database_url)
     os.environ.setdefault("REDIS_URL", settings.redis_url or "")
+    parts: list[WorkerPart] = current_app.extensions.get(WORKER_PARTS, [])  # the connectors' (core.worker_parts)
+    for part in parts:
+        part.start(burst)
     if burst:
         jobs.sweep(client)
     else:  # the sweeper's first round runs at once
         jobs.start_sweeper()
-        _start_shopify_sweeper()
-    # The scheduler runs delayed work: attribution retries (ATT-45), Shopify order retries (SHP-54).
-    _work(client, [jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, SHOPIFY_QUEUE], burst)
+    # The scheduler runs delayed work: attribution retries (ATT-45), the connectors' (Shopify order retries, SHP-54).
+    _work(client, [jobs.QUEUE, ATTRIBUTION_QUEUE, FITS_QUEUE, *(q for part in parts for q in part.queues)], burst)
 
 
 def _work(client: Any, queue_names: list[str], burst: bool) -> None:
@@ -370,26 +332,6 @@ def _worker_class() -> Any:
             self.scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # forks the scheduler when it holds a queue's lock
 
     return Worker
-
-
-def _start_shopify_sweeper() -> None:
-    """SHP-54: every 60 s the worker runs due Shopify retries, so a lost delayed job only delays a retry; and the
-    daily maintenance (SHP-8, SHP-27, SHP-37, SHP-87) when no process ran it in the last 24 h. Each step's
-    failure is logged and retried with backoff (core.jobs.keep_running)."""
-    import threading
-    import time
-
-    from connectors.shopify.maintenance import run_if_due
-    from connectors.shopify.queue import worker_services
-    from connectors.shopify.sweep import sweep_due
-    from core.jobs import keep_running
-
-    def loop() -> None:
-        time.sleep(60)
-        keep_running([("Shopify sweep", lambda: sweep_due(worker_services())),
-                      ("Shopify daily maintenance", lambda: run_if_due(worker_services()))], 60.0)
-
-    threading.Thread(target=loop, name="mbuzz-shopify-sweeper", daemon=True).start()
 
 
 @cli.group("dead-letters")
@@ -522,55 +464,6 @@ def batches_command(account_id: str, environment: str) -> None:
         click.echo(f"{p.id}  {p.trigger}  {p.status}  {p.processed}/{p.total if p.total is not None else '?'}"
                    f"  failed {p.failed_count}")
     click.echo(f"{len(active)} active batch(es)")
-
-
-@cli.command("shopify-sweep")
-def shopify_sweep_command() -> None:
-    """Run every due Shopify retry now: parked orders and refunds waiting for their order (SHP-54)."""
-    from connectors.shopify.sweep import sweep_due
-
-    click.echo(f"{sweep_due(_services())} due retries run")
-
-
-@cli.command("shopify-maintenance")
-@click.option("--force", is_flag=True, help="run even if a process ran it in the last 24 h")
-def shopify_maintenance_command(force: bool) -> None:
-    """Run the Shopify daily maintenance now, unless it ran in the last 24 h (SHP-8, SHP-27, SHP-37, SHP-87):
-    retry recent failed deliveries once, null ledger bodies after 30 days, expire data request exports, and
-    re-check webhook subscriptions, move non-expiring tokens to expiring ones, warn about an unsupported API version.
-    Without a worker, run it daily (cron)."""
-    from connectors.shopify.maintenance import claim_daily_run, run_daily_maintenance
-
-    services = current_app.config["MBUZZ"]
-    if not claim_daily_run(services, force=force):
-        click.echo("not due: the daily maintenance ran less than 24 h ago (--force runs it anyway)")
-        return
-    counts = run_daily_maintenance(services)
-    click.echo(" ".join(f"{name}={value}" for name, value in counts.items()))
-    if counts["errors"]:
-        raise click.ClickException(f"{counts['errors']} step(s) failed; see the log")
-
-
-@cli.command("shopify-migrate-tokens")
-@click.option("--shop", default=None, help="only this *.myshopify.com store (default: every app installation)")
-def shopify_migrate_tokens_command(shop: str | None) -> None:
-    """Move every app installation still holding a non-expiring offline token to an expiring one (SHP-23; public
-    apps must use expiring tokens from 2027-01-01). The daily maintenance and the next embedded load do the same."""
-    from connectors.shopify.envelopes import shop_domain
-    from connectors.shopify.outbound import migrate_non_expiring_tokens
-
-    valid = shop_domain(shop) if shop is not None else None
-    if shop is not None and valid is None:
-        raise click.ClickException("--shop must be a *.myshopify.com domain")
-    results = migrate_non_expiring_tokens(_services(), valid)
-    for result in results:
-        click.echo(f"{result.shop} ({result.installation_id}): "
-                   + ("moved to an expiring token" if result.migrated else f"not moved: {result.error}"))
-    failed = sum(1 for r in results if not r.migrated)
-    click.echo(f"{len(results) - failed} of {len(results)} installation(s) moved to an expiring token")
-    if failed:
-        raise click.ClickException(f"{failed} installation(s) not moved; see above (the next embedded load or "
-                                   "daily maintenance tries again)")
 
 
 @cli.command("run-fixtures")
