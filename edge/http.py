@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Response, current_app, request
+from flask import Response, request
+
+from edge.services import app_services
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -19,7 +21,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def client_ip() -> str:
     """This request's client address, behind ``MBUZZ_TRUSTED_PROXIES`` proxies."""
     return ip_of(request.headers.get("X-Forwarded-For", ""), request.remote_addr,
-                 current_app.config["MBUZZ"].settings.trusted_proxies)
+                 app_services().settings.trusted_proxies)
 
 
 def ip_of(forwarded_for: str, remote_addr: str | None, trusted_hops: int) -> str:

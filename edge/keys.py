@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 from core import keycache
 from core.accounts import KeyLookup, key_digest, lookup_key
+from edge.services import AppServices
 
 log = logging.getLogger("mbuzz.auth")
 
 
-def cached_lookup(services: Any, token: str) -> KeyLookup:
+def cached_lookup(services: AppServices, token: str) -> KeyLookup:
     """API-13: valid keys are cached in Redis; revocation marks them there. The database decides every other
     refusal, and only its unavailability lets a stale entry (the key's last good answer) stand in (Q-22)."""
     digest = key_digest(token)
@@ -36,7 +36,7 @@ def cached_lookup(services: Any, token: str) -> KeyLookup:
     return found
 
 
-def _cached(services: Any, digest: str) -> keycache.Cached | None:
+def _cached(services: AppServices, digest: str) -> keycache.Cached | None:
     if services.redis is None:
         return None
     try:

@@ -25,6 +25,7 @@ from core.storage.models import Installation
 from core.tenant import Tenant
 from edge.http import json_response
 from edge.keys import cached_lookup
+from edge.services import AppServices, app_services
 
 bp = Blueprint("sgtm_v1", __name__, url_prefix="/sgtm/v1")
 
@@ -51,7 +52,7 @@ def _tenant() -> Tenant | Response:
     token = match.group(1) if match else ""
     if TOKEN.fullmatch(token) is None:
         return _unauthorized("invalid_api_key")
-    found = cached_lookup(current_app.config["MBUZZ"], token)  # the REST API's key cache (API-13)
+    found = cached_lookup(app_services(), token)  # the REST API's key cache (API-13)
     wanted_kind = "sgtm" if token.startswith("pk_sgtm_") else "secret"
     if found.problem is not None or found.kind != wanted_kind or not found.account_id or not found.environment:
         return _unauthorized("invalid_api_key")
@@ -96,7 +97,7 @@ def collect() -> Response:
         return json_response({"error": "invalid_json"}, 400)
     if not isinstance(body, dict):
         return json_response({"error": "invalid_json"}, 400)
-    services = current_app.config["MBUZZ"]
+    services = app_services()
     now = services.now()
     payload, errors = validate(body, now)
     if payload is None:
@@ -132,7 +133,7 @@ def _has_active_shopify(db: Any, tenant: Tenant) -> bool:
         Installation.status == "active").limit(1)) is not None
 
 
-def _run_linked_orders(services: Any, tenant: Tenant, results: list[CommandResult]) -> None:
+def _run_linked_orders(services: AppServices, tenant: Tenant, results: list[CommandResult]) -> None:
     """SHP-52: a link that names a parked order lets its chain run now; if that fails, the order is already
     due for the Shopify sweep, so nothing waits longer than one sweep."""
     rerun = current_app.extensions.get(ORDER_LINKED)

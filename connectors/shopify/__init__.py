@@ -4,13 +4,14 @@ RQ jobs. :func:`init_app` plugs it into a Flask app; the connector imports no ga
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 from flask import Flask
 
+from edge.services import AppServices
 
-def init_app(app: Flask, worker_services: Callable[[], Any], commands: click.Group) -> None:
+
+def init_app(app: Flask, worker_services: Callable[[], AppServices], commands: click.Group) -> None:
     """Registers the connector's blueprints, its limits (edge.limits), its operator commands (in ``commands``)
     and its part of the worker (core.worker_parts); ``worker_services`` builds the services its RQ jobs use in a
     worker process (called once per process, on the first job)."""

@@ -28,6 +28,7 @@ from typing import Any
 import shopify
 
 from connectors.shopify.outbound import TIMEOUT_S, TokenInvalid, fresh_access_token, outbound_url
+from edge.services import AppServices
 
 __all__ = ["AdminClient", "AdminError", "AdminThrottled", "AdminUnauthorized", "TokenInvalid", "admin_client",
            "throttle_delay"]
@@ -178,7 +179,7 @@ class _Base:
         self.shopify_outbound_base = base
 
 
-def admin_client(services: Any, installation_id: str, shop: str,
+def admin_client(services: AppServices, installation_id: str, shop: str,
                  sleep: Callable[[float], None] = time.sleep) -> AdminClient:
     """The client for an installation: fresh token before each call (SHP-25), `invalid` on 401/403."""
     from core.storage.models import Installation

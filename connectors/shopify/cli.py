@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from core.worker_parts import WorkerPart
+from edge.services import AppServices, app_services
 
 
-def _services() -> Any:
-    return current_app.config["MBUZZ"]
+def _services() -> AppServices:
+    return app_services()
 
 
 @click.command("shopify-connect-manual")

@@ -41,6 +41,7 @@ from core.storage.models import (
 )
 from core.storage.models import Session as VisitSession
 from core.storage.tenancy import all_tenants
+from edge.services import AppServices
 
 __all__ = ["compliance_delivery", "delete_customer_data"]
 
@@ -77,7 +78,7 @@ def _listed(body: dict[str, Any], field: str) -> list[str]:
     return [i for i in (shopify_id(v) for v in body.get(field) or []) if i]
 
 
-def _data_request(services: Any, db: Session, installation: Installation | None, shop: str,
+def _data_request(services: AppServices, db: Session, installation: Installation | None, shop: str,
                   body: dict[str, Any], now: datetime) -> Outcome:
     """SHP-87: the export holds this customer's data only, encrypted at rest, for 30 days."""
     customer = body.get("customer") if isinstance(body.get("customer"), dict) else {}
@@ -129,7 +130,7 @@ def _data_request(services: Any, db: Session, installation: Installation | None,
     return Outcome()
 
 
-def _customer_redact(services: Any, db: Session, installation: Installation | None, shop: str,
+def _customer_redact(services: AppServices, db: Session, installation: Installation | None, shop: str,
                      body: dict[str, Any], now: datetime) -> Outcome:
     """SHP-88: the connector's own links go now; the core tombstones the identity through `redact`."""
     customer = body.get("customer") if isinstance(body.get("customer"), dict) else {}
@@ -192,7 +193,7 @@ def _shop_redact(db: Session, installation: Installation | None, shop: str) -> O
     return Outcome(commands=commands, finish=[forget_shop])
 
 
-def compliance_delivery(services: Any, db: Session, delivery: ShopifyWebhookDelivery,
+def compliance_delivery(services: AppServices, db: Session, delivery: ShopifyWebhookDelivery,
                         installation: Installation | None, body: dict[str, Any], now: datetime) -> Outcome:
     shop = delivery.shop_domain
     if delivery.topic == "customers/data_request":
@@ -211,7 +212,7 @@ def compliance_delivery(services: Any, db: Session, delivery: ShopifyWebhookDeli
     return outcome
 
 
-def delete_customer_data(services: Any, shop: str, customer_id: str, email: str | None = None) -> bool:
+def delete_customer_data(services: AppServices, shop: str, customer_id: str, email: str | None = None) -> bool:
     """SHP-78: in manual mode there are no compliance webhooks; the merchant asks for the same erasure as
     `customers/redact` (SHP-88) from the dashboard or the CLI. False when the shop is not connected."""
     from connectors.shopify.topics import settle

@@ -22,7 +22,7 @@ from functools import wraps
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
 from connectors.shopify.install import (
@@ -46,6 +46,7 @@ from core.storage.models import (
     ShopifyWebhookDelivery,
 )
 from edge.http import json_response
+from edge.services import AppServices, app_services
 
 __all__ = ["METHODS", "bp", "status_of"]
 
@@ -66,14 +67,14 @@ def _require_configuration() -> Response | None:
     path = request.path
     if not (path == "/shopify" or path.startswith("/shopify/")) or path.startswith(_OPEN_WITHOUT_APP):
         return None
-    settings = current_app.config["MBUZZ"].settings
+    settings = app_services().settings
     if settings.shopify_api_key and settings.shopify_api_secret:
         return None
     return json_response({"error": "shopify_not_configured"}, 404)
 
 
-def _services() -> Any:
-    return current_app.config["MBUZZ"]
+def _services() -> AppServices:
+    return app_services()
 
 
 def session_required(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -127,7 +128,7 @@ def _coverage(db: Session, installation: Installation, now: datetime, days: int)
     return {method: {"count": count, "share": share(count)} for method, count in counts.items()}
 
 
-def _pcd_warning(services: Any, db: Session, shop: str) -> bool:
+def _pcd_warning(services: AppServices, db: Session, shop: str) -> bool:
     """SHP-81: among the last 50 order deliveries, one had a `customer.id` but no e-mail (protected customer
     data not granted). Only deliveries with a customer id and a body still stored are read."""
     box = cipher(services.settings.encryption_keys, services.settings.secret_key)
@@ -147,7 +148,7 @@ def _pcd_warning(services: Any, db: Session, shop: str) -> bool:
     return False
 
 
-def status_of(services: Any, db: Session, installation: Installation) -> dict[str, Any]:
+def status_of(services: AppServices, db: Session, installation: Installation) -> dict[str, Any]:
     """SHP-82's `GET /shopify/api/status` document."""
     now = services.now()
     registered = set(connector_state(installation).get("webhook_topics") or [])

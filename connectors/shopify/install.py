@@ -45,6 +45,7 @@ from core.crypto import cipher
 from core.ids import new_id
 from core.storage.models import Account, DashboardUser, Installation, ShopifyConnectCode, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
+from edge.services import AppServices
 
 __all__ = [
     "API_TOPICS", "CLAIM_TTL", "CODE_TTL", "PCD_REFUSAL", "ConnectRefused", "Generators", "TOPIC_NAMES",
@@ -120,14 +121,14 @@ class Generators:
 _DEFAULT_GENERATORS = Generators()
 
 
-def generators(services: Any) -> Generators:
+def generators(services: AppServices) -> Generators:
     found = getattr(services, "shopify_generators", None)
     return found if isinstance(found, Generators) else _DEFAULT_GENERATORS
 
 
-def use_generators(services: Any, chosen: Generators) -> None:
+def use_generators(services: AppServices, chosen: Generators) -> None:
     """Make `services` (one app, or the worker) draw its random values from `chosen`."""
-    services.shopify_generators = chosen
+    setattr(services, "shopify_generators", chosen)  # noqa: B010  # a test hook on the app's services object
 
 
 # --- connector state kept in installations.settings["_connector"] ---------------------------------------------
@@ -194,7 +195,7 @@ def _upsert(db: Session, settings: Any, shop: str, grant: TokenGrant, now: datet
     return installation.id, connected_now
 
 
-def upsert_installation(services: Any, shop: str, grant: TokenGrant) -> tuple[str, bool]:
+def upsert_installation(services: AppServices, shop: str, grant: TokenGrant) -> tuple[str, bool]:
     """Store the grant on the shop's row, creating it or reactivating it (SHP-85); commits.
 
     Returns the installation id and whether this install connected it (auto-connect, SHP-28 c). A new row
@@ -220,7 +221,7 @@ class PostInstallResult:
     pixel_id: str | None = None
 
 
-def _installation(services: Any, installation_id: str) -> Installation | None:
+def _installation(services: AppServices, installation_id: str) -> Installation | None:
     with services.sessions() as db:
         installation: Installation | None = db.get(Installation, installation_id)
         if installation is not None:
@@ -228,7 +229,7 @@ def _installation(services: Any, installation_id: str) -> Installation | None:
         return installation
 
 
-def _store_shop(services: Any, installation_id: str, client: AdminClient) -> None:
+def _store_shop(services: AppServices, installation_id: str, client: AdminClient) -> None:
     """Step 1: the shop's identity, domains, currency and time zone; SHP-24 picks the first environment."""
     shop = client.execute(SHOP_QUERY).get("shop")
     if not isinstance(shop, dict):
@@ -280,7 +281,7 @@ def _subscribe(client: AdminClient, uri: str, topic: str) -> dict[str, str] | No
     return {"reason": refusal_reason(errors), "message": "; ".join(str(e.get("message")) for e in errors)[:300]}
 
 
-def _ensure_subscriptions(services: Any, installation_id: str, client: AdminClient) -> list[str]:
+def _ensure_subscriptions(services: AppServices, installation_id: str, client: AdminClient) -> list[str]:
     """Step 2: create each SHP-98 subscription to `{MBUZZ_PUBLIC_URL}/shopify/webhooks` that is missing, topic by
     topic. A refused topic is recorded on the installation (`_connector.refused_topics`, shown on the embedded
     page and the dashboard) and the others still go ahead; a refusal other than protected customer data is then
@@ -315,7 +316,7 @@ def _ensure_subscriptions(services: Any, installation_id: str, client: AdminClie
     return created
 
 
-def _register_pixel(services: Any, installation_id: str, client: AdminClient) -> str | None:
+def _register_pixel(services: AppServices, installation_id: str, client: AdminClient) -> str | None:
     """Step 3 (connected only): a new pixel key, then `webPixelCreate`, or `webPixelUpdate` if one exists."""
     settings = services.settings
     now = services.now()
@@ -354,7 +355,7 @@ def _register_pixel(services: Any, installation_id: str, client: AdminClient) ->
     return str(pixel_id)
 
 
-def post_install(services: Any, installation_id: str, client: AdminClient | None = None) -> PostInstallResult:
+def post_install(services: AppServices, installation_id: str, client: AdminClient | None = None) -> PostInstallResult:
     """SHP-27 for an app installation that is not uninstalled: the shop, then the web pixel, then the webhook
     subscriptions topic by topic. The pixel comes first and each step runs even when the other failed, so a shop
     whose app lacks protected-customer-data approval still gets its pixel and every topic it may have; the first
@@ -380,7 +381,7 @@ def post_install(services: Any, installation_id: str, client: AdminClient | None
     return result
 
 
-def process_deferred(services: Any, installation_id: str) -> int:
+def process_deferred(services: AppServices, installation_id: str) -> int:
     """SHP-28: after connecting, the shop's `deferred` deliveries of the last 7 days are processed in receipt
     order; older ones become `ignored` with error `too_old`. Returns how many were processed."""
     now = services.now()
@@ -404,7 +405,7 @@ def process_deferred(services: Any, installation_id: str) -> int:
     return len(ready)
 
 
-def _run(services: Any, installation_id: str, connected: bool) -> None:
+def _run(services: AppServices, installation_id: str, connected: bool) -> None:
     try:
         post_install(services, installation_id)
     finally:
@@ -417,7 +418,7 @@ def post_install_job(installation_id: str, connected: bool = False) -> None:
     _run(worker_services(), installation_id, connected)
 
 
-def schedule_post_install(services: Any, installation_id: str, connected: bool = False) -> None:
+def schedule_post_install(services: AppServices, installation_id: str, connected: bool = False) -> None:
     """Queue the post-install job; without Redis run it now, logging (not raising) a Shopify failure, since
     the install itself is stored and `POST /shopify/api/repair` re-runs the job."""
     if enqueue(services, "connectors.shopify.install.post_install_job", installation_id, connected):
@@ -428,7 +429,7 @@ def schedule_post_install(services: Any, installation_id: str, connected: bool =
         log.warning("post-install job for %s failed inline: %s", installation_id, exc)
 
 
-def recheck_subscriptions(services: Any) -> int:
+def recheck_subscriptions(services: AppServices) -> int:
     """The daily re-check of SHP-27 step 2 for every active app installation; returns how many were created.
 
     Shopify removes API-created subscriptions after repeated delivery failures, so they are re-created here.
@@ -483,7 +484,7 @@ def _code_digest(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def create_connect_code(services: Any, account_id: str, environment: str) -> str:
+def create_connect_code(services: AppServices, account_id: str, environment: str) -> str:
     """A single-use connect code for the dashboard (SHP-28 a): valid 30 min, stored only as its SHA-256."""
     if environment not in ("live", "test"):
         raise ValueError("environment: must be live or test")
@@ -510,7 +511,7 @@ def _mark_connected(installation: Installation, account_id: str, now: datetime) 
     installation.account_id, installation.status, installation.updated_at = account_id, "active", now
 
 
-def connect_with_code(services: Any, installation_id: str, code: object) -> dict[str, Any]:
+def connect_with_code(services: AppServices, installation_id: str, code: object) -> dict[str, Any]:
     """SHP-28 (a): consume the code (atomically, once) and connect to its account and environment."""
     now = services.now()
     canonical = canonical_code(code)
@@ -533,11 +534,11 @@ def connect_with_code(services: Any, installation_id: str, code: object) -> dict
     return {"account_id": account_id, "environment": environment}
 
 
-def _claim_serializer(services: Any) -> URLSafeSerializer:
+def _claim_serializer(services: AppServices) -> URLSafeSerializer:
     return URLSafeSerializer(services.settings.secret_key, salt=_CLAIM_SALT)
 
 
-def connect_with_new_account(services: Any, installation_id: str) -> dict[str, Any]:
+def connect_with_new_account(services: AppServices, installation_id: str) -> dict[str, Any]:
     """SHP-28 (b): a new account named after the shop, connected now, and a one-time 24 h claim URL.
 
     The claim token is signed (never stored): it names the account and its expiry, and it works only while
@@ -557,7 +558,7 @@ def connect_with_new_account(services: Any, installation_id: str) -> dict[str, A
             "claim_url": f"{services.settings.public_url.rstrip('/')}/claim/{token}"}
 
 
-def claimable_account(services: Any, db: Session, token: str) -> str | None:
+def claimable_account(services: AppServices, db: Session, token: str) -> str | None:
     """The account a claim URL's token may still claim (unexpired, and no owner set yet), else None."""
     try:
         data = _claim_serializer(services).loads(token)
@@ -584,7 +585,7 @@ class ManualInstall:
     pixel_snippet: str = field(repr=False)  # holds the pixel key
 
 
-def create_manual_installation(services: Any, shop: str, signing_key: str, account_id: str,
+def create_manual_installation(services: AppServices, shop: str, signing_key: str, account_id: str,
                                environment: str) -> ManualInstall:
     """SHP-77: an `active` installation with `mode = manual` for a shop without the app.
 

@@ -17,6 +17,7 @@ from connectors.shopify.admin import AdminError, admin_client
 from connectors.shopify.envelopes import rfc3339, source_time
 from connectors.shopify.outbound import ShopifyHTTPError, TokenInvalid
 from core.storage.models import Installation
+from edge.services import AppServices
 
 __all__ = ["JOURNEY_QUERY", "fetch_journey", "journey_sessions"]
 
@@ -30,7 +31,7 @@ JOURNEY_QUERY = (
 _UTM = ("source", "medium", "campaign", "content", "term")
 
 
-def fetch_journey(services: Any, installation: Installation, order_id: str) -> dict[str, Any] | None:
+def fetch_journey(services: AppServices, installation: Installation, order_id: str) -> dict[str, Any] | None:
     """The order's `customerJourneySummary` when it is ready; None on any failure, which falls through to step 8."""
     if installation.mode != "app" or not installation.access_token_enc:
         return None  # manual mode has no Admin API

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ from connectors.shopify.queue import SHOPIFY_QUEUE, enqueue
 from connectors.shopify.topics import process_delivery
 from core.storage.models import ShopifyCheckoutLink, ShopifyDataRequest, ShopifyOAuthState, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
+from edge.services import AppServices
 
 __all__ = ["BODY_KEPT", "CHECKOUT_LINKS_KEPT", "EVERY", "GATE_KEY", "LEASE_KEY", "RETRIED_MARK", "RETRY_SETTLED",
            "RETRY_WINDOW", "claim_daily_run", "delete_old_checkout_links", "expire_data_requests", "null_old_bodies",
@@ -79,7 +80,7 @@ Delivery = ShopifyWebhookDelivery
 
 # --- the gate -------------------------------------------------------------------------------------------------
 
-def claim_daily_run(services: Any, force: bool = False) -> bool:
+def claim_daily_run(services: AppServices, force: bool = False) -> bool:
     """True when the caller now owns the run of the next 24 h (and must do it); False when it ran less than 24 h
     ago in any process. `force` claims it whatever the last run (the CLI's `--force`)."""
     now: datetime = services.now()
@@ -102,7 +103,7 @@ def _claim_in_redis(client: Any, now: datetime, due: datetime, force: bool) -> b
     return bool(client.eval(_TAKE_OVER, 1, GATE_KEY, f"{now.timestamp():.3f}", value, ttl))
 
 
-def _claim_in_database(services: Any, now: datetime, due: datetime, force: bool) -> bool:
+def _claim_in_database(services: AppServices, now: datetime, due: datetime, force: bool) -> bool:
     lease = ShopifyOAuthState
     with services.sessions.begin() as db:
         held = db.get(lease, LEASE_KEY)
@@ -128,7 +129,7 @@ def _marked(error: str | None) -> str:
     return (RETRIED_MARK + (error or ""))[:200]
 
 
-def _claim_retry(services: Any, delivery_id: str) -> bool:
+def _claim_retry(services: AppServices, delivery_id: str) -> bool:
     """Mark the row before retrying it, so a crash or a second run never retries it again."""
     with services.sessions.begin() as db:
         row = db.get(Delivery, delivery_id, with_for_update=True)
@@ -138,7 +139,7 @@ def _claim_retry(services: Any, delivery_id: str) -> bool:
         return True
 
 
-def _settle_retry(services: Any, delivery_id: str) -> bool:
+def _settle_retry(services: AppServices, delivery_id: str) -> bool:
     """True when the retry took the row out of `failed`; otherwise its new error gets the mark back."""
     with services.sessions.begin() as db:
         row = db.get(Delivery, delivery_id, with_for_update=True)
@@ -149,7 +150,7 @@ def _settle_retry(services: Any, delivery_id: str) -> bool:
         return False
 
 
-def retry_failed_deliveries(services: Any) -> dict[str, int]:
+def retry_failed_deliveries(services: AppServices) -> dict[str, int]:
     """SHP-37: every `failed` row younger than 7 days, not yet retried by this job, processed once more."""
     now: datetime = services.now()
     with services.sessions() as db:
@@ -170,7 +171,7 @@ def retry_failed_deliveries(services: Any) -> dict[str, int]:
 
 # --- SHP-8: ledger bodies, SHP-87: data request exports -------------------------------------------------------
 
-def null_old_bodies(services: Any) -> int:
+def null_old_bodies(services: AppServices) -> int:
     """SHP-8: `body_enc` nulled on every row received 30 days ago or earlier, in batches; returns how many."""
     cutoff = services.now() - BODY_KEPT
     nulled = 0
@@ -185,7 +186,7 @@ def null_old_bodies(services: Any) -> int:
             return nulled
 
 
-def expire_data_requests(services: Any) -> int:
+def expire_data_requests(services: AppServices) -> int:
     """SHP-87: an export is kept 30 days, then deleted; the row stays, `expired`, so the embedded page lists it."""
     now: datetime = services.now()
     request = ShopifyDataRequest
@@ -199,25 +200,25 @@ def expire_data_requests(services: Any) -> int:
     return len(ids)
 
 
-def delete_old_checkout_links(services: Any) -> int:
+def delete_old_checkout_links(services: AppServices) -> int:
     """SHP-10: checkout links are deleted 90 days after they were last seen; returns how many."""
     with services.sessions.begin() as db:
         result = db.execute(sa.delete(ShopifyCheckoutLink).where(
             ShopifyCheckoutLink.last_seen_at <= services.now() - CHECKOUT_LINKS_KEPT),
             execution_options=all_tenants("SHP-10's retention, every shop at once"))
-    return int(result.rowcount or 0)
+    return int(cast(sa.CursorResult[Any], result).rowcount or 0)
 
 
 # --- SHP-27: the daily subscription re-check ------------------------------------------------------------------
 
-def recheck_subscriptions_step(services: Any) -> dict[str, int]:
+def recheck_subscriptions_step(services: AppServices) -> dict[str, int]:
     """Queued on `<prefix>-shopify` when Redis answers (the Admin API is called per shop), inline otherwise."""
     if enqueue(services, "connectors.shopify.install.recheck_subscriptions_job"):
         return {"subscriptions_created": 0, "subscription_checks_queued": 1}
     return {"subscriptions_created": recheck_subscriptions(services), "subscription_checks_queued": 0}
 
 
-def api_version_step(services: Any) -> int:
+def api_version_step(services: AppServices) -> int:
     """SHP-6: a configured Admin API version past its 12 months of support is logged every day (1), else 0."""
     status = warn_if_unsupported(services.settings, services.now())
     return int(status is not None and not status.supported)
@@ -225,7 +226,7 @@ def api_version_step(services: Any) -> int:
 
 # --- SHP-23: non-expiring offline tokens moved to expiring ones ---------------------------------------------------
 
-def migrate_tokens_step(services: Any) -> dict[str, int]:
+def migrate_tokens_step(services: AppServices) -> dict[str, int]:
     """Every app installation still holding a non-expiring token is moved to an expiring one (public apps must use
     them from 2027-01-01), so a shop whose merchant never opens the app keeps working."""
     results = migrate_non_expiring_tokens(services)
@@ -235,7 +236,7 @@ def migrate_tokens_step(services: Any) -> dict[str, int]:
 
 # --- the run --------------------------------------------------------------------------------------------------
 
-def run_daily_maintenance(services: Any) -> dict[str, int]:
+def run_daily_maintenance(services: AppServices) -> dict[str, int]:
     """Every step once, now (the caller owns the gate); a step's failure is logged and counted in `errors`, and
     the other steps still run. Returns what was done, for the logs and the CLI."""
     steps: list[tuple[str, Callable[[], dict[str, int]]]] = [
@@ -260,7 +261,7 @@ def run_daily_maintenance(services: Any) -> dict[str, int]:
     return counts
 
 
-def run_if_due(services: Any) -> dict[str, int] | None:
+def run_if_due(services: AppServices) -> dict[str, int] | None:
     """The daily maintenance if no process ran it in the last 24 h (then its counts), else None."""
     if not claim_daily_run(services):
         return None

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from connectors.shopify.outbound import (
 from connectors.shopify.querysign import decoded_host, fresh, query_hmac_valid, secrets_of
 from connectors.shopify.session_tokens import InvalidSessionToken, decode_session_token
 from core.storage.models import Installation, ShopifyOAuthState
+from edge.services import AppServices, app_services
 
 __all__ = ["COOKIE", "bp", "frame_headers", "token_usable"]
 
@@ -49,8 +50,8 @@ CALLBACK_MAX_AGE_S = 300  # SHP-18
 APP_MAX_AGE_S = 3600
 
 
-def _services() -> Any:
-    return current_app.config["MBUZZ"]
+def _services() -> AppServices:
+    return app_services()
 
 
 def _raw_query() -> str:
@@ -109,7 +110,7 @@ def begin() -> Response:
     return resp
 
 
-def _consume_state(services: Any, shop: str, state: str | None, now: datetime) -> bool:
+def _consume_state(services: AppServices, shop: str, state: str | None, now: datetime) -> bool:
     """SHP-23 (3): the state equals the signed cookie and an unused, unexpired row of that shop; mark it used."""
     try:
         nonce = _signer().unsign(request.cookies.get(COOKIE, "")).decode()
@@ -123,7 +124,7 @@ def _consume_state(services: Any, shop: str, state: str | None, now: datetime) -
             ShopifyOAuthState.shop_domain == shop, ShopifyOAuthState.used_at.is_(None),
             ShopifyOAuthState.expires_at > now,
         ).values(used_at=now))
-        return bool(marked.rowcount == 1)
+        return bool(cast(sa.CursorResult[Any], marked).rowcount == 1)
 
 
 @bp.route("/auth/callback", methods=["GET"])

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from connectors.shopify.envelopes import shop_domain
 from core.crypto import cipher
 from core.storage.models import Installation
+from edge.services import AppServices
 
 __all__ = ["REFRESH_MARGIN", "TIMEOUT_S", "ShopifyHTTPError", "TokenGrant", "TokenInvalid", "TokenMigration",
            "exchange_token", "fresh_access_token", "holds_non_expiring_token", "migrate_installation_token",
@@ -166,7 +167,7 @@ def _needs_refresh(installation: Installation, now: datetime) -> bool:
     return installation.token_expires_at is not None and installation.token_expires_at - now <= REFRESH_MARGIN
 
 
-def fresh_access_token(services: Any, installation_id: str) -> str:
+def fresh_access_token(services: AppServices, installation_id: str) -> str:
     """The installation's access token, refreshed first when it expires within 300 s (SHP-25).
 
     The refresh runs under a row lock on the installation, so concurrent callers refresh once (Shopify
@@ -232,7 +233,7 @@ def holds_non_expiring_token(installation: Installation) -> bool:
             and installation.token_expires_at is None)
 
 
-def migrate_installation_token(services: Any, installation_id: str) -> TokenMigration | None:
+def migrate_installation_token(services: AppServices, installation_id: str) -> TokenMigration | None:
     """Moves one installation to an expiring token under a row lock (None when it holds none to move).
 
     A refused or failed exchange changes nothing: the old token keeps working until Shopify stops accepting it,
@@ -258,7 +259,7 @@ def migrate_installation_token(services: Any, installation_id: str) -> TokenMigr
     return TokenMigration(installation_id, shop, True)
 
 
-def migrate_non_expiring_tokens(services: Any, shop: str | None = None) -> list[TokenMigration]:
+def migrate_non_expiring_tokens(services: AppServices, shop: str | None = None) -> list[TokenMigration]:
     """Every app installation (or the one of `shop`) that still holds a non-expiring token, moved one by one."""
     with services.sessions() as db:
         query = sa.select(Installation.id).where(

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from core.numbers import stored_int
 from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
 from edge.http import client_ip, json_response
 from edge.limits import address_key
+from edge.services import app_services
 
 __all__ = ["EVENT_TYPES", "bp", "pixel_key_for_limits"]
 
@@ -243,7 +244,7 @@ def events() -> Response:
     client_sent = isinstance(body.get("shopify_client_id"), str) and CLIENT_ID.fullmatch(body["shopify_client_id"])
     if not visitor_sent and not client_sent:
         return _answer({"error": "missing_visitor"}, 400)
-    services = current_app.config["MBUZZ"]
+    services = app_services()
     now = services.now()
     token = _text(body.get("ingest_key")) or ""
     if PIXEL_KEY.fullmatch(token) is None:

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from core.queue import PREFIX
+from edge.services import AppServices
 
 __all__ = ["SHOPIFY_QUEUE", "enqueue", "worker_services"]
 
@@ -24,7 +25,7 @@ log = logging.getLogger("mbuzz.shopify")
 SHOPIFY_QUEUE = f"{PREFIX}-shopify"
 
 
-def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = None,
+def enqueue(services: AppServices, function: str, *args: Any, delay: timedelta | None = None,
             retries: Sequence[int] = ()) -> bool:
     """Queue `function` (a dotted path) with `args`, retried after `retries` seconds when it raises; False when
     there is no reachable Redis."""
@@ -47,16 +48,16 @@ def enqueue(services: Any, function: str, *args: Any, delay: timedelta | None = 
     return True
 
 
-_services_factory: list[Callable[[], Any]] = []  # set by the app (connectors.shopify.init_app)
+_services_factory: list[Callable[[], AppServices]] = []  # set by the app (connectors.shopify.init_app)
 
 
-def provide_services(factory: Callable[[], Any]) -> None:
+def provide_services(factory: Callable[[], AppServices]) -> None:
     """How this process builds its services for the connector's jobs (the app knows; the connector does not)."""
     _services_factory[:] = [factory]
 
 
 @cache
-def worker_services() -> Any:
+def worker_services() -> AppServices:
     """The services of the worker process, built once, as the app said (``provide_services``)."""
     if not _services_factory:
         raise RuntimeError("the Shopify connector has no services: create the app first (connectors.shopify.init_app)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,13 +19,14 @@ from connectors.shopify.queue import worker_services
 from core.order_holds import release_due_holds
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
+from edge.services import AppServices
 
 __all__ = ["order_retry_job", "rerun_order", "run_waiting_refunds", "sweep_due"]
 
 log = logging.getLogger("mbuzz.shopify")
 
 
-def rerun_order(services: Any, account_id: str, row_id: str, final: bool = False,
+def rerun_order(services: AppServices, account_id: str, row_id: str, final: bool = False,
                 attempts: int | None = None) -> bool:
     """Run the linking chain again for a parked order (from its stored paid payload); False if not parked."""
     from connectors.shopify.topics import after_outcome, read_body, settle
@@ -55,7 +55,7 @@ def order_retry_job(account_id: str, row_id: str, attempts: int) -> None:
     rerun_order(worker_services(), account_id, row_id, attempts=attempts)
 
 
-def run_waiting_refunds(services: Any, shop_domain: str, order_id: str) -> None:
+def run_waiting_refunds(services: AppServices, shop_domain: str, order_id: str) -> None:
     """SHP-62: refunds that arrived before their order run as soon as an order delivery creates the row."""
     from connectors.shopify.topics import process_delivery
 
@@ -67,7 +67,7 @@ def run_waiting_refunds(services: Any, shop_domain: str, order_id: str) -> None:
         process_delivery(services, delivery_id)
 
 
-def sweep_due(services: Any, limit: int = 500) -> int:
+def sweep_due(services: AppServices, limit: int = 500) -> int:
     """Every parked order, waiting refund and held sGTM purchase (SGTM-31) that is due; returns how many ran."""
     from connectors.shopify.topics import REFUND_WAITS, process_delivery
 

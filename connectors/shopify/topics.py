@@ -30,6 +30,7 @@ from core.envelope import command_from_envelope
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
+from edge.services import AppServices
 
 __all__ = ["COMPLIANCE", "HANDLED", "after_outcome", "append_commands", "delivery_job", "enqueue_delivery",
            "process_delivery", "read_body"]
@@ -47,13 +48,13 @@ REFUND_WAITS = (timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=6
                 timedelta(hours=24))
 
 
-def read_body(services: Any, delivery: ShopifyWebhookDelivery) -> Any:
+def read_body(services: AppServices, delivery: ShopifyWebhookDelivery) -> Any:
     settings = services.settings
     raw = cipher(settings.encryption_keys, settings.secret_key).decrypt(str(delivery.body_enc).encode())
     return json.loads(raw, parse_float=Decimal)
 
 
-def append_commands(services: Any, commands: list[dict[str, Any]], now: datetime) -> None:
+def append_commands(services: AppServices, commands: list[dict[str, Any]], now: datetime) -> None:
     """Append in order, one log call per run of commands of the same tenant; a rejection fails the delivery.
 
     Nothing waits for processing: in queue mode the drain may need this very worker, and a command the core
@@ -98,7 +99,7 @@ def _uninstalled(db: Any, installation: Installation, now: datetime) -> list[tup
         execution_options=all_tenants("an uninstalled shop's parked orders, by its installation"))]
 
 
-def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installation: Installation | None,
+def _handle(services: AppServices, db: Any, delivery: ShopifyWebhookDelivery, installation: Installation | None,
             body: Any, now: datetime) -> tuple[Outcome, list[tuple[str, str]]]:
     if not isinstance(body, dict):
         raise OrderError("body: not a JSON object")
@@ -122,7 +123,7 @@ def _handle(services: Any, db: Any, delivery: ShopifyWebhookDelivery, installati
     return Outcome(status="ignored", error="unknown_topic"), []
 
 
-def settle(services: Any, db: Any, outcome: Outcome, now: datetime) -> None:
+def settle(services: AppServices, db: Any, outcome: Outcome, now: datetime) -> None:
     """Commit an outcome: its row changes in the open transaction when it appends nothing; otherwise the
     commands are appended first and the row changes committed after, in a new transaction (SHP-36-D1)."""
     if not outcome.commands:
@@ -136,7 +137,7 @@ def settle(services: Any, db: Any, outcome: Outcome, now: datetime) -> None:
             step(after)
 
 
-def process_delivery(services: Any, delivery_id: str, raise_errors: bool = False) -> None:
+def process_delivery(services: AppServices, delivery_id: str, raise_errors: bool = False) -> None:
     """Run the topic's processing after the ledger commit; a failure marks the row `failed` (and re-raises for
     the RQ job, so that its retries run)."""
     now = services.now()
@@ -178,7 +179,7 @@ def _finish(db: Any, delivery_id: str, outcome: Outcome, now: datetime) -> None:
         delivery.processed_at = now
 
 
-def after_outcome(services: Any, outcome: Outcome, parked: list[tuple[str, str]] | None = None) -> None:
+def after_outcome(services: AppServices, outcome: Outcome, parked: list[tuple[str, str]] | None = None) -> None:
     """Follow-up work once the delivery's changes are committed: retries, waiting refunds, parked orders."""
     from connectors.shopify import sweep
 
@@ -197,6 +198,6 @@ def delivery_job(delivery_id: str) -> None:
     process_delivery(worker_services(), delivery_id, raise_errors=True)
 
 
-def enqueue_delivery(services: Any, delivery_id: str) -> bool:
+def enqueue_delivery(services: AppServices, delivery_id: str) -> bool:
     """Queue mode: the delivery is processed by a worker, with SHP-37's retries; False without Redis."""
     return enqueue(services, "connectors.shopify.topics.delivery_job", delivery_id, retries=JOB_RETRIES)

@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from connectors.shopify.envelopes import shop_domain
@@ -37,6 +37,7 @@ from core.crypto import cipher
 from core.ids import new_id
 from core.storage.models import Installation, ShopifyWebhookDelivery
 from edge.http import json_response
+from edge.services import app_services
 
 log = logging.getLogger("mbuzz.shopify")
 
@@ -107,7 +108,7 @@ INLINE_SWEEP = 10  # SHP-54: due retries run per /shopify/* request when there i
 @bp.before_app_request
 def _inline_sweep() -> None:
     """Without Redis there is no scheduler: each `/shopify/*` request first runs a few due retries."""
-    services = current_app.config["MBUZZ"]
+    services = app_services()
     if services.redis is None and request.path.startswith("/shopify/"):
         try:
             sweep_due(services, limit=INLINE_SWEEP)
@@ -124,7 +125,7 @@ def receive() -> Response:
     given = request.headers.get("X-Shopify-Hmac-Sha256")
     if not given:
         return json_response({"error": "missing_hmac"}, 401)
-    secrets = secrets_of(current_app.config["MBUZZ"].settings)
+    secrets = secrets_of(app_services().settings)
     if not secrets or not body_hmac_valid(raw, given, secrets):
         return json_response({"error": "invalid_hmac"}, 401)
     shop = shop_domain(request.headers.get("X-Shopify-Shop-Domain"))
@@ -140,7 +141,7 @@ def receive_manual(token: str) -> Response:
     raw = _raw_body()
     if isinstance(raw, Response):
         return raw
-    services = current_app.config["MBUZZ"]
+    services = app_services()
     with services.sessions() as db:
         installation = db.scalars(sa.select(Installation).where(
             Installation.connector_token_sha256 == hashlib.sha256(token.encode()).hexdigest(),
@@ -173,7 +174,7 @@ def _raw_body() -> bytes | Response:
 
 def _store(raw: bytes, shop: str, manual: bool) -> Response:
     """SHP-33..SHP-36 for a verified delivery: deduplicate, store the ledger row, answer, then process."""
-    services = current_app.config["MBUZZ"]
+    services = app_services()
     settings = services.settings
     topic = _header("X-Shopify-Topic", 64)
     if not topic:

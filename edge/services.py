@@ -1,0 +1,36 @@
+"""What the edge and the connectors need from the app's services (issue 18 item 4): a Protocol, so they are typed
+without importing the gateway. ``gateway.services.Services`` satisfies it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.log import CommandLog
+
+
+class AppServices(Protocol):
+    @property
+    def settings(self) -> Any: ...  # the app's settings (gateway.config.Settings); read-only here
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def redis(self) -> redis.Redis | None: ...
+
+    @property
+    def log(self) -> CommandLog: ...
+
+    def now(self) -> datetime: ...
+
+
+def app_services() -> AppServices:
+    """The current app's services, typed by what the edge and the connectors may use."""
+    from flask import current_app
+
+    found: AppServices = current_app.config["MBUZZ"]
+    return found
