@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import redis
+from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.log import CommandLog
@@ -30,7 +31,5 @@ class AppServices(Protocol):
 
 def app_services() -> AppServices:
     """The current app's services, typed by what the edge and the connectors may use."""
-    from flask import current_app
-
     found: AppServices = current_app.config["MBUZZ"]
     return found

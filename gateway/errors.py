@@ -18,7 +18,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from edge.http import json_response
-from gateway.api.views import _request_id
+from gateway.api.views import DEFECT, _request_id
 
 log = logging.getLogger("mbuzz.gateway")
 
@@ -85,4 +85,4 @@ def init_app(app: Flask) -> None:
     def _defect(exc: Exception) -> Response:
         request_id = g.get("request_id") or str(uuid.uuid4())
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request_id)
-        return json_response({"error": "Internal server error", "request_id": request_id}, 500)
+        return json_response({"error": DEFECT, "request_id": request_id}, 500)

@@ -15,7 +15,6 @@ test that ran it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,7 +56,3 @@ def of_tenant(model: Any, tenant: Tenant) -> sa.ColumnElement[bool]:
 def all_tenants(reason: str) -> dict[str, str]:
     """Execution options of a statement that reads across tenants on purpose: ``.execution_options(**...)``."""
     return {ALL_TENANTS: reason}
-
-
-def marked(options: Iterable[tuple[str, Any]]) -> bool:
-    return any(key == ALL_TENANTS and value for key, value in options)

@@ -30,10 +30,10 @@ from core.log import Appended, LogUnavailable
 from edge.http import ip_of
 from gateway.api.admission import AdmissionGate
 from gateway.api.auth import AuthFailure, token_of
-from gateway.api.body import BodyError, parse_body
+from gateway.api.body import parse_body
 from gateway.api.event_batch import event_batch
 from gateway.api.fields import idempotency_header
-from gateway.api.views import EVENTS_LIMIT, request_id_of
+from gateway.api.views import DEFECT, EVENTS_LIMIT, UNAVAILABLE, request_id_of
 
 log = logging.getLogger("mbuzz.api")
 
@@ -82,7 +82,7 @@ class LeanEvents:
             header_key = idempotency_header(environ.get("HTTP_X_IDEMPOTENCY_KEY"))
             parsed = parse_body(raw, None, EVENTS_LIMIT)
             batch = event_batch(parsed.value, parsed.warnings, header_key, services.now(), user_agent)
-        except BodyError:
+        except Exception:  # BodyError, or a defect: Flask meets it again and answers as it does (API-4's JSON 500)
             return None
         if any(True for _ in batch.rejected()):  # API-24 records carry what Flask's request knows
             return None
@@ -95,14 +95,17 @@ class LeanEvents:
         except (NotAdmitted, AdmissionUnavailable):
             return None  # refused or not decided: nothing was appended, Flask decides as it always does
         except (LogUnavailable, OperationalError):
-            return _failed(503, {"error": "Service temporarily unavailable"}, request_id, [("Retry-After", "5")])
+            return _failed(503, {"error": UNAVAILABLE}, request_id, [("Retry-After", "5")])
         except Exception:
-            log.exception("unhandled error on POST /api/v1/events (request %s)", request_id)
-            return _failed(500, {"error": "Internal server error", "request_id": request_id}, request_id, [])
+            return _defect(request_id)
+        try:  # appended: from here on a defect must not send the request to Flask (it would be appended twice)
+            body = orjson.dumps(batch.answer(appended.results))
+        except Exception:
+            return _defect(request_id)
         headers = [("X-Request-Id", request_id), ("X-Mbuzz-Processing", appended.mode)]
         if appended.verdict is not None:
             headers.extend(appended.verdict.headers().items())
-        return 202, orjson.dumps(batch.answer(appended.results)), headers
+        return 202, body, headers
 
 
 def _lean_length(environ: Environ) -> int | None:
@@ -115,6 +118,12 @@ def _lean_length(environ: Environ) -> int | None:
     if not declared.isdigit() or not 0 < int(declared) <= EVENTS_LIMIT:
         return None
     return int(declared)
+
+
+def _defect(request_id: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """What :mod:`gateway.errors` answers to an unhandled error (API-4), logged the same way."""
+    log.exception("unhandled error on POST /api/v1/events (request %s)", request_id)
+    return _failed(500, {"error": DEFECT, "request_id": request_id}, request_id, [])
 
 
 def _failed(status: int, body: dict[str, Any], request_id: str,

@@ -42,6 +42,8 @@ log = logging.getLogger("mbuzz.api")
 EVENTS_LIMIT = 524_288
 OTHER_LIMIT = 32_768
 API_VERSION = "1.0.0"
+UNAVAILABLE = "Service temporarily unavailable"  # API-66's 503
+DEFECT = "Internal server error"  # API-4's 500 (gateway.errors)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -98,7 +100,7 @@ def _principal_or_error(token: str | None = None) -> Principal | Response:
 def _unavailable() -> Response:
     """API-66: nothing could make the command durable; the client should retry."""
     g.retry_after = "5"  # re-applied after Flask-Limiter rewrites Retry-After from its own window
-    return json_response({"error": "Service temporarily unavailable"}, 503, {"Retry-After": "5"})
+    return json_response({"error": UNAVAILABLE}, 503, {"Retry-After": "5"})
 
 
 def _read_body(limit: int) -> tuple[Any, list[str]]:

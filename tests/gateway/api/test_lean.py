@@ -173,3 +173,21 @@ def test_API66_a_log_that_fails_after_admission_answers_503_as_flask_does(
     by_lean, by_flask = _send(lean, lean_keys, event), _send(plain, plain_keys, event)
     assert by_lean.status_code == 503 and by_lean.headers["Retry-After"] == "5"
     assert _comparable(by_lean) == _comparable(by_flask)
+
+
+def test_API4_a_defect_before_the_append_hands_the_request_to_flask_once(
+        database_url: str, redis_url: str, flask_requests: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lean, _ = _pair(database_url, redis_url)
+    keys = new_account(lean)
+    event = {"event_type": "page_view", "visitor_id": "v"}
+    assert _send(lean, keys, event).status_code == 202
+    flask_requests.clear()
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("a defect in the lean path")
+
+    monkeypatch.setattr("gateway.api.lean.event_batch", broken)
+    resp = _send(lean, keys, event)
+    assert resp.status_code == 202 and resp.get_json()["accepted"] == 1  # Flask answered it, as before
+    assert flask_requests == ["/api/v1/events"]
+    assert len(_logged(lean, keys)) == 2  # the warm-up and this one: appended once
