@@ -56,8 +56,8 @@ run-redis: install
 		--threads 8 --bind 127.0.0.1:$(PORT) 'gateway:create_app()'
 
 lint: install node-install
-	$(BIN)/ruff check core edge gateway connectors tests bench
-	$(BIN)/mypy --strict core edge gateway connectors
+	$(BIN)/ruff check core edge gateway connectors tools tests bench
+	$(BIN)/mypy --strict core edge gateway connectors tools
 	$(BIN)/lint-imports
 	@if [ -f $(TSC) ]; then \
 		echo "tsc --noEmit -p $(NODE_DIR)/tsconfig.json  (Web Pixel against @shopify/web-pixels-extension)"; \

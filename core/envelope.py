@@ -6,6 +6,7 @@ times, which fixtures compare directly; this is the one place that maps them ont
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from core.commands import (
 from core.ids import new_id
 from core.money import currency_exponent, parse_revenue
 
-__all__ = ["command_from_envelope"]
+__all__ = ["command_from_envelope", "commands_from_envelopes"]
 
 
 def _at(text: str) -> datetime:
@@ -98,3 +99,12 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
                                 visitor_key=cmd.get("visitor_id"), ga_client_id=cmd.get("ga_client_id"),
                                 conversion=held, origin=origin)
     raise ValueError(f"no core command for {kind}")
+
+
+def commands_from_envelopes(envelopes: Sequence[dict[str, Any]], received: datetime) -> list[Command]:
+    """What a connector appends, in its order: the one door through which connector envelopes enter the core.
+
+    Connectors call it through the module (`core.envelope.commands_from_envelopes`), so test tooling that compares
+    the envelopes a connector appended (the fixture runner, tools/fixtures.py) can watch this one function from
+    the outside; the product carries no recording hook (issue 18 item 6)."""
+    return [command_from_envelope(envelope, received) for envelope in envelopes]

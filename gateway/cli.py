@@ -464,23 +464,3 @@ def batches_command(account_id: str, environment: str) -> None:
         click.echo(f"{p.id}  {p.trigger}  {p.status}  {p.processed}/{p.total if p.total is not None else '?'}"
                    f"  failed {p.failed_count}")
     click.echo(f"{len(active)} active batch(es)")
-
-
-@cli.command("run-fixtures")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def run_fixtures_command(paths: tuple[str, ...]) -> None:
-    """Play connector fixtures (shared/fixtures/README.md) on fresh seeded databases; exit 0 only if all pass."""
-    from pathlib import Path
-
-    from gateway.fixtures import run_fixture
-
-    failed = 0
-    for path in paths:
-        problems = run_fixture(Path(path))
-        if problems:
-            failed += 1
-            for problem in problems:
-                click.echo(f"{path}: {problem}")
-    click.echo(f"{len(paths) - failed} of {len(paths)} fixtures pass")
-    if failed:
-        sys.exit(1)

@@ -70,7 +70,7 @@ def _tenant_guard(_conn: Any, _cursor: Any, statement: str, _params: Any, contex
         _UNSCOPED.append(f"{', '.join(tables)} in {origin}: {' '.join(statement.split())[:300]}")
 
 
-_TEST_TOOLING = ("gateway/fixtures.py", "connectors/shopify/fake_admin.py")  # issue 18 item 6: to move to tools/
+_TEST_TOOLING = (f"{os.sep}tests{os.sep}", f"{os.sep}tools{os.sep}")  # issue 18 item 6: test code, not product
 _PRODUCT = tuple(f"{os.sep}{package}{os.sep}" for package in ("core", "edge", "gateway", "connectors"))
 
 
@@ -79,7 +79,7 @@ def _product_frame() -> str | None:
     frame = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
-        if f"{os.sep}tests{os.sep}" in name or name.endswith(_TEST_TOOLING):
+        if any(folder in name for folder in _TEST_TOOLING):
             return None
         part = next((p for p in _PRODUCT if p in name), None)
         if part is not None and f"{os.sep}migrations{os.sep}" not in name:

@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 
+import core.envelope
 from connectors.sgtm.normalize import output_kind, outputs_for, sent_visitor, validate
 from core.aliases import visitor_for_ga_client
 from core.commands import CommandResult
-from core.envelope import command_from_envelope
 from core.fingerprint import clean_user_agent, fingerprint, mask_ip
 from core.storage.models import Installation
 from core.tenant import Tenant
@@ -115,12 +115,9 @@ def collect() -> Response:
                               "outputs": []}
     if outputs.skipped_reason:
         answer["skipped_reason"] = outputs.skipped_reason
-    recorder = current_app.extensions.get("mbuzz.connector_commands")
-    if recorder is not None:  # the fixture runner compares what the connector appended (fixtures README)
-        recorder.extend(outputs.commands)
     if outputs.commands:
         # Durable before the answer; in queued mode conversions and identify wait for their result (API-62).
-        appended = services.log.append(tenant, [command_from_envelope(c, now) for c in outputs.commands])
+        appended = services.log.append(tenant, core.envelope.commands_from_envelopes(outputs.commands, now))
         answer["outputs"] = [_output(c, r) for c, r in zip(outputs.commands, appended.results, strict=True)]
         _run_linked_orders(services, tenant, appended.results)
     return json_response(answer, 202)

@@ -16,8 +16,8 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
 
+import core.envelope
 from connectors.shopify.compliance import compliance_delivery
 from connectors.shopify.customers import customer_delivery
 from connectors.shopify.journey import fetch_journey
@@ -26,7 +26,6 @@ from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
 from connectors.shopify.pixel_keys import revoke_pixel_keys
 from connectors.shopify.queue import enqueue, worker_services
 from core.crypto import cipher
-from core.envelope import command_from_envelope
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
@@ -41,7 +40,6 @@ HANDLED = frozenset({"orders/paid", "orders/create", "orders/cancelled", "refund
                      "customers/update", "shop/update", "app/uninstalled"})
 COMPLIANCE = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
 ORDER_TOPICS = frozenset({"orders/paid", "orders/create", "orders/cancelled"})
-RECORDER = "mbuzz.connector_commands"  # app.extensions: what connectors appended, for the fixture runner
 JOB_RETRIES = (10, 60, 600)  # SHP-37
 # SHP-62: a refund whose order is unknown is tried again this long after receipt, then ignored.
 REFUND_WAITS = (timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=60), timedelta(hours=6),
@@ -59,15 +57,13 @@ def append_commands(services: AppServices, commands: list[dict[str, Any]], now: 
 
     Nothing waits for processing: in queue mode the drain may need this very worker, and a command the core
     refuses there is recorded by the drain with its reason (inline, the refusal is seen here and retried)."""
-    if has_app_context() and (recorder := current_app.extensions.get(RECORDER)) is not None:
-        recorder.extend(commands)
     start = 0
     while start < len(commands):
         tenant = (commands[start]["account_id"], commands[start]["environment"])
         end = start
         while end < len(commands) and (commands[end]["account_id"], commands[end]["environment"]) == tenant:
             end += 1
-        appended = services.log.append(Tenant(*tenant), [command_from_envelope(c, now) for c in commands[start:end]],
+        appended = services.log.append(Tenant(*tenant), core.envelope.commands_from_envelopes(commands[start:end], now),
                                        wait=False)
         refused = [r for r in appended.results if r.status in ("rejected", "failed")]
         if refused:

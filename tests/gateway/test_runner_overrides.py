@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from gateway.fixtures import run_fixture
 from tests.connectors.sgtm.test_normalize import SHARED
+from tools.fixtures import run_fixture
 
 SHOPIFY = SHARED / "fixtures" / "shopify"
 SECRET = "test_app_secret"  # seed.json's SHOPIFY_API_SECRET

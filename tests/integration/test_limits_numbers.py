@@ -181,9 +181,9 @@ def test_Q60_any_json_number_in_properties_never_yields_a_5xx(numbers_app: tuple
 @pytest.fixture()
 def shop_app(database_url: str) -> Iterator[Flask]:
     """The seeded Shopify installation (tests/connectors/shopify/test_orders.py) with the clock at its batch."""
-    from gateway.fixtures import seed
     from tests.connectors.sgtm.test_normalize import SEED
     from tests.connectors.shopify.test_orders import PROCESSED, SECRET
+    from tools.fixtures import seed
 
     app = create_app(make_settings(database_url, shopify_api_secret=SECRET,
                                    shopify_api_key=SEED["config"]["SHOPIFY_API_KEY"]))

@@ -37,7 +37,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
-import gateway.fixtures as runner
+import tools.fixtures as runner
 from core.privacy import scrub_identifier, scrub_name
 from core.storage import models as m
 from core.storage.db import make_engine, migrate
@@ -182,14 +182,15 @@ def test_Q45_fixture_stores_no_raw_email_or_ip(case: str, template: str, monkeyp
         config = {**base, **(scenario_config or {})}
         with cloned_database(template) as url:
             app = create_app(Settings.from_env(database_url=url, redis_url=None, **runner.settings_fields(config)))
-            app.extensions[runner.RECORDER] = []
             runner.seed(app, seed_data)
             server = make_server("127.0.0.1", 0, app, threaded=True)
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
+            live = runner.Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app, base_config=base,
+                               installations=[inst["id"] for inst in seed_data.get("installations", [])])
             try:
-                yield runner.Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app, base_config=base,
-                                  installations=[inst["id"] for inst in seed_data.get("installations", [])])
+                with runner.watching_envelopes(live.appended):
+                    yield live
             finally:
                 server.shutdown()
                 thread.join(timeout=5)

@@ -1,6 +1,6 @@
 """The real template against the real gateway (sgtm.md SGTM-43).
 
-For every fixture with a template block, the fixture runner (`gateway.fixtures`) starts the gateway on 127.0.0.1
+For every fixture with a template block, the fixture runner (`tools.fixtures`) starts the gateway on 127.0.0.1
 with a fresh seeded database and the clock at the scenario's `now`, runs template.tpl under the Node harness
 with `<gateway>` set to that server (and added to `send_http` as SGTM-40 does), and compares the body sent, the
 cookies, the outcome, the gateway's answer and the connector commands with the fixture. What the template
@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from gateway.fixtures import run_fixture
 from tests.sgtm.test_template_harness import FIXTURES, pytestmark
+from tools.fixtures import run_fixture
 
 __all__ = ["pytestmark"]
 

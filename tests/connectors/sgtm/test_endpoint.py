@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 
 from core.accounts import create_api_key
 from core.storage import models as m
-from gateway.fixtures import Placeholders, match, seed
 from tests.connectors.sgtm.test_normalize import FIXTURES, SEED
+from tools.fixtures import Placeholders, match, seed
 
 NOW = datetime(2026, 5, 20, 3, 20, tzinfo=UTC)
 

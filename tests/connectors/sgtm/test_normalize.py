@@ -18,7 +18,7 @@ import pytest
 
 from connectors.sgtm.normalize import output_kind, outputs_for, validate
 from core.fingerprint import clean_user_agent, fingerprint, mask_ip
-from gateway.fixtures import Placeholders, match_commands
+from tools.fixtures import Placeholders, match_commands
 
 SHARED = Path(os.environ.get("MBUZZ_SHARED_DIR") or Path(__file__).parents[4] / "shared")
 FIXTURES = SHARED / "fixtures" / "sgtm"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.shopify.fake_admin import FakeShopify
 from tests.connectors.shopify.install_env import Env, build_env, fake_shopify
+from tools.fake_shopify import FakeShopify
 
 
 @pytest.fixture()

@@ -21,15 +21,15 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.querysign import canonical_query
 from core.crypto import cipher
 from core.storage import models as m
 from core.storage.db import migrate
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import make_settings
 from tests.connectors.sgtm.test_normalize import SEED
+from tools.fake_shopify import FakeShopify
+from tools.fixtures import seed
 
 API_KEY = "5f9d1c3b7a2e4f6081d3c5b7a9e1f203"
 SECRET = "test_app_secret"

@@ -17,9 +17,9 @@ from connectors.shopify.admin import (
     throttle_delay,
 )
 from connectors.shopify.api_version import API_VERSION
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import SHOP_QUERY
 from tests.connectors.shopify.install_env import AURORA, Env
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from connectors.shopify.api_version import API_VERSION, version_status
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.maintenance import run_daily_maintenance
 from core.storage.db import migrate
 from tests.connectors.shopify.install_env import API_KEY, SECRET, Env, build_env
+from tools.fake_shopify import FakeShopify
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.shopify import install
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import (
     Generators,
     canonical_code,
@@ -35,6 +34,7 @@ from tests.connectors.shopify.install_env import (
     session_token,
     signed_query,
 )
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import pytest
 
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.maintenance import run_daily_maintenance
 from tests.connectors.shopify.install_env import (
     API_KEY,
@@ -26,6 +25,7 @@ from tests.connectors.shopify.install_env import (
     signed_query,
     token_rule,
 )
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

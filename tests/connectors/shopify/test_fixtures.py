@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.fixtures import run_fixture
 from tests.connectors.sgtm.test_normalize import SHARED
+from tools.fixtures import run_fixture
 
 FOLDER = SHARED / "fixtures" / "shopify"
 CASES = sorted(p.name.removesuffix(".json") for p in FOLDER.glob("F*.json")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.fixtures import run_fixture
 from tests.connectors.sgtm.test_normalize import SHARED
+from tools.fixtures import run_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

@@ -17,7 +17,7 @@ import hmac
 import itertools
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -32,14 +32,13 @@ from werkzeug.test import TestResponse
 
 from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import create_manual_installation
-from connectors.shopify.topics import RECORDER
 from core.storage import models as m
 from core.storage.db import make_engine, migrate
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import make_settings
 from tests.connectors.sgtm.test_normalize import SEED
 from tests.connectors.shopify.install_env import AURORA, BIRCH, NOW, SECRET, Env, session_token, signed_query
+from tools.fixtures import seed, watching_envelopes
 
 SIGNING_KEY = "manual-shop-signing-key-0f1e2d3c"
 MANUAL_SHOP = "hostile-manual.myshopify.com"
@@ -91,14 +90,15 @@ class Stage:
     app: Flask
     client: FlaskClient
     manual_path: str  # /shopify/webhooks/m/<token> of MANUAL_SHOP, signed with SIGNING_KEY
+    appended: list[dict[str, Any]] = field(default_factory=list)  # connector envelopes not looked at yet
 
     def snapshot(self) -> dict[str, list[str]]:
         return every_row(self.app.config["MBUZZ"].engine)
 
     def commands(self) -> list[dict[str, Any]]:
         """Connector commands appended to the ingest log since the last call."""
-        taken = list(self.app.extensions[RECORDER])
-        self.app.extensions[RECORDER].clear()
+        taken = list(self.appended)
+        self.appended.clear()
         return taken
 
     def refused_without_change(self, send: Callable[[], TestResponse]) -> TestResponse:
@@ -141,8 +141,9 @@ def stage(own_database: str) -> Iterator[Stage]:
                                    shopify_api_key=SEED["config"]["SHOPIFY_API_KEY"]))
     seed(app, SEED)
     made = create_manual_installation(app.config["MBUZZ"], MANUAL_SHOP, SIGNING_KEY, "acct_02", "live")
-    app.extensions[RECORDER] = []
-    yield Stage(app, app.test_client(), urlsplit(made.webhook_url).path)
+    stage = Stage(app, app.test_client(), urlsplit(made.webhook_url).path)
+    with watching_envelopes(stage.appended):
+        yield stage
     app.config["MBUZZ"].engine.dispose()
 
 

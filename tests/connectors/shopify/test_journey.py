@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connectors.shopify.fake_admin import FakeShopify
 from core.storage import models as m
 from tests.connectors.shopify.install_env import AURORA, Env
 from tests.connectors.shopify.test_orders import PROCESSED, _deliver, _order
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

@@ -27,16 +27,16 @@ import sqlalchemy as sa
 from flask import Flask
 from rq import Queue
 
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import API_TOPICS
 from connectors.shopify.maintenance import GATE_KEY, RETRIED_MARK, run_daily_maintenance, run_if_due
 from connectors.shopify.queue import SHOPIFY_QUEUE
 from core.storage import models as m
 from core.storage.db import make_engine, migrate
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import _fresh_postgres, make_settings
 from tests.connectors.sgtm.test_normalize import SEED, SHARED
+from tools.fake_shopify import FakeShopify
+from tools.fixtures import seed
 
 pytestmark = pytest.mark.postgres
 

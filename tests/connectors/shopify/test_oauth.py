@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from connectors.shopify.admin import admin_client
 from connectors.shopify.api_version import API_VERSION
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import (
     SHOP_QUERY,
     Generators,
@@ -48,6 +47,7 @@ from tests.connectors.shopify.install_env import (
     signed_query,
     token_rule,
 )
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.install import create_connect_code
 from connectors.shopify.oauth import COOKIE
 from core.crypto import cipher
@@ -33,7 +32,6 @@ from core.ids import new_id
 from core.storage import models as m
 from core.storage.db import make_engine
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import make_settings, new_account
 from tests.connectors.sgtm.test_normalize import SEED
 from tests.connectors.shopify.install_env import (
@@ -48,6 +46,8 @@ from tests.connectors.shopify.install_env import (
     token_rule,
 )
 from tests.integration.processes import wait_until
+from tools.fake_shopify import FakeShopify
+from tools.fixtures import seed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")]
 

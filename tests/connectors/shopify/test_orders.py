@@ -23,9 +23,9 @@ from flask.testing import FlaskClient
 from connectors.shopify.sweep import sweep_due
 from core.storage import models as m
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import make_settings
 from tests.connectors.sgtm.test_normalize import SEED, SHARED
+from tools.fixtures import seed
 
 SECRET = "test_app_secret"
 F1 = json.loads((SHARED / "fixtures" / "shopify" / "F1.json").read_text())["steps"][0]["request"]["body"]

@@ -15,7 +15,6 @@ import re
 import pytest
 
 from connectors.shopify.admin import AdminError
-from connectors.shopify.fake_admin import PCD_MESSAGE, PROTECTED_TOPICS, FakeShopify
 from connectors.shopify.install import PCD_REFUSAL, post_install, recheck_subscriptions, refused_topics
 from core.accounts import hash_password
 from core.storage import models as m
@@ -29,6 +28,7 @@ from tests.connectors.shopify.install_env import (
     session_token,
     signed_query,
 )
+from tools.fake_shopify import PCD_MESSAGE, PROTECTED_TOPICS, FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

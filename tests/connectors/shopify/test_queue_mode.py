@@ -37,9 +37,9 @@ from connectors.shopify.queue import SHOPIFY_QUEUE
 from core import accounts
 from core.jobs import QUEUE as DRAIN_QUEUE
 from core.storage import models as m
-from gateway.fixtures import seed
 from tests.connectors.sgtm.test_normalize import SEED, SHARED
 from tests.integration.processes import BIN, ROOT, env_for, gunicorn, queued_redis_url, start_worker, stop, wait_until
+from tools.fixtures import seed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -13,7 +13,6 @@ from typing import Any
 import jwt
 import pytest
 
-from connectors.shopify.fake_admin import FakeShopify
 from connectors.shopify.session_tokens import InvalidSessionToken, bearer_token, decode_session_token
 from tests.connectors.sgtm.test_normalize import SHARED
 from tests.connectors.shopify.install_env import (
@@ -26,6 +25,7 @@ from tests.connectors.shopify.install_env import (
     build_env,
     session_token,
 )
+from tools.fake_shopify import FakeShopify
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 

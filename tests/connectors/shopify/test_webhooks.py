@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from core.crypto import cipher
 from core.storage import models as m
 from gateway import create_app
-from gateway.fixtures import seed
 from tests.conftest import make_settings
 from tests.connectors.sgtm.test_normalize import SEED
+from tools.fixtures import seed
 
 SECRET = "test_app_secret"
 @pytest.fixture()

@@ -1,4 +1,8 @@
-"""The connector fixture runner (shared/fixtures/README.md): `flask --app gateway mbuzz run-fixtures PATH.json...`.
+"""The connector fixture runner (shared/fixtures/README.md): `python -m tools.fixtures PATH.json...`.
+
+Test tooling, not product (issue 18 item 6): it stands outside the installed packages, and the product does not
+know it exists. What a connector appended is seen by watching `core.envelope.commands_from_envelopes`, the one
+door connector envelopes go through, for as long as a scenario's gateway lives.
 
 Each scenario gets a fresh SQLite database loaded from `seed.json`, a real gateway on 127.0.0.1 (werkzeug in a
 thread, inline processing, the clock at each step's instant), its `requires` played first, then its own steps:
@@ -16,21 +20,24 @@ import logging
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import requests
 import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import make_server
 
+import core.envelope
 from connectors.sgtm.distribution import served_template, substitute
 from core.accounts import key_digest
+from core.commands import Command
 from core.crypto import cipher
 from core.money import currency_exponent, format_minor
 from core.storage import models as m
@@ -39,7 +46,6 @@ from core.storage.db import migrate
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "sgtm" / "template_harness.mjs"
 TEMPLATE = ROOT / "connectors" / "sgtm" / "template.tpl"
-RECORDER = "mbuzz.connector_commands"  # app.extensions key: connector commands appended, for fixture checks
 SEED_AT = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
 
 
@@ -60,6 +66,7 @@ class Live(Placeholders):
     app: Flask | None = None
     base_config: dict[str, Any] = field(default_factory=dict)  # the seed's configuration and the runner's
     installations: list[str] = field(default_factory=list)  # the seed's installation ids (rule 4)
+    appended: list[dict[str, Any]] = field(default_factory=list)  # connector envelopes not compared yet
 
     @property
     def flask(self) -> Flask:
@@ -71,8 +78,8 @@ class Live(Placeholders):
         self.flask.config["MBUZZ"].clock = lambda: moment
 
     def recorded(self) -> list[dict[str, Any]]:
-        taken = list(self.flask.extensions[RECORDER])
-        self.flask.extensions[RECORDER].clear()
+        taken = list(self.appended)
+        self.appended.clear()
         return taken
 
 
@@ -160,19 +167,33 @@ def live_gateway(seed_data: dict[str, Any], overrides: dict[str, Any] | None = N
         base = {**seed_data.get("config", {}), **(overrides or {})}
         config = {**base, **(scenario_config or {})}
         app = create_app(Settings.from_env(database_url=url, redis_url=None, **settings_fields(config)))
-        app.extensions[RECORDER] = []
         seed(app, seed_data)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the report
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
+        live = Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app, base_config=base,
+                    installations=[inst["id"] for inst in seed_data.get("installations", [])])
         try:
-            yield Live(base_url=f"http://127.0.0.1:{server.server_port}", app=app, base_config=base,
-                       installations=[inst["id"] for inst in seed_data.get("installations", [])])
+            with watching_envelopes(live.appended):
+                yield live
         finally:
             server.shutdown()
             thread.join(timeout=5)
             app.config["MBUZZ"].engine.dispose()
+
+
+@contextmanager
+def watching_envelopes(into: list[dict[str, Any]]) -> Iterator[None]:
+    """Every envelope a connector hands to the core is copied into `into`, in order, then converted as usual."""
+    convert = core.envelope.commands_from_envelopes
+
+    def watched(envelopes: Sequence[dict[str, Any]], received: datetime) -> list[Command]:
+        into.extend(envelopes)
+        return convert(envelopes, received)
+
+    with mock.patch.object(core.envelope, "commands_from_envelopes", watched):
+        yield
 
 
 # --- matching -----------------------------------------------------------------------------------------------
@@ -635,18 +656,18 @@ def _fake_shopify(scenario: dict[str, Any]) -> Iterator[Any]:
         return
     from urllib.parse import urlsplit
 
-    from connectors.shopify.fake_admin import FakeShopify
+    from tools.fake_shopify import FakeShopify
 
     fake = FakeShopify()
-    for name, mock in mocks.items():
-        wanted = mock.get("request")
-        target = urlsplit((wanted or {}).get("url") or mock.get("url") or "")
+    for name, http_mock in mocks.items():
+        wanted = http_mock.get("request")
+        target = urlsplit((wanted or {}).get("url") or http_mock.get("url") or "")
         shop = target.hostname or ""
         if wanted and target.path == "/admin/oauth/access_token":
-            answer = mock.get("response", {})
+            answer = http_mock.get("response", {})
             fake.on_token(name, shop, wanted.get("json_subset", {}), answer.get("status", 200), answer.get("json"))
         elif target.path.endswith("/graphql.json"):
-            fake.add_shop(shop, **(_note_shop(mock.get("note", "")) or {}))
+            fake.add_shop(shop, **(_note_shop(http_mock.get("note", "")) or {}))
     with fake:
         yield fake
 
@@ -826,3 +847,27 @@ def _session_token(scenario: dict[str, Any], case: dict[str, Any]) -> str:
     with warnings.catch_warnings():  # the fixtures' secrets are short on purpose; production ones are not
         warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
         return jwt.encode(claims, case.get("secret", signing.get("secret", "")), algorithm=alg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tools.fixtures PATH.json...`: play each scenario; exit 0 only if all pass."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.fixtures", description=main.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="scenario files (shared/fixtures/<connector>/*.json)")
+    paths: list[Path] = parser.parse_args(argv).paths
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.error(f"no such scenario file: {', '.join(missing)}")
+    failed = 0
+    for path in paths:
+        problems = run_fixture(path)
+        failed += bool(problems)
+        for problem in problems:
+            print(f"{path}: {problem}")
+    print(f"{len(paths) - failed} of {len(paths)} fixtures pass")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

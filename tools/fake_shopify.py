@@ -7,8 +7,8 @@ The gateway reaches it through `MBUZZ_SHOPIFY_OUTBOUND_BASE` (every outbound `ht
 - `POST /{shop}/admin/api/{version}/graphql.json`: a small stateful Admin API (shop query, webhook
   subscriptions, web pixel create/read/update) whose answers can be overridden one call at a time;
 
-and records every request, with the GraphQL operation and variables it received. It lives in the product
-tree (not `tests/`) because the fixture runner (`gateway/fixtures.py`) starts it for F13a–F13d.
+and records every request, with the GraphQL operation and variables it received. Test tooling (issue 18 item 6):
+the tests and the fixture runner (`tools/fixtures.py`, F13a–F13d) start it; the product never imports it.
 """
 
 from __future__ import annotations
