@@ -6,7 +6,8 @@ append. Here the first three run as the prologue of the append script (core.queu
 is one round trip, and a refused request writes nothing.
 
 The prologue verifies the key against the shared cache (API-13: Redis, cleared synchronously by revocation):
-the revocation mark refuses at once; otherwise the entry must exist, be fresh (``core.keycache.TTL_S``) and name
+the revocation mark refuses at once; otherwise the entry must exist, be fresh
+(``CoreSettings.key_cache_ttl_s``) and name
 the tenant the edge appends for. The tenant comes from the edge's memory of what this key resolved to — only a
 *guess* of which keys to name; the verdict is always the shared entry's, read in the same atomic step as the
 append. Any doubt answers ``unverified`` and the edge verifies the slow way (the database), as before.
@@ -27,7 +28,7 @@ class Admission:
 
     entry_key: str  # the presented key's cache entry and revocation mark (core.keycache)
     revoked_key: str
-    fresh_ms: int  # how long an entry is fresh (core.keycache.TTL_S)
+    fresh_ms: int  # how long an entry is fresh (CoreSettings.key_cache_ttl_s)
     verified: bool  # checked against the database in this request: only the revocation mark can refuse
     failures_key: str  # API-141: the counter of the client's address (a keyed digest, never the address)
     failures: Window

@@ -1,7 +1,9 @@
 """Connector commands (shopify.md SHP-1 envelope) turned into the core commands the processors take.
 
 Connectors (Shopify, sGTM) describe what they append as plain envelopes with business keys and RFC 3339
-times, which fixtures compare directly; this is the one place that maps them onto core commands.
+times, which fixtures compare directly; this is the one place that maps them onto core commands. The mapping
+is the same for every source: what one source means differently (the Shopify pixel's sessions and referrers,
+SES-7) the connector of that source applies to the commands it gets back (issue 18 item 2).
 """
 
 from __future__ import annotations
@@ -44,21 +46,16 @@ def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
     identifier = cmd.get("identifier") or {}
     source, origin = cmd.get("source"), cmd.get("origin")
     if kind == "session":
-        # A browser pixel has no session id of its own: its sessions are resolved server-side (SES-7).
-        client_session = None if cmd.get("source") == "shopify_pixel" else cmd["idempotency_key"]
-        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=client_session,
+        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
                             occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
                             referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
                             fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"],
                             source=source, origin=origin)
     if kind == "event":
-        # A pixel event's referrer is its page's, already counted by that page view's session: a later event
-        # on the same page must not look like new traffic (SES-7).
-        page_only = source == "shopify_pixel" and cmd["event_type"] != "page_view"
         return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
                             occurred_at=_at(cmd["occurred_at"]), received_at=received,
                             visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
-                            referrer=None if page_only else cmd.get("referrer"), user_agent=cmd.get("user_agent"),
+                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
                             fingerprint=cmd.get("device_fingerprint"), properties=props,
                             idempotency_key=cmd["idempotency_key"],
                             sdk_name=source, source=source, origin=origin)

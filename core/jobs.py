@@ -9,8 +9,9 @@ A database outage is retried with exponential backoff without acknowledging; a c
 other reason is isolated and moved to the dead-letter stream with its error, never dropped.
 
 Lock waits are bounded (Q-20; docs/pipeline.md Q-20-D2): the batch's transaction waits at most
-``LOCK_WAIT_MS`` for any lock (a visitor's advisory lock held by an orphaned session, a row lock); then the
-batch goes back to the log untouched and a later drain retries it; nothing is dead-lettered for it. Acknowledged
+``CoreSettings.drain_lock_wait`` for any lock (a visitor's advisory lock held by an orphaned session, a row
+lock); then the batch goes back to the log untouched and a later drain retries it; nothing is dead-lettered for
+it. Acknowledged
 entries are deleted from the stream in the same MULTI as the XACK (docs/pipeline.md Q-20-D4), so the log only
 keeps what is not yet processed. The worker's background loops survive Redis and database outages with backoff
 (``keep_running``; docs/pipeline.md Q-21-D1).
@@ -19,7 +20,6 @@ keeps what is not yet processed. The worker's background loops survive Redis and
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import traceback
@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.channels import device_type, traffic_for
 from core.commands import Command, CommandResult, ConversionCommand, EventCommand, TouchCommand, command_from_dict
+from core.config import CoreSettings
 from core.fitting.tasks import MAINTENANCE_EVERY_S, enqueue_fit, refit_stale_tenants
 from core.followups import run_followups
 from core.ids import id_time, new_id
@@ -63,22 +64,16 @@ from core.queue import (
     trim_acknowledged,
     unmet_waits,
 )
-from core.reattribution.tasks import RECOVERY_S, enqueue_attribution_retries, recover_batches, start_batch
-from core.storage.db import make_engine, session_factory
+from core.reattribution.tasks import enqueue_attribution_retries, recover_batches, start_batch
+from core.storage.db import engine_for, session_factory
 from core.storage.models import Rejection, Visitor, VisitorLink
 from core.tenant import Tenant
 
 log = logging.getLogger("mbuzz.drain")
 
-BATCH = int(os.environ.get("MBUZZ_DRAIN_BATCH", "2000"))  # issue 16: thousands a batch (docs/performance.md)
-LOCK_MS = int(os.environ.get("MBUZZ_DRAIN_LOCK_MS", "30000"))  # a crashed drainer's partition waits this long
-# Q-20: the longest a drain batch waits for a lock before it gives the batch back; below the partition lock's
-# lifetime, so a waiting drain never loses its partition.
-LOCK_WAIT_MS = min(int(os.environ.get("MBUZZ_DRAIN_LOCK_WAIT_MS", "5000")), LOCK_MS // 2)
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 MAX_BACKOFF_S = 10.0
 LOOP_MAX_BACKOFF_S = 60.0  # background loops retry a failing round at most this far apart
-EVENT_RETRY_S = float(os.environ.get("MBUZZ_EVENT_WAIT_RETRY_S", "10"))  # API-93: how often a waiter retries
 QUEUE = PREFIX  # the RQ queue of this deployment
 
 
@@ -86,17 +81,29 @@ QUEUE = PREFIX  # the RQ queue of this deployment
 class Runtime:
     redis: RedisClient
     sessions: sessionmaker[Session]
+    settings: CoreSettings
+
+
+_SETTINGS: list[CoreSettings] = []  # the worker's settings, handed over by its entry point (use_settings)
+
+
+def use_settings(settings: CoreSettings) -> None:
+    """The entry point that read the process's settings (``flask mbuzz worker``) hands them over before any job."""
+    _SETTINGS[:] = [settings]
+    runtime.cache_clear()
 
 
 @cache
 def runtime() -> Runtime:
-    """Settings read once from the environment of the worker process; the classifiers' tables are built now."""
-    database_url = os.environ.get("DATABASE_URL") or "sqlite:///mbuzz.db"
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    """The worker process's connections, from the settings its entry point handed over (or, in an RQ work horse
+    started another way, read from the environment now, once); the classifiers' tables are built now."""
+    settings = _SETTINGS[0] if _SETTINGS else CoreSettings.from_env()
     _warm_up()
     return Runtime(
-        redis=redis.Redis.from_url(redis_url, socket_timeout=10, health_check_interval=30),
-        sessions=session_factory(make_engine(database_url)),
+        redis=redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=10,
+                                   health_check_interval=30),
+        sessions=session_factory(engine_for(settings)),
+        settings=settings,
     )
 
 
@@ -135,16 +142,17 @@ class _Lock:
         "else return 0 end"
     )
 
-    def __init__(self, client: RedisClient, partition: Partition) -> None:
+    def __init__(self, client: RedisClient, partition: Partition, ttl_ms: int) -> None:
         self.client = client
         self.key = partition.key(DRAIN_LOCK)
         self.token = uuid.uuid4().hex
+        self.ttl_ms = ttl_ms  # MBUZZ_DRAIN_LOCK_MS: a crashed drainer's partition waits this long
 
     def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=LOCK_MS))
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     def refresh(self) -> bool:
-        return bool(self.client.eval(self._REFRESH, 1, self.key, self.token, LOCK_MS))
+        return bool(self.client.eval(self._REFRESH, 1, self.key, self.token, self.ttl_ms))
 
     def release(self) -> None:
         self.client.eval(self._RELEASE, 1, self.key, self.token)
@@ -163,7 +171,7 @@ def drain(account_id: str, environment: str, max_batches: int | None = None, bud
     part = Partition(Tenant(account_id, environment), partition)
     if rt.redis.exists(part.key(DRAIN_BUSY)):
         return 0  # a lock wait timed out moments ago: the sweeper schedules the partition again after a pause
-    lock = _Lock(rt.redis, part)
+    lock = _Lock(rt.redis, part, rt.settings.drain_lock_ms)
     if not lock.acquire():
         return 0  # another drain owns the partition; it re-checks the stream before it stops
     try:
@@ -187,13 +195,13 @@ def _drain_owned(rt: Runtime, part: Partition, lock: _Lock, max_batches: int | N
         if not lock.refresh():
             log.warning("lost the drain lock of %s; stopping", part.name)
             break
-        entries = _read(rt.redis, stream, "0" if own_pending else ">")
+        entries = _read(rt.redis, stream, "0" if own_pending else ">", rt.settings.drain_batch)
         if not entries and own_pending:
             own_pending = False
             continue
         if not entries:
             rt.redis.delete(part.key(PENDING_DRAIN))  # appends after this point schedule a new drain; re-check
-            entries = _read(rt.redis, stream, ">")
+            entries = _read(rt.redis, stream, ">", rt.settings.drain_batch)
             if not entries:
                 break
         try:
@@ -201,9 +209,10 @@ def _drain_owned(rt: Runtime, part: Partition, lock: _Lock, max_batches: int | N
             processed += done
         except _LockBusy as given_back:  # the batch stays pending; the sweeper schedules the retry
             processed += given_back.done
-            rt.redis.set(part.key(DRAIN_BUSY), b"1", px=2 * LOCK_WAIT_MS)  # other partitions get the workers
+            # other partitions get the workers meanwhile
+            rt.redis.set(part.key(DRAIN_BUSY), b"1", px=2 * rt.settings.drain_lock_wait)
             log.warning("a lock of %s stayed busy for %d ms; the batch goes back to the log for a later drain",
-                        part.name, LOCK_WAIT_MS)
+                        part.name, rt.settings.drain_lock_wait)
             break
         batches += 1
         if blocked:  # the blocked entry and what follows stay pending: read them again once it may run
@@ -249,7 +258,7 @@ def _help(rt: Runtime, part: Partition, deadline: float) -> dict[int, str]:
     """Drain a partition no other drain owns up to its first waiting entry; returns what that entry waits for."""
     if rt.redis.exists(part.key(DRAIN_BUSY)):
         return {}
-    lock = _Lock(rt.redis, part)
+    lock = _Lock(rt.redis, part, rt.settings.drain_lock_ms)
     if not lock.acquire():
         return {}
     try:
@@ -258,9 +267,9 @@ def _help(rt: Runtime, part: Partition, deadline: float) -> dict[int, str]:
         lock.release()
 
 
-def _read(client: RedisClient, stream: str, start: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+def _read(client: RedisClient, stream: str, start: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
     while True:
-        reply = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=BATCH)
+        reply = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
         if not reply or not reply[0][1]:
             return []
         live = [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]
@@ -391,16 +400,19 @@ def _decode(client: RedisClient, part: Partition, entries: Entries) -> Decoded:
 
 def _finish(rt: Runtime, part: Partition, decoded: Decoded, results: Sequence[CommandResult],
             fences: Sequence[bytes] = ()) -> None:
-    _park_waiting(rt.redis, part, decoded, results)  # before the XACK: a crash re-reads them
+    # before the XACK: a crash re-reads them
+    _park_waiting(rt.redis, part, decoded, results, rt.settings.event_wait_retry_s)
     acknowledge(rt.redis, part.stream, [entry_id for entry_id, _, _ in decoded] + list(fences))  # after the commit
     publish_results(rt.redis, results)
 
 
-def _park_waiting(client: RedisClient, part: Partition, decoded: Decoded, results: Sequence[CommandResult]) -> None:
+def _park_waiting(client: RedisClient, part: Partition, decoded: Decoded, results: Sequence[CommandResult],
+                  retry_s: float) -> None:
     """API-93: a conversion waiting for its event goes to the partition's waiting set, due again soon.
 
     The member is the command itself, so parking it twice (a crash before the XACK) keeps one copy. It is
-    due every ``EVENT_RETRY_S`` and, at the latest, when its event id turns one hour old; then it is rejected.
+    due every ``retry_s`` (``MBUZZ_EVENT_WAIT_RETRY_S``) and, at the latest, when its event id turns one hour
+    old; then it is rejected.
     """
     waiting = {r.command_id for r in results if r.status == "waiting"}
     if not waiting:
@@ -410,7 +422,7 @@ def _park_waiting(client: RedisClient, part: Partition, decoded: Decoded, result
     for _entry_id, fields, command in decoded:
         if command.id in waiting and isinstance(command, ConversionCommand) and command.event_id:
             deadline = (id_time(command.event_id) + EVENT_WAIT).timestamp()
-            due[fields[b"c"]] = min(now + EVENT_RETRY_S, deadline)
+            due[fields[b"c"]] = min(now + retry_s, deadline)
     client.zadd(part.key(WAITING), due)
 
 
@@ -434,7 +446,8 @@ class _PoisonBatch(Exception):
 
 
 class _LockBusy(Exception):
-    """A lock stayed busy for ``LOCK_WAIT_MS``; ``done`` commands of the batch (with ``results``) were finished."""
+    """A lock stayed busy for ``CoreSettings.drain_lock_wait``; ``done`` commands of the batch (with ``results``)
+    were finished."""
 
     def __init__(self, done: int = 0, results: Sequence[CommandResult] = ()) -> None:
         super().__init__(f"lock busy after {done} command(s)")
@@ -442,15 +455,15 @@ class _LockBusy(Exception):
         self.results = list(results)
 
 
-def _bound_lock_waits(db: Session) -> None:
-    """Q-20: no statement of the batch's transaction waits longer than ``LOCK_WAIT_MS`` for a lock."""
+def _bound_lock_waits(db: Session, wait_ms: int) -> None:
+    """Q-20: no statement of the batch's transaction waits longer than ``wait_ms`` for a lock."""
     if db.get_bind().dialect.name == "postgresql":
-        db.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{LOCK_WAIT_MS}ms"})
+        db.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{wait_ms}ms"})
 
 
 def _commit(rt: Runtime, tenant: Tenant, commands: Sequence[Command]) -> list[CommandResult]:
     with collector_paused(), rt.sessions.begin() as db:
-        _bound_lock_waits(db)
+        _bound_lock_waits(db, rt.settings.drain_lock_wait)
         results = process_batch(db, tenant, commands, replay_safe=True, can_defer=True)
         _record_rejections(db, tenant, results)
     run_followups(db, tenant, refit=lambda t: enqueue_fit(rt.redis, t),  # after the commit
@@ -587,15 +600,15 @@ def keep_running(steps: Sequence[Step], interval_s: float, *, sleep: Callable[[f
         pause = min(max(LOOP_MAX_BACKOFF_S, interval_s), pause * 2) if failed else interval_s
 
 
-def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL_S", "5"))) -> threading.Thread:
+def start_sweeper() -> threading.Thread:
     """A daemon thread in the worker process: picks up partitions a crashed worker left behind, restarts
     stranded reattribution batches (ATT-54), and once an hour enqueues the refits of stale tenants (ATT-31)."""
     next_run = {"recovery": 0.0, "maintenance": 0.0}
 
     def recover() -> None:
         if time.monotonic() >= next_run["recovery"]:  # ATT-54: no batch is left unstarted
-            recover_batches(runtime().sessions, runtime().redis)
-            next_run["recovery"] = time.monotonic() + RECOVERY_S
+            recover_batches(runtime().sessions, runtime().redis, runtime().settings.batch_recovery_s)
+            next_run["recovery"] = time.monotonic() + runtime().settings.batch_recovery_s
 
     def refit() -> None:
         if time.monotonic() >= next_run["maintenance"]:
@@ -603,7 +616,8 @@ def start_sweeper(interval_s: float = float(os.environ.get("MBUZZ_SWEEP_INTERVAL
             next_run["maintenance"] = time.monotonic() + MAINTENANCE_EVERY_S
 
     steps = [("sweep", sweep), ("batch recovery", recover), ("refit of stale tenants", refit)]
-    thread = threading.Thread(target=keep_running, args=(steps, interval_s), name="mbuzz-sweeper", daemon=True)
+    thread = threading.Thread(target=keep_running, args=(steps, runtime().settings.sweep_interval_s),
+                              name="mbuzz-sweeper", daemon=True)
     thread.start()
     return thread
 

@@ -1,10 +1,11 @@
 """Cache of API key lookups in Redis (api.md API-13; quality.md Q-22; docs/api.md API-13-D1, API-13-D2).
 
-Per-process caches are forbidden because revocation must be immediate everywhere; Redis is shared by every
-process. A valid key's entry is *fresh* for ``TTL_S`` (60 s, which also bounds how often ``last_used_at`` is
-written, API-11, and how long an account suspension takes to reach the gateway); after that the database is
-asked again. The entry itself is kept as the key's *last good* answer for ``LAST_GOOD_S``: while the database is
-unreachable a known key keeps working from it (Q-22), and a never-seen key cannot be verified (503).
+Per-process caches are forbidden because revocation must be immediate everywhere; Redis is shared by every process.
+A valid key's entry is *fresh* for ``ttl_s`` (``CoreSettings.key_cache_ttl_s``, 60 s by default, which also bounds
+how often ``last_used_at`` is written, API-11, and how long an account suspension takes to reach the gateway);
+after that the database is asked again. The entry itself is kept as the key's *last good* answer for
+``LAST_GOOD_S``: while the database is unreachable a known key keeps working from it (Q-22), and a never-seen key
+cannot be verified (503).
 
 Refusals found by a lookup are never cached; a lookup that finds one deletes the last good entry. Revocation is
 the one cached refusal, because it is permanent: ``forget`` deletes the entry and writes a revocation mark in
@@ -15,7 +16,6 @@ revoked key is refused at once, with or without the database. Keys are stored by
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +25,6 @@ import orjson
 from core.accounts import KeyLookup
 from core.queue import PREFIX, RedisClient
 
-TTL_S = float(os.environ.get("MBUZZ_KEY_CACHE_TTL_S", "60"))  # read once; tests shorten it
 LAST_GOOD_S = 7 * 86400  # how long a last good answer may stand in for an unreachable database
 REVOKED_S = 30 * 86400  # after that the database answers "revoked" again, as it always can
 
@@ -44,8 +43,8 @@ class Cached:
     fresh: bool  # False: a last good answer, to use only when the database cannot be asked
 
 
-def cached(client: RedisClient, digest: str) -> Cached | None:
-    """One round trip: the entry and the revocation mark together."""
+def cached(client: RedisClient, digest: str, ttl_s: float) -> Cached | None:
+    """One round trip: the entry and the revocation mark together; an entry older than ``ttl_s`` is not fresh."""
     raw, revoked = client.mget([entry_key(digest), revoked_key(digest)])
     if revoked is not None:
         return Cached(KeyLookup(problem="revoked"), fresh=True)
@@ -53,7 +52,7 @@ def cached(client: RedisClient, digest: str) -> Cached | None:
         return None
     data = orjson.loads(raw)
     checked_at = float(data.pop("checked_at", 0.0))
-    return Cached(KeyLookup(**data), fresh=time.time() - checked_at < TTL_S)
+    return Cached(KeyLookup(**data), fresh=time.time() - checked_at < ttl_s)
 
 
 def remember(client: RedisClient, digest: str, found: KeyLookup) -> None:

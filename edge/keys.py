@@ -40,6 +40,6 @@ def _cached(services: AppServices, digest: str) -> keycache.Cached | None:
     if services.redis is None:
         return None
     try:
-        return keycache.cached(services.redis, digest)
+        return keycache.cached(services.redis, digest, services.settings.key_cache_ttl_s)
     except Exception:  # Redis trouble: the database answers
         return None

@@ -4,18 +4,19 @@ without importing the gateway. ``gateway.services.Services`` satisfies it."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.config import CoreSettings
 from core.log import CommandLog
 
 
 class AppServices(Protocol):
     @property
-    def settings(self) -> Any: ...  # the app's settings (gateway.config.Settings); read-only here
+    def settings(self) -> CoreSettings: ...  # the app's one settings object, typed by the core's part (issue 18 item 5)
 
     @property
     def sessions(self) -> sessionmaker[Session]: ...

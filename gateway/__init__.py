@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(data_bp)  # api.md §8.6 data API
     app.register_blueprint(openapi_bp)
     connectors.sgtm.init_app(app)
-    connectors.shopify.init_app(app, lambda: Services.build(Settings.from_env()), cli)  # its RQ jobs' services
+    connectors.shopify.init_app(app, lambda: Services.build(settings), cli)  # its RQ jobs' services, same settings
     app.extensions[ORDER_LINKED] = rerun_order  # SHP-52: an sGTM link lets a parked Shopify order link at once
     dashboard.init_app(app, settings.public_url)
     ratelimit.init_app(app, settings)

@@ -209,7 +209,6 @@ def worker_command(burst: bool) -> None:
 
     It outlives Redis and database outages (quality.md Q-21, docs/pipeline.md Q-21-D1): the RQ loop, its
     scheduler and both sweeper threads retry with backoff. Run it under a supervisor that restarts it anyway."""
-    import os
 
     import redis
 
@@ -221,8 +220,7 @@ def worker_command(burst: bool) -> None:
     _redis()  # refuses to run without REDIS_URL
     client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=10, socket_keepalive=True,
                                   health_check_interval=30)
-    os.environ.setdefault("DATABASE_URL", settings.database_url)
-    os.environ.setdefault("REDIS_URL", settings.redis_url or "")
+    jobs.use_settings(settings)  # the drain jobs run with the settings this process read once
     parts: list[WorkerPart] = current_app.extensions.get(WORKER_PARTS, [])  # the connectors' (core.worker_parts)
     for part in parts:
         part.start(burst)

@@ -15,7 +15,7 @@ from core import keycache
 from core.jobs import enqueue_drain
 from core.log import CommandLog, InlineLog, QueuedLog
 from core.queue import RedisStreamLog
-from core.storage.db import make_engine, session_factory
+from core.storage.db import engine_for, session_factory
 from edge.limits import address_key
 from gateway.api.admission import AdmissionGate
 from gateway.api.auth import FailureLimiter
@@ -40,7 +40,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        engine = make_engine(settings.database_url)
+        engine = engine_for(settings)
         sessions = session_factory(engine)
         log: CommandLog = InlineLog(sessions, refit_inline=True)
         client = None
@@ -59,7 +59,8 @@ class Services:
             redis=client,
             auth_failures=failures,
             admission_gate=AdmissionGate({"ingest": settings.ratelimit_ingest, "sync": settings.ratelimit_sync},
-                                         failures, KEY_PREFIX, with_redis=client is not None),
+                                         failures, KEY_PREFIX, with_redis=client is not None,
+                                         fresh_s=settings.key_cache_ttl_s),
         )
 
     def forget_keys(self, digests: list[str]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import shopify
 
+from connectors.shopify.config import shopify_settings
 from connectors.shopify.outbound import TIMEOUT_S, TokenInvalid, fresh_access_token, outbound_url
 from edge.services import AppServices
 
@@ -190,7 +191,7 @@ def admin_client(services: AppServices, installation_id: str, shop: str,
             if installation is not None:
                 installation.token_status, installation.updated_at = "invalid", services.now()
 
-    settings = services.settings
+    settings = shopify_settings(services)
     return AdminClient(shop, settings.shopify_api_version, lambda: fresh_access_token(services, installation_id),
                        outbound_base=settings.shopify_outbound_base, sleep=sleep, on_unauthorized=unauthorized)
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
+from connectors.shopify.config import shopify_settings
 from connectors.shopify.install import (
     API_TOPICS,
     TOPIC_NAMES,
@@ -67,7 +68,7 @@ def _require_configuration() -> Response | None:
     path = request.path
     if not (path == "/shopify" or path.startswith("/shopify/")) or path.startswith(_OPEN_WITHOUT_APP):
         return None
-    settings = app_services().settings
+    settings = shopify_settings(app_services())
     if settings.shopify_api_key and settings.shopify_api_secret:
         return None
     return json_response({"error": "shopify_not_configured"}, 404)

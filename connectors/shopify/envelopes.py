@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["email_hash", "envelope", "gid_tail", "rfc3339", "shop_domain", "shopify_id", "source_time",
+__all__ = ["WEB_PIXEL", "email_hash", "envelope", "gid_tail", "rfc3339", "shop_domain", "shopify_id", "source_time",
            "synthetic_visitor"]
 
 _SHOP = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
@@ -19,6 +19,9 @@ def shop_domain(value: str | None) -> str | None:
         return None
     host = value.strip().lower().removeprefix("https://").split("/", 1)[0]
     return host if _SHOP.fullmatch(host) else None
+
+
+WEB_PIXEL = "shopify_pixel"  # the source of what the Web Pixel sends (SHP-1); webhooks are "shopify_webhook"
 
 
 def envelope(kind: str, account_id: str, environment: str, installation_id: str, key: str,

@@ -24,6 +24,7 @@ from flask import Blueprint, current_app, redirect, render_template, request
 from itsdangerous import BadSignature, Signer
 from werkzeug.wrappers import Response
 
+from connectors.shopify.config import shopify_settings
 from connectors.shopify.embedded import METHODS
 from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import generators, missing_scopes, schedule_post_install, upsert_installation
@@ -89,7 +90,7 @@ def token_usable(installation: Installation, now: datetime) -> bool:
 def begin() -> Response:
     """SHP-22: store a state nonce and send the browser to Shopify's consent screen."""
     services = _services()
-    settings = services.settings
+    settings = shopify_settings(services)
     if "hmac" in request.args and not query_hmac_valid(_raw_query(), secrets_of(settings)):
         return _page_error(401, "The request signature does not verify.")
     shop = shop_domain(request.args.get("shop"))
@@ -101,11 +102,11 @@ def begin() -> Response:
         db.add(ShopifyOAuthState(nonce_sha256=hashlib.sha256(nonce.encode()).hexdigest(), shop_domain=shop,
                                  expires_at=now + STATE_TTL, created_at=now))
     query = urlencode({"client_id": settings.shopify_api_key, "scope": settings.shopify_scopes,
-                       "redirect_uri": f"{settings.public_url.rstrip('/')}/shopify/auth/callback",
+                       "redirect_uri": f"{services.settings.public_url.rstrip('/')}/shopify/auth/callback",
                        "state": nonce})
     resp = redirect(f"https://{shop}/admin/oauth/authorize?{query}", 302)
     resp.set_cookie(COOKIE, _signer().sign(nonce).decode(), max_age=int(STATE_TTL.total_seconds()),
-                    path="/shopify/auth", httponly=True, secure=settings.public_url.startswith("https://"),
+                    path="/shopify/auth", httponly=True, secure=services.settings.public_url.startswith("https://"),
                     samesite="Lax")
     return resp
 
@@ -131,7 +132,7 @@ def _consume_state(services: AppServices, shop: str, state: str | None, now: dat
 def callback() -> Response:
     """SHP-23: the checks in order (HMAC 401, shop 400, state 401, timestamp 401, grant 502, scopes 400)."""
     services = _services()
-    settings = services.settings
+    settings = shopify_settings(services)
     now = services.now()
     if not query_hmac_valid(_raw_query(), secrets_of(settings)):
         return _page_error(401, "The request signature does not verify.")
@@ -159,7 +160,7 @@ def callback() -> Response:
     target = f"https://{host}/apps/{settings.shopify_api_key}" if host else \
         f"https://{shop}/admin/apps/{settings.shopify_api_key}"
     resp = redirect(target, 302)
-    resp.delete_cookie(COOKIE, path="/shopify/auth", secure=settings.public_url.startswith("https://"),
+    resp.delete_cookie(COOKIE, path="/shopify/auth", secure=services.settings.public_url.startswith("https://"),
                        httponly=True, samesite="Lax")
     return resp
 
@@ -168,7 +169,7 @@ def callback() -> Response:
 def app_page() -> Response:
     """SHP-20: verify, install or reactivate with token exchange when needed, then render the page (SHP-80)."""
     services = _services()
-    settings = services.settings
+    settings = shopify_settings(services)
     now = services.now()
     shop = shop_domain(request.args.get("shop"))
     if shop is None:

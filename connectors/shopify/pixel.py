@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.shopify.envelopes import envelope, gid_tail, rfc3339, shop_domain, source_time
+from connectors.shopify.envelopes import WEB_PIXEL, envelope, gid_tail, rfc3339, shop_domain, source_time
 from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
@@ -293,11 +293,11 @@ def _commands(installation: Installation, accepted: list[dict[str, Any]], visito
                   "referrer": event.get("referrer") or None, "user_agent": user_agent, "device_fingerprint": device}
         if name == "page_viewed":
             out.append(envelope("session", account_id, environment, installation.id, f"{key}:session",
-                                source="shopify_pixel", **common))
+                                source=WEB_PIXEL, **common))
         data = _object(event.get("data"))
         props = _properties(name, data, installation.currency)
         if name == "page_viewed" and isinstance(event.get("title"), str) and event["title"]:
             props["title"] = event["title"][:1000]
-        out.append(envelope("event", account_id, environment, installation.id, key, source="shopify_pixel",
+        out.append(envelope("event", account_id, environment, installation.id, key, source=WEB_PIXEL,
                             event_type=EVENT_TYPES[name][0], properties=props, **common))
     return out

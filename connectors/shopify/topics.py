@@ -20,11 +20,13 @@ import sqlalchemy as sa
 import core.envelope
 from connectors.shopify.compliance import compliance_delivery
 from connectors.shopify.customers import customer_delivery
+from connectors.shopify.envelopes import WEB_PIXEL
 from connectors.shopify.journey import fetch_journey
 from connectors.shopify.money import OrderError
 from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
 from connectors.shopify.pixel_keys import revoke_pixel_keys
 from connectors.shopify.queue import enqueue, worker_services
+from core.commands import Command, EventCommand, TouchCommand
 from core.crypto import cipher
 from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
@@ -52,6 +54,24 @@ def read_body(services: AppServices, delivery: ShopifyWebhookDelivery) -> Any:
     return json.loads(raw, parse_float=Decimal)
 
 
+def core_commands(envelopes: list[dict[str, Any]], now: datetime) -> list[Command]:
+    """The envelopes as core commands, with what the Web Pixel's mean differently (SES-7): a browser pixel has no
+    session id of its own (its sessions are resolved server-side), and a pixel event's referrer is its page's,
+    already counted by that page view's session, so a later event on the same page must not look like new
+    traffic."""
+    commands = core.envelope.commands_from_envelopes(envelopes, now)
+    return [_as_pixel(command) if envelope.get("source") == WEB_PIXEL else command
+            for envelope, command in zip(envelopes, commands, strict=True)]
+
+
+def _as_pixel(command: Command) -> Command:
+    if isinstance(command, TouchCommand):
+        command.client_session_id = None
+    elif isinstance(command, EventCommand) and command.event_type != "page_view":
+        command.referrer = None
+    return command
+
+
 def append_commands(services: AppServices, commands: list[dict[str, Any]], now: datetime) -> None:
     """Append in order, one log call per run of commands of the same tenant; a rejection fails the delivery.
 
@@ -63,7 +83,7 @@ def append_commands(services: AppServices, commands: list[dict[str, Any]], now: 
         end = start
         while end < len(commands) and (commands[end]["account_id"], commands[end]["environment"]) == tenant:
             end += 1
-        appended = services.log.append(Tenant(*tenant), core.envelope.commands_from_envelopes(commands[start:end], now),
+        appended = services.log.append(Tenant(*tenant), core_commands(commands[start:end], now),
                                        wait=False)
         refused = [r for r in appended.results if r.status in ("rejected", "failed")]
         if refused:

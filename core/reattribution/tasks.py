@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +15,7 @@ from core.reattribution.service import attribute_pending, process_chunk
 from core.storage.models import ReattributionBatch
 from core.tenant import Tenant
 
-__all__ = ["ATTRIBUTION_QUEUE", "RECOVERY_S", "chunk_job", "enqueue_attribution_retries", "recover_batches",
+__all__ = ["ATTRIBUTION_QUEUE", "chunk_job", "enqueue_attribution_retries", "recover_batches",
            "retry_attribution_inline", "retry_attribution_job", "run_inline", "start_batch"]
 
 log = logging.getLogger("mbuzz.reattribution")
@@ -27,7 +26,6 @@ _KICKED = PREFIX + ":batch-kicked:{batch}"  # a recovery job was enqueued recent
 CHUNK_LEASE_S = 600
 # A batch not started this long after its trigger committed (a crash between commit and enqueue), or whose
 # chain of chunk jobs broke, is started again by the workers' sweeper; also how often the sweeper looks.
-RECOVERY_S = float(os.environ.get("MBUZZ_BATCH_RECOVERY_S", "60"))
 # ATT-45: attempts 10 s, 60 s and 300 s after the failure (RQ's scheduler runs in the worker).
 FIRST_RETRY = timedelta(seconds=10)
 LATER_RETRIES = (50, 240)
@@ -85,9 +83,11 @@ def chunk_job(account_id: str, environment: str, batch_id: str) -> None:
         _enqueue(rt.redis, tenant, batch_id)
 
 
-def recover_batches(sessions: sessionmaker[Session], client: RedisClient, now: datetime | None = None) -> int:
-    """Enqueue a chunk job for every pending or running batch older than ``RECOVERY_S`` that no job holds."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=RECOVERY_S)
+def recover_batches(sessions: sessionmaker[Session], client: RedisClient, recovery_s: float,
+                    now: datetime | None = None) -> int:
+    """Enqueue a chunk job for every pending or running batch older than ``recovery_s`` (``MBUZZ_BATCH_RECOVERY_S``)
+    that no job holds."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=recovery_s)
     with sessions() as db:
         stranded = db.execute(sa.select(ReattributionBatch.account_id, ReattributionBatch.environment,
                                         ReattributionBatch.id)
@@ -97,7 +97,7 @@ def recover_batches(sessions: sessionmaker[Session], client: RedisClient, now: d
     for account_id, environment, batch_id in stranded:
         if client.exists(_RUNNING.format(batch=batch_id)):
             continue
-        if client.set(_KICKED.format(batch=batch_id), b"1", nx=True, ex=max(1, int(RECOVERY_S * 2))):
+        if client.set(_KICKED.format(batch=batch_id), b"1", nx=True, ex=max(1, int(recovery_s * 2))):
             _enqueue(client, Tenant(account_id, environment), batch_id)
             kicked += 1
     return kicked

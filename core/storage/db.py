@@ -13,7 +13,8 @@ and whatever libpq later writes to it goes nowhere, reads see end of file) and e
 A connection being opened while another thread forks would escape that (its socket exists, it is not yet known):
 opening a connection and forking exclude each other (``_CONNECTING``), so every socket a child inherits is a
 known one. As a backstop a session left idle in a transaction is ended by the server after
-``IDLE_IN_TRANSACTION_TIMEOUT_MS`` (``MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS``, read once), releasing its locks.
+``idle_in_transaction_timeout_ms`` (``MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS``, one of the process settings,
+``core.config``), releasing its locks.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.config import CoreSettings
 from core.storage.statistics import keep_statistics
 from core.storage.types import json_loads
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # No code path waits this long inside a transaction without a statement; tests shorten it.
-IDLE_IN_TRANSACTION_TIMEOUT_MS = int(os.environ.get("MBUZZ_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
 
 _POSTGRES_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _PG_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # every psycopg connection this process opened
@@ -88,7 +89,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> sa.Engine:
+def engine_for(settings: CoreSettings) -> sa.Engine:
+    """The process's engine, tuned by its settings (read once by the entry point)."""
+    return make_engine(settings.database_url, idle_in_transaction_timeout_ms=settings.pg_idle_in_transaction_timeout_ms,
+                       stats_every_s=settings.stats_every_s)
+
+
+def make_engine(url: str, *, idle_in_transaction_timeout_ms: int = 60000, stats_every_s: float = 60.0,
+                **kwargs: Any) -> sa.Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
@@ -112,14 +120,14 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     # its zone (``timezone(zone, ...)``), so this changes no result; psycopg then returns ``datetime.UTC``-aware
     # values that need no per-value conversion (``core.processors.rows``; issue 16).
     kwargs.setdefault("connect_args", {"options": f"-c idle_in_transaction_session_timeout="
-                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS} -c TimeZone=UTC",
+                                                  f"{idle_in_transaction_timeout_ms} -c TimeZone=UTC",
                                        "prepare_threshold": None})
     # jsonb and json values are decoded by psycopg with this function (SQLAlchemy installs it on every connection).
     kwargs.setdefault("json_deserializer", json_loads)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "do_connect", _connect_registered)
     event.listen(engine, "connect", _binary_arrays)
-    keep_statistics(engine)  # planner statistics current even where autovacuum is off (Q-9-D1)
+    keep_statistics(engine, stats_every_s)  # planner statistics current even where autovacuum is off (Q-9-D1)
     _POSTGRES_ENGINES.add(engine)
     return engine
 

@@ -7,16 +7,15 @@ guess measured here: a conversion's candidate sessions (its visitor, 90 days) we
 time index, filtering every session of the window (4 ms at 10,000 sessions, growing with the tenant) instead of
 the visitor's index (0.03 ms once ``sessions`` had statistics; both by EXPLAIN ANALYZE).
 
-So a PostgreSQL engine refreshes its own statistics: after a commit, at most once per ``STATS_EVERY_S`` per
-process and in a background thread (no request or drain batch waits for it), every table of ours whose rows
-changed by more than the 0003 thresholds since its last analyse (by anyone, autovacuum included) is analysed.
-One process at a time does it (a transaction-scoped advisory lock, tried, never waited for).
-"""
+So a PostgreSQL engine refreshes its own statistics: after a commit, at most once per ``every_s``
+(``MBUZZ_STATS_EVERY_S``, ``core.config``) per process and in a background thread (no request or drain batch waits
+for it), every table of ours whose rows changed by more than the 0003 thresholds since its last analyse (by anyone,
+autovacuum included) is analysed. One process at a time does it (a transaction-scoped advisory lock, tried, never
+waited for). """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,6 @@ import sqlalchemy as sa
 
 log = logging.getLogger("mbuzz.statistics")
 
-STATS_EVERY_S = float(os.environ.get("MBUZZ_STATS_EVERY_S", "60"))
 # The same trigger migration 0003 gives autovacuum: 1,000 rows plus 1 % of the table.
 CHANGED_ROWS = 1000
 CHANGED_SHARE = 0.01
@@ -54,7 +52,7 @@ class StatisticsKeeper:
     """Runs ``refresh_statistics`` in a daemon thread when ``nudge`` is called and ``every_s`` has passed since the
     last run (the first run comes ``every_s`` after the keeper is made)."""
 
-    def __init__(self, engine: sa.Engine, every_s: float = STATS_EVERY_S, clock: Any = time.monotonic,
+    def __init__(self, engine: sa.Engine, every_s: float, clock: Any = time.monotonic,
                  refresh: Callable[[sa.Engine], list[str]] = refresh_statistics) -> None:
         self._engine = engine
         self._refresh_tables = refresh
@@ -84,7 +82,7 @@ class StatisticsKeeper:
             log.info("planner statistics refreshed: %s", ", ".join(analysed))
 
 
-def keep_statistics(engine: sa.Engine, every_s: float = STATS_EVERY_S) -> StatisticsKeeper:
+def keep_statistics(engine: sa.Engine, every_s: float) -> StatisticsKeeper:
     """Nudge a keeper after every commit on ``engine`` (a PostgreSQL engine)."""
     keeper = StatisticsKeeper(engine, every_s)
     sa.event.listen(engine, "commit", lambda _conn: keeper.nudge())

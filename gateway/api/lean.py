@@ -1,7 +1,7 @@
 """The lean path of plain event posts (issue 17 item 1; docs/api.md API-80-D1).
 
 A WSGI layer in front of Flask answers the common `POST /api/v1/events` itself: a key this process verified in the
-last ``keycache.TTL_S``, no quota (API-33 reads the database), a body with a ``Content-Length`` within the cap and
+last ``key_cache_ttl_s``, no quota (API-33 reads the database), a body with a ``Content-Length`` within the cap and
 no ``Content-Encoding``, every event valid. Such a request costs what the bare endpoint costs plus the append
 script, which admits it exactly as the Flask path does (API-12/13/140/141, API-50..56: core.admission). The
 events, commands and answer body come from gateway.api.event_batch, the code the Flask view runs too; the headers

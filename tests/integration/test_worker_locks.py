@@ -92,6 +92,9 @@ def test_Q20_orphaned_session_holding_a_visitor_lock_does_not_stall_the_partitio
 
 def test_Q20_lock_wait_never_outlasts_the_partition_lock() -> None:
     """The lock wait is capped below the partition lock's lifetime, so a waiting drain keeps its partition."""
-    from core import jobs
+    from core.config import CoreSettings
 
-    assert 0 < jobs.LOCK_WAIT_MS <= jobs.LOCK_MS // 2
+    defaults = CoreSettings()
+    assert 0 < defaults.drain_lock_wait <= defaults.drain_lock_ms // 2
+    tight = CoreSettings.from_env({"MBUZZ_DRAIN_LOCK_MS": "3000", "MBUZZ_DRAIN_LOCK_WAIT_MS": "5000"})
+    assert tight.drain_lock_wait == 1500
