@@ -36,6 +36,7 @@ from werkzeug.serving import make_server
 
 import core.envelope
 from connectors.sgtm.distribution import served_template, substitute
+from connectors.shopify import models as sm
 from core.accounts import key_digest
 from core.commands import Command
 from core.crypto import cipher
@@ -370,7 +371,7 @@ def _export(live: Live, wanted: dict[str, Any], label: str) -> list[str]:
     """SHP-87: the newest data-request export, decrypted, holds at least what the fixture lists."""
     settings = live.flask.config["MBUZZ"].settings
     with live.flask.config["MBUZZ"].sessions() as db:
-        row = db.scalars(sa.select(m.ShopifyDataRequest).order_by(m.ShopifyDataRequest.created_at.desc())).first()
+        row = db.scalars(sa.select(sm.ShopifyDataRequest).order_by(sm.ShopifyDataRequest.created_at.desc())).first()
     if row is None or row.export_enc is None:
         return [f"{label} export: no data request export stored"]
     export = json.loads(cipher(settings.encryption_keys, settings.secret_key).decrypt(row.export_enc.encode()))

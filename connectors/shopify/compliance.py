@@ -19,6 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors.shopify.envelopes import email_hash, envelope, rfc3339, shopify_id
+from connectors.shopify.models import (
+    ShopifyCheckoutLink,
+    ShopifyCustomer,
+    ShopifyDataRequest,
+    ShopifySettingsAudit,
+    ShopifyWebhookDelivery,
+)
 from connectors.shopify.orders import Outcome, conversion_key
 from core.crypto import cipher
 from core.ids import new_id
@@ -28,12 +35,7 @@ from core.storage.models import (
     Conversion,
     Event,
     Installation,
-    ShopifyCheckoutLink,
-    ShopifyCustomer,
-    ShopifyDataRequest,
     ShopifyOrder,
-    ShopifySettingsAudit,
-    ShopifyWebhookDelivery,
     User,
     Visitor,
     VisitorAlias,

@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.shopify.envelopes import email_hash, envelope, rfc3339, shopify_id, source_time
+from connectors.shopify.models import ShopifyCustomer
 from connectors.shopify.money import OrderError
 from connectors.shopify.order_fields import customer_traits
 from connectors.shopify.orders import Outcome
-from core.storage.models import Installation, ShopifyCustomer
+from core.storage.models import Installation
 
 __all__ = ["customer_delivery"]
 

@@ -37,15 +37,11 @@ from connectors.shopify.install import (
     refused_topics,
     schedule_post_install,
 )
+from connectors.shopify.models import ShopifyDataRequest, ShopifyWebhookDelivery
 from connectors.shopify.session_tokens import InvalidSessionToken, SessionClaims, authenticate, bearer_token
 from connectors.shopify.settings import apply_settings, settings_of, validate_settings
 from core.crypto import cipher
-from core.storage.models import (
-    Installation,
-    ShopifyDataRequest,
-    ShopifyOrder,
-    ShopifyWebhookDelivery,
-)
+from core.storage.models import Installation, ShopifyOrder
 from edge.http import json_response
 from edge.services import AppServices, app_services
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from connectors.shopify.admin import AdminClient, AdminError, admin_client
 from connectors.shopify.custom_pixel import custom_pixel_snippet
 from connectors.shopify.envelopes import shop_domain
+from connectors.shopify.models import ShopifyConnectCode, ShopifyWebhookDelivery
 from connectors.shopify.outbound import TokenGrant, store_grant
 from connectors.shopify.pixel_keys import issue_pixel_key
 from connectors.shopify.queue import enqueue, worker_services
@@ -43,7 +44,7 @@ from connectors.shopify.topics import process_delivery
 from core import accounts
 from core.crypto import cipher
 from core.ids import new_id
-from core.storage.models import Account, DashboardUser, Installation, ShopifyConnectCode, ShopifyWebhookDelivery
+from core.storage.models import Account, DashboardUser, Installation
 from core.storage.tenancy import all_tenants
 from edge.services import AppServices
 

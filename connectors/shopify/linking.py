@@ -15,16 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from connectors.shopify.models import ShopifyCheckoutLink
 from core.settings import load_config
-from core.storage.models import (
-    Installation,
-    SgtmOrderLink,
-    ShopifyCheckoutLink,
-    ShopifyOrder,
-    User,
-    Visitor,
-    VisitorLink,
-)
+from core.storage.models import Installation, SgtmOrderLink, ShopifyOrder, User, Visitor, VisitorLink
 from core.storage.models import Session as VisitSession
 
 __all__ = ["Link", "chain_steps", "sgtm_links"]

@@ -40,10 +40,10 @@ from sqlalchemy.exc import IntegrityError
 from connectors.shopify.api_version import warn_if_unsupported
 from connectors.shopify.compliance import EXPORT_KEPT
 from connectors.shopify.install import recheck_subscriptions
+from connectors.shopify.models import ShopifyCheckoutLink, ShopifyDataRequest, ShopifyOAuthState, ShopifyWebhookDelivery
 from connectors.shopify.outbound import migrate_non_expiring_tokens
 from connectors.shopify.queue import SHOPIFY_QUEUE, enqueue
 from connectors.shopify.topics import process_delivery
-from core.storage.models import ShopifyCheckoutLink, ShopifyDataRequest, ShopifyOAuthState, ShopifyWebhookDelivery
 from core.storage.tenancy import all_tenants
 from edge.services import AppServices
 

@@ -28,6 +28,7 @@ from connectors.shopify.config import shopify_settings
 from connectors.shopify.embedded import METHODS
 from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import generators, missing_scopes, schedule_post_install, upsert_installation
+from connectors.shopify.models import ShopifyOAuthState
 from connectors.shopify.outbound import (
     ShopifyHTTPError,
     exchange_token,
@@ -36,7 +37,7 @@ from connectors.shopify.outbound import (
 )
 from connectors.shopify.querysign import decoded_host, fresh, query_hmac_valid, secrets_of
 from connectors.shopify.session_tokens import InvalidSessionToken, decode_session_token
-from core.storage.models import Installation, ShopifyOAuthState
+from core.storage.models import Installation
 from edge.services import AppServices, app_services
 
 __all__ = ["COOKIE", "bp", "frame_headers", "token_usable"]

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.shopify.envelopes import WEB_PIXEL, envelope, gid_tail, rfc3339, shop_domain, source_time
+from connectors.shopify.models import ShopifyCheckoutLink
 from connectors.shopify.money import decimal_of, quantize
 from connectors.shopify.pixel_keys import PIXEL_KEY, active_pixel_key
 from connectors.shopify.topics import append_commands
@@ -28,7 +29,7 @@ from core.fingerprint import clean_user_agent, fingerprint, mask_ip
 from core.ids import new_id
 from core.money import MAX_REVENUE
 from core.numbers import stored_int
-from core.storage.models import Installation, ShopifyCheckoutLink, ShopifyOrder, VisitorAlias
+from core.storage.models import Installation, ShopifyOrder, VisitorAlias
 from edge.http import client_ip, json_response
 from edge.limits import address_key
 from edge.services import app_services

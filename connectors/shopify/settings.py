@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors.shopify.models import ShopifySettingsAudit
 from core.ids import new_id
-from core.storage.models import Installation, ShopifySettingsAudit
+from core.storage.models import Installation
 
 __all__ = ["DEFAULTS", "apply_settings", "settings_of", "validate_settings"]
 

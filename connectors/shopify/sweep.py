@@ -14,10 +14,11 @@ from functools import partial
 import sqlalchemy as sa
 
 from connectors.shopify.journey import fetch_journey
+from connectors.shopify.models import ShopifyWebhookDelivery
 from connectors.shopify.orders import order_delivery
 from connectors.shopify.queue import worker_services
 from core.order_holds import release_due_holds
-from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
+from core.storage.models import Installation, ShopifyOrder
 from core.storage.tenancy import all_tenants
 from edge.services import AppServices
 

@@ -22,13 +22,14 @@ from connectors.shopify.compliance import compliance_delivery
 from connectors.shopify.customers import customer_delivery
 from connectors.shopify.envelopes import WEB_PIXEL
 from connectors.shopify.journey import fetch_journey
+from connectors.shopify.models import ShopifyWebhookDelivery
 from connectors.shopify.money import OrderError
 from connectors.shopify.orders import Outcome, order_delivery, refund_delivery
 from connectors.shopify.pixel_keys import revoke_pixel_keys
 from connectors.shopify.queue import enqueue, worker_services
 from core.commands import Command, EventCommand, TouchCommand
 from core.crypto import cipher
-from core.storage.models import Installation, ShopifyOrder, ShopifyWebhookDelivery
+from core.storage.models import Installation, ShopifyOrder
 from core.storage.tenancy import all_tenants
 from core.tenant import Tenant
 from edge.services import AppServices

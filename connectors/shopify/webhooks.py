@@ -30,12 +30,13 @@ from flask import Blueprint, Response, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from connectors.shopify.envelopes import shop_domain
+from connectors.shopify.models import ShopifyWebhookDelivery
 from connectors.shopify.querysign import body_hmac_valid, secrets_of
 from connectors.shopify.sweep import sweep_due
 from connectors.shopify.topics import COMPLIANCE, HANDLED, enqueue_delivery, process_delivery
 from core.crypto import cipher
 from core.ids import new_id
-from core.storage.models import Installation, ShopifyWebhookDelivery
+from core.storage.models import Installation
 from edge.http import json_response
 from edge.services import app_services
 

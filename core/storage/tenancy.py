@@ -15,24 +15,33 @@ test that ran it.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.storage.models import Base
+from core.storage.models import every_table
 from core.tenant import Tenant
 
 ALL_TENANTS = "mbuzz_all_tenants"  # execution option: the reason this statement reads across tenants
 
 
 def _tables_with(*columns: str) -> frozenset[str]:
-    return frozenset(t.name for t in Base.metadata.tables.values() if all(c in t.c for c in columns))
+    return frozenset(t.name for t in every_table().tables.values() if all(c in t.c for c in columns))
 
 
-# Every table whose rows belong to one account. Not `installations`: a row per shop (shopify.md SHP-7), found by
-# its shop domain or id before any tenant is known; its account is an attribute (None until connected).
-TENANT_TABLES = _tables_with("account_id") - {"installations"}
-ENVIRONMENT_TABLES = _tables_with("account_id", "environment")  # ... and to one of its environments
+@cache
+def tenant_tables() -> frozenset[str]:
+    """Every table whose rows belong to one account, the connectors' included (read on first use, once every
+    package's tables are loaded). Not `installations`: a row per shop (shopify.md SHP-7), found by its shop domain
+    or id before any tenant is known; its account is an attribute (None until connected)."""
+    return _tables_with("account_id") - {"installations"}
+
+
+@cache
+def environment_tables() -> frozenset[str]:
+    """The tenant tables whose rows also belong to one of the account's environments."""
+    return _tables_with("account_id", "environment")
 
 _REFERENCE = re.compile(r'\b(?:from|join|update)\s+"?([a-z_][a-z0-9_]*)"?', re.IGNORECASE)
 _ACCOUNT = re.compile(r"\baccount_id\b\s*(?:=|\bin\b|is\b)", re.IGNORECASE)
@@ -42,7 +51,7 @@ def unscoped(sql: str) -> list[str]:
     """The tenant tables ``sql`` reads, updates or deletes from without naming an account (empty: scoped)."""
     if _ACCOUNT.search(sql) is not None:
         return []
-    return sorted({name.lower() for name in _REFERENCE.findall(sql)} & TENANT_TABLES)
+    return sorted({name.lower() for name in _REFERENCE.findall(sql)} & tenant_tables())
 
 
 def of_tenant(model: Any, tenant: Tenant) -> sa.ColumnElement[bool]:

@@ -12,21 +12,14 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from connectors.sgtm.distribution import served_filename, served_template
 from connectors.shopify.compliance import delete_customer_data
 from connectors.shopify.install import create_connect_code, create_manual_installation, pcd_refused_topics
+from connectors.shopify.models import ShopifyWebhookDelivery
 from connectors.shopify.settings import CHOICES, apply_settings, settings_of, validate_settings
 from core.accounts import create_api_key, revoke_api_key
 from core.attribution import MODELS
 from core.reattribution.service import active_batches, apply_settings_change
 from core.reattribution.tasks import start_batch
 from core.settings import DEFAULTS, SettingsError
-from core.storage.models import (
-    AccountSettings,
-    ApiKey,
-    Conversion,
-    Event,
-    Installation,
-    ShopifyOrder,
-    ShopifyWebhookDelivery,
-)
+from core.storage.models import AccountSettings, ApiKey, Conversion, Event, Installation, ShopifyOrder
 from core.tenant import Tenant
 from core.usage import monthly_usage
 from gateway.dashboard import bp

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from core.storage.db import make_engine
-from core.storage.models import Base
+from core.storage.models import every_table
 from core.storage.tenancy import all_tenants
 
 config = context.config
@@ -17,7 +17,7 @@ def run_migrations_online() -> None:
     engine = make_engine(url)
     with engine.connect() as connection:
         connection.execution_options(**all_tenants("migrations rewrite whole tables"))
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=every_table(), render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

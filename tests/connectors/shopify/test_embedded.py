@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.shopify import install
+from connectors.shopify import models as sm
 from connectors.shopify.install import (
     Generators,
     canonical_code,
@@ -63,7 +64,7 @@ def _delivery(env: Env, topic: str, received: Any, body: dict[str, Any] | None =
     box = cipher(settings.encryption_keys, settings.secret_key)
     delivery_id = new_id("whd", received)
     with env.services.sessions.begin() as db:
-        db.add(m.ShopifyWebhookDelivery(
+        db.add(sm.ShopifyWebhookDelivery(
             id=delivery_id, webhook_id=f"w-{delivery_id}", topic=topic, shop_domain=shop, received_at=received,
             body_sha256="0" * 64, body_enc=box.encrypt(json.dumps(body or {}).encode()).decode(),
             customer_id=customer_id, status=status))
@@ -125,7 +126,7 @@ def test_SHP82_settings_change_is_audited_per_field(env: Env, fake: FakeShopify)
     assert resp.get_json() == {"revenue_basis": "subtotal", "offline_orders": "include_unattributed",
                                "exclude_test_orders": False, "journey_summary": False, "environment": "live"}
     with env.services.sessions() as db:
-        rows = db.scalars(sa.select(m.ShopifySettingsAudit)).all()
+        rows = db.scalars(sa.select(sm.ShopifySettingsAudit)).all()
     assert [(r.installation_id, r.staff_user_id, r.field, r.old, r.new, r.at) for r in rows] == \
         [("inst_01", "staff-42", "revenue_basis", "total", "subtotal", NOW)]  # unchanged values: no row
     assert fake.requests == []  # SHP-83: nothing is re-run for a non-environment setting
@@ -138,7 +139,7 @@ def test_SHP82_settings_change_is_audited_per_field(env: Env, fake: FakeShopify)
     assert "webPixelCreate" in fake.operations(AURORA)
     with env.services.sessions() as db:
         keys = db.scalars(sa.select(m.ApiKey).where(m.ApiKey.kind == "pixel", m.ApiKey.revoked_at.is_(None))).all()
-        fields = db.scalars(sa.select(m.ShopifySettingsAudit.field).order_by(m.ShopifySettingsAudit.field)).all()
+        fields = db.scalars(sa.select(sm.ShopifySettingsAudit.field).order_by(sm.ShopifySettingsAudit.field)).all()
     assert [k.environment for k in keys] == ["test"]
     assert fields == ["environment", "revenue_basis"]
 
@@ -153,7 +154,7 @@ def test_SHP82_invalid_settings_are_422_and_change_nothing(env: Env, body: Any) 
     if isinstance(body, dict):
         assert answer["errors"][0].startswith(next(iter(body)))  # the message names the field
     with env.services.sessions() as db:
-        assert db.scalar(sa.select(sa.func.count()).select_from(m.ShopifySettingsAudit)) == 0
+        assert db.scalar(sa.select(sa.func.count()).select_from(sm.ShopifySettingsAudit)) == 0
     installation = env.installation(AURORA)
     assert installation is not None and installation.settings["revenue_basis"] == "total"
 
@@ -164,7 +165,7 @@ def test_SHP28_connect_with_a_code(env: Env, fake: FakeShopify, monkeypatch: pyt
     code = create_connect_code(env.services, "acct_02", "test")
     assert code == "MBZ-7K3Q-W9ZD"
     with env.services.sessions() as db:
-        (row,) = db.scalars(sa.select(m.ShopifyConnectCode)).all()
+        (row,) = db.scalars(sa.select(sm.ShopifyConnectCode)).all()
     assert row.code_sha256 != code and len(row.code_sha256) == 64 and row.expires_at == NOW + timedelta(minutes=30)
     assert env.anywhere_in_db("7K3Q") == []  # stored hashed only
     old = _delivery(env, "shop/update", NOW - timedelta(days=8), {"name": "Old"}, status="deferred")
@@ -186,7 +187,7 @@ def test_SHP28_connect_with_a_code(env: Env, fake: FakeShopify, monkeypatch: pyt
     assert (installation.status, installation.account_id, installation.environment) == ("active", "acct_02", "test")
     assert processed == [first, second]  # in receipt order, after the post-install job
     with env.services.sessions() as db:
-        statuses = {d.id: (d.status, d.error) for d in db.scalars(sa.select(m.ShopifyWebhookDelivery))}
+        statuses = {d.id: (d.status, d.error) for d in db.scalars(sa.select(sm.ShopifyWebhookDelivery))}
     assert statuses[old] == ("ignored", "too_old")
     assert statuses[first][0] != "deferred" and statuses[second][0] != "deferred"
     assert fake.operations(AURORA)[0] == "shop" and "webPixelCreate" in fake.operations(AURORA)
@@ -255,7 +256,7 @@ def _data_request(env: Env, shop: str, expires_in: timedelta, status: str = "rea
     export = json.dumps({"data_request_id": "9001", "customer_id": "7001", "order_ids": ["1"]}).encode()
     row_id = new_id("dreq", NOW)
     with env.services.sessions.begin() as db:
-        db.add(m.ShopifyDataRequest(
+        db.add(sm.ShopifyDataRequest(
             id=row_id, shop_domain=shop, data_request_id="9001", customer_id="7001", status=status,
             export_enc=cipher(settings.encryption_keys, settings.secret_key).encrypt(export).decode(),
             created_at=NOW - timedelta(days=1), ready_at=NOW - timedelta(days=1), expires_at=NOW + expires_in))

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
+from connectors.shopify import models as sm
 from connectors.shopify.envelopes import shop_domain
 from connectors.shopify.install import create_manual_installation
 from core.storage import models as m
@@ -205,8 +206,8 @@ def test_SHP33_SHP78_the_right_signatures_are_accepted(stage: Stage) -> None:
         resp = stage.client.post(path, data=BODY, headers=headers)
         assert (resp.status_code, resp.get_json()) == (200, {"status": "accepted"})
         with stage.app.config["MBUZZ"].sessions() as db:
-            assert db.scalar(sa.select(m.ShopifyWebhookDelivery.shop_domain).where(
-                m.ShopifyWebhookDelivery.webhook_id == webhook_id)) == shop
+            assert db.scalar(sa.select(sm.ShopifyWebhookDelivery.shop_domain).where(
+                sm.ShopifyWebhookDelivery.webhook_id == webhook_id)) == shop
 
 
 # --- webhooks: the other headers read around verification ---------------------------------------------------
@@ -261,8 +262,8 @@ def test_SHP32_SHP33_hostile_headers_of_a_verified_delivery_never_reach_a_500(st
     webhook_id = _stored_as(headers.get("X-Shopify-Webhook-Id", ""), 255) or \
         f"none:{hashlib.sha256(body).hexdigest()}"
     with stage.app.config["MBUZZ"].sessions() as db:
-        row = db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.webhook_id == webhook_id)).first()
+        row = db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.webhook_id == webhook_id)).first()
     if resp.get_json() == {"status": "duplicate"}:  # an earlier example sent the same id or event
         return
     assert row is not None and row.topic == topic and row.body_sha256 == hashlib.sha256(body).hexdigest()

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from flask import Flask
 from rq import Queue
 
+from connectors.shopify import models as sm
 from connectors.shopify.install import API_TOPICS
 from connectors.shopify.maintenance import GATE_KEY, RETRIED_MARK, run_daily_maintenance, run_if_due
 from connectors.shopify.queue import SHOPIFY_QUEUE
@@ -148,8 +149,8 @@ def _deliver(app: Flask, body: dict[str, Any], topic: str = "orders/paid", shop:
         "X-Shopify-Webhook-Id": webhook_id, "Content-Type": "application/json"})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     with app.config["MBUZZ"].sessions() as db:
-        return str(db.scalar(sa.select(m.ShopifyWebhookDelivery.id).where(
-            m.ShopifyWebhookDelivery.webhook_id == webhook_id)))
+        return str(db.scalar(sa.select(sm.ShopifyWebhookDelivery.id).where(
+            sm.ShopifyWebhookDelivery.webhook_id == webhook_id)))
 
 
 def _failed_order(app: Flask, url: str) -> tuple[str, dict[str, Any]]:
@@ -162,9 +163,9 @@ def _failed_order(app: Flask, url: str) -> tuple[str, dict[str, Any]]:
     return delivery_id, order
 
 
-def _delivery(app: Flask, delivery_id: str) -> m.ShopifyWebhookDelivery:
+def _delivery(app: Flask, delivery_id: str) -> sm.ShopifyWebhookDelivery:
     with app.config["MBUZZ"].sessions() as db:
-        row: m.ShopifyWebhookDelivery | None = db.get(m.ShopifyWebhookDelivery, delivery_id)
+        row: sm.ShopifyWebhookDelivery | None = db.get(sm.ShopifyWebhookDelivery, delivery_id)
         assert row is not None
         db.expunge(row)
         return row
@@ -252,10 +253,10 @@ def test_SHP87_data_request_export_is_deleted_after_30_days(app: Flask) -> None:
                    "customer": {"id": 7209318820011, "email": "jane.doe@example.com"},
                    "data_request": {"id": 9999}}, topic="customers/data_request")
 
-    def request() -> m.ShopifyDataRequest:
+    def request() -> sm.ShopifyDataRequest:
         with app.config["MBUZZ"].sessions() as db:
-            row: m.ShopifyDataRequest = db.scalars(sa.select(m.ShopifyDataRequest).where(
-                m.ShopifyDataRequest.data_request_id == "9999")).one()
+            row: sm.ShopifyDataRequest = db.scalars(sa.select(sm.ShopifyDataRequest).where(
+                sm.ShopifyDataRequest.data_request_id == "9999")).one()
             db.expunge(row)
             return row
 
@@ -271,13 +272,13 @@ def test_SHP87_data_request_export_is_deleted_after_30_days(app: Flask) -> None:
 def test_SHP10_checkout_links_are_deleted_90_days_after_they_were_last_seen(app: Flask) -> None:
     def link(token: str, seen: datetime) -> None:
         with app.config["MBUZZ"].sessions.begin() as db:
-            db.add(m.ShopifyCheckoutLink(account_id="acct_01", id=f"scl_{token}", environment="live",
+            db.add(sm.ShopifyCheckoutLink(account_id="acct_01", id=f"scl_{token}", environment="live",
                                          installation_id="inst_01", checkout_token=token, visitor_id="ab" * 32,
                                          first_seen_at=seen, last_seen_at=seen))
 
     def tokens() -> set[str]:
         with app.config["MBUZZ"].sessions() as db:
-            return set(db.scalars(sa.select(m.ShopifyCheckoutLink.checkout_token)))
+            return set(db.scalars(sa.select(sm.ShopifyCheckoutLink.checkout_token)))
 
     link("old", T0)
     link("recent", T0 + timedelta(days=1))

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from connectors.shopify import models as sm
 from connectors.shopify.install import create_manual_installation
 from core.storage import models as m
 from tests.connectors.shopify.test_orders import PROCESSED, SECRET, _at, _ids, _order, shop
@@ -42,8 +43,8 @@ def _send(client: FlaskClient, path: str, body: dict[str, Any], shop_name: str, 
 
 def _ledger(app: Flask, shop_name: str) -> list[tuple[str, str]]:
     with app.config["MBUZZ"].sessions() as db:
-        return [(d.topic, d.status) for d in db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.shop_domain == shop_name).order_by(m.ShopifyWebhookDelivery.received_at))]
+        return [(d.topic, d.status) for d in db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.shop_domain == shop_name).order_by(sm.ShopifyWebhookDelivery.received_at))]
 
 
 def test_SHP78_manual_webhooks_produce_the_same_conversion_as_app_mode(shop) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from connectors.shopify import models as sm
 from connectors.shopify.admin import admin_client
 from connectors.shopify.api_version import API_VERSION
 from connectors.shopify.install import (
@@ -92,7 +93,7 @@ def test_SHP22_begin_stores_hashed_state_and_sets_the_signed_cookie(env: Env) ->
     for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/shopify/auth", "Max-Age=600"):
         assert attribute in cookie
     with env.services.sessions() as db:
-        (state,) = db.scalars(sa.select(m.ShopifyOAuthState)).all()
+        (state,) = db.scalars(sa.select(sm.ShopifyOAuthState)).all()
     assert state.nonce_sha256 == hashlib.sha256(b"n0nce-0001").hexdigest()  # never the nonce itself
     assert (state.shop_domain, state.expires_at, state.used_at) == (BIRCH, NOW + timedelta(seconds=600), None)
 
@@ -156,7 +157,7 @@ def test_SHP23_SHP27_callback_installs_then_the_post_install_job_runs(env: Env, 
         ["orders/paid", "orders/create", "orders/cancelled", "refunds/create", "customers/create",
          "customers/update", "shop/update"])
     with env.services.sessions() as db:
-        row = db.get(m.ShopifyOAuthState, hashlib.sha256(state.encode()).hexdigest())
+        row = db.get(sm.ShopifyOAuthState, hashlib.sha256(state.encode()).hexdigest())
         assert row is not None and row.used_at == NOW
     # single use: the same callback again is refused at the state check
     fake.clear()

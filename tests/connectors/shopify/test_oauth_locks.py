@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from connectors.shopify import models as sm
 from connectors.shopify.install import create_connect_code
 from connectors.shopify.oauth import COOKIE
 from core.crypto import cipher
@@ -199,7 +200,7 @@ def test_SHP23_one_state_used_by_two_callbacks_at_once_installs_once(race: Race)
     (installation,) = race.installations(shop)
     assert (installation.status, installation.token_status) == ("pending_connect", "valid")
     with race.apps[0].config["MBUZZ"].sessions() as db:
-        row = db.get(m.ShopifyOAuthState, digest)
+        row = db.get(sm.ShopifyOAuthState, digest)
         assert row is not None and row.used_at == NOW
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from connectors.shopify import models as sm
 from connectors.shopify.sweep import sweep_due
 from core.storage import models as m
 from gateway import create_app
@@ -134,9 +135,9 @@ def test_SHP62_Q24_refund_before_its_order_waits_and_applies_when_the_order_arri
     _at(app, PROCESSED + timedelta(days=1))
     assert _deliver(client, refund, topic="refunds/create") == 200
     with app.config["MBUZZ"].sessions() as db:
-        waiting = db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.order_id == str(order["id"]),
-            m.ShopifyWebhookDelivery.topic == "refunds/create")).one()
+        waiting = db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.order_id == str(order["id"]),
+            sm.ShopifyWebhookDelivery.topic == "refunds/create")).one()
         assert waiting.status == "waiting_order"
     assert _deliver(client, order) == 200
     conv = _conversion(app, order["id"])
@@ -156,8 +157,8 @@ def test_SHP46_excluded_test_orders_emit_nothing(shop) -> None:  # type: ignore[
         assert _deliver(client, order) == 200
         assert _conversion(app, order["id"]) is None
         with app.config["MBUZZ"].sessions() as db:
-            delivery = db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-                m.ShopifyWebhookDelivery.order_id == str(order["id"]))).one()
+            delivery = db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+                sm.ShopifyWebhookDelivery.order_id == str(order["id"]))).one()
         assert (delivery.status, delivery.error) == ("ignored", "test_order_excluded")
     finally:
         with app.config["MBUZZ"].sessions.begin() as db:

@@ -33,6 +33,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
+from connectors.shopify import models as sm
 from connectors.shopify.queue import SHOPIFY_QUEUE
 from core import accounts
 from core.jobs import QUEUE as DRAIN_QUEUE
@@ -128,10 +129,10 @@ def _conversions(app: Flask, order: dict[str, Any]) -> list[m.Conversion]:
         return rows
 
 
-def _deliveries(app: Flask, webhook_id: str) -> list[m.ShopifyWebhookDelivery]:
+def _deliveries(app: Flask, webhook_id: str) -> list[sm.ShopifyWebhookDelivery]:
     with app.config["MBUZZ"].sessions() as db:
-        rows = list(db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.webhook_id == webhook_id)))
+        rows = list(db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.webhook_id == webhook_id)))
         db.expunge_all()
         return rows
 
@@ -227,8 +228,8 @@ def test_SHP34_SHP58_same_delivery_twice_in_queue_mode_is_one_conversion(app: Fl
     (row,) = _deliveries(app, webhook_id)
     assert (row.status, row.redeliveries, row.attempts) == ("processed", 2, 1)
     with app.config["MBUZZ"].sessions() as db:
-        stored = db.scalar(sa.select(sa.func.count()).select_from(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.order_id == str(order["id"])))
+        stored = db.scalar(sa.select(sa.func.count()).select_from(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.order_id == str(order["id"])))
     assert stored == 1
 
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from connectors.shopify import models as sm
 from core.storage import models as m
 from tests.connectors.shopify.test_manual_mode import SIGNING_KEY, _connect
 from tests.connectors.shopify.test_orders import PROCESSED, SECRET, _at, _order, shop
@@ -56,8 +57,8 @@ def _send(client: FlaskClient, body: dict[str, Any], shop_header: str, topic: st
 
 def _rows(app: Flask, webhook_id: str) -> list[tuple[str, str, str]]:
     with app.config["MBUZZ"].sessions() as db:
-        return [(d.shop_domain, d.topic, d.status) for d in db.scalars(sa.select(m.ShopifyWebhookDelivery).where(
-            m.ShopifyWebhookDelivery.webhook_id == webhook_id))]
+        return [(d.shop_domain, d.topic, d.status) for d in db.scalars(sa.select(sm.ShopifyWebhookDelivery).where(
+            sm.ShopifyWebhookDelivery.webhook_id == webhook_id))]
 
 
 def _installation(app: Flask, shop_name: str) -> m.Installation:

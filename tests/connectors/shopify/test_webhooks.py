@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from connectors.shopify import models as sm
 from core.crypto import cipher
 from core.storage import models as m
 from gateway import create_app
@@ -52,7 +53,7 @@ def test_SHP34_duplicates_count_redeliveries_and_store_once(shop: tuple[Flask, F
     assert _deliver(client, body, "w-1") == (200, {"status": "duplicate"})  # same webhook id
     assert _deliver(client, body, "w-2") == (200, {"status": "duplicate"})  # same shop, topic and event id
     with app.config["MBUZZ"].sessions() as db:
-        (row,) = db.scalars(sa.select(m.ShopifyWebhookDelivery)).all()
+        (row,) = db.scalars(sa.select(sm.ShopifyWebhookDelivery)).all()
     # Processed once: the order has no currency, so the row fails with the field named (SHP-2), kept for retry.
     assert (row.webhook_id, row.redeliveries, row.status, row.attempts) == ("w-1", 2, "failed", 1)
     assert row.error is not None and "currency: missing" in row.error
@@ -69,7 +70,7 @@ def test_SHP32_SHP33_refusals_store_nothing(shop: tuple[Flask, FlaskClient]) -> 
     assert _deliver(client, body, "w-4", topic="") == (400, {"error": "missing_topic"})
     assert client.post("/shopify/webhooks", data=b"x" * (5 * 1024 * 1024 + 1)).status_code == 413
     with app.config["MBUZZ"].sessions() as db:
-        assert db.scalar(sa.select(sa.func.count()).select_from(m.ShopifyWebhookDelivery)) == 0
+        assert db.scalar(sa.select(sa.func.count()).select_from(sm.ShopifyWebhookDelivery)) == 0
 
 
 def test_SHP35_pending_connect_is_deferred(shop: tuple[Flask, FlaskClient]) -> None:
@@ -78,7 +79,7 @@ def test_SHP35_pending_connect_is_deferred(shop: tuple[Flask, FlaskClient]) -> N
         db.execute(sa.update(m.Installation).values(status="pending_connect"))
     assert _deliver(client, b'{"id": 2}', "w-5", event_id="e-5") == (200, {"status": "accepted"})
     with app.config["MBUZZ"].sessions() as db:
-        assert db.scalar(sa.select(m.ShopifyWebhookDelivery.status)) == "deferred"
+        assert db.scalar(sa.select(sm.ShopifyWebhookDelivery.status)) == "deferred"
 
 
 def test_SHP32_long_headers_and_odd_ids_are_stored_not_refused(shop: tuple[Flask, FlaskClient]) -> None:
@@ -86,5 +87,5 @@ def test_SHP32_long_headers_and_odd_ids_are_stored_not_refused(shop: tuple[Flask
     body = json.dumps({"id": "9" * 40, "customer": {"id": True}}).encode()
     assert _deliver(client, body, "w" * 400, event_id="e" * 400) == (200, {"status": "accepted"})
     with app.config["MBUZZ"].sessions() as db:
-        row = db.scalars(sa.select(m.ShopifyWebhookDelivery)).one()
+        row = db.scalars(sa.select(sm.ShopifyWebhookDelivery)).one()
     assert (len(row.webhook_id), len(row.event_id or ""), row.order_id, row.customer_id) == (255, 255, None, None)

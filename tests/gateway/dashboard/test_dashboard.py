@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from connectors.shopify import models as sm
 from core import accounts
 from core.storage import models as m
 from tests.conftest import AccountKeys
@@ -397,8 +398,8 @@ def test_DSH18_a_stores_shopify_settings_change_from_the_dashboard_with_an_audit
         as_text=True)
     with app.config["MBUZZ"].sessions() as db:
         stored = db.get(m.Installation, inst.id)
-        audit = list(db.scalars(sa.select(m.ShopifySettingsAudit).where(
-            m.ShopifySettingsAudit.installation_id == inst.id).order_by(m.ShopifySettingsAudit.field)))
+        audit = list(db.scalars(sa.select(sm.ShopifySettingsAudit).where(
+            sm.ShopifySettingsAudit.installation_id == inst.id).order_by(sm.ShopifySettingsAudit.field)))
     assert stored is not None and stored.settings["revenue_basis"] == "subtotal"
     assert stored.settings["exclude_test_orders"] is True
     assert [(a.field, a.old, a.new) for a in audit] == [("exclude_test_orders", False, True),
