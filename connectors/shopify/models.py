@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.storage.models import ENV, ID, KEY, Base
+from core.storage.models import ENV, ID, KEY, AccountKey, Base, InEnvironment
 from core.storage.types import JSONType
 
 __all__ = ["ShopifyCheckoutLink", "ShopifyConnectCode", "ShopifyCustomer", "ShopifyDataRequest", "ShopifyOAuthState",
@@ -52,7 +52,7 @@ class ShopifyWebhookDelivery(Base):
 
 
 
-class ShopifyCheckoutLink(Base):
+class ShopifyCheckoutLink(AccountKey, InEnvironment, Base):
     """shopify.md SHP-10: a checkout token seen by the pixel, with its visitor; the installation's environment."""
 
     __tablename__ = "shopify_checkout_links"
@@ -60,9 +60,7 @@ class ShopifyCheckoutLink(Base):
         sa.UniqueConstraint("account_id", "installation_id", "checkout_token"),
         sa.Index("ix_checkout_links_order", "installation_id", "order_id"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     installation_id: Mapped[str] = mapped_column(ID)
     checkout_token: Mapped[str] = mapped_column(KEY)
     order_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
@@ -74,14 +72,12 @@ class ShopifyCheckoutLink(Base):
 
 
 
-class ShopifyCustomer(Base):
+class ShopifyCustomer(AccountKey, InEnvironment, Base):
     """shopify.md SHP-12/SHP-38: the newest customer payload time seen, so stale updates emit nothing."""
 
     __tablename__ = "shopify_customers"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     installation_id: Mapped[str] = mapped_column(ID, primary_key=True)
     customer_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     updated_at_source: Mapped[datetime]
 
 

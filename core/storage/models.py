@@ -27,6 +27,25 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
 
 
+class AccountKey:
+    """The account that owns a tenant row, first in its primary key (quality.md Q-40; docs/scale-out.md): declared
+    once here for every tenant table (issue 18 item 7)."""
+
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True, sort_order=-2)
+
+
+class InEnvironment:
+    """The environment (`live` / `test`) a tenant row belongs to, when it is not part of the key."""
+
+    environment: Mapped[str] = mapped_column(ENV)
+
+
+class EnvironmentKey:
+    """The environment as the second part of the key, right after the account."""
+
+    environment: Mapped[str] = mapped_column(ENV, primary_key=True, sort_order=-1)
+
+
 TABLE_MODULES = "mbuzz.tables"  # entry-point group of the packages that declare their own tables (pyproject.toml)
 
 
@@ -48,19 +67,17 @@ class Account(Base):
     created_at: Mapped[datetime]
 
 
-class AccountSettings(Base):
+class AccountSettings(AccountKey, Base):
     """ATT-1 settings plus sessions.md account settings; one row per account, shared by both environments."""
 
     __tablename__ = "account_settings"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     config_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime]
 
 
-class DashboardUser(Base):
+class DashboardUser(AccountKey, Base):
     __tablename__ = "dashboard_users"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
@@ -69,13 +86,11 @@ class DashboardUser(Base):
     session_epoch: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
 
 
-class ApiKey(Base):
+class ApiKey(AccountKey, InEnvironment, Base):
     """API-11: only the digest and a display prefix are kept; the plaintext is shown once."""
 
     __tablename__ = "api_keys"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     kind: Mapped[str] = mapped_column(sa.String(16), default="secret")
     key_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(sa.String(16), index=True)
@@ -86,19 +101,17 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class Visitor(Base):
+class Visitor(AccountKey, InEnvironment, Base):
     __tablename__ = "visitors"
     __table_args__ = (sa.UniqueConstraint("account_id", "environment", "visitor_key"),)
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     visitor_key: Mapped[str] = mapped_column(KEY)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     created_at: Mapped[datetime]
 
 
-class User(Base):
+class User(AccountKey, InEnvironment, Base):
     """A known person (identity). ``user_key`` is null for provisional users (ID-9)."""
 
     __tablename__ = "users"
@@ -106,9 +119,7 @@ class User(Base):
         sa.UniqueConstraint("account_id", "environment", "user_key"),
         sa.Index("ix_users_email", "account_id", "environment", "email_sha256"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     user_key: Mapped[str | None] = mapped_column(KEY, nullable=True)
     email_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     phone_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
@@ -119,7 +130,7 @@ class User(Base):
     created_at: Mapped[datetime]
 
 
-class VisitorLink(Base):
+class VisitorLink(AccountKey, InEnvironment, Base):
     """ID-2: a visitor belongs to a user over ``[valid_from, valid_to)``; null bounds are open.
 
     A visitor's first link has ``valid_from`` null so it covers the history before the link.
@@ -130,9 +141,7 @@ class VisitorLink(Base):
         sa.Index("ix_links_visitor", "account_id", "environment", "visitor_id"),
         sa.Index("ix_links_user", "account_id", "environment", "user_id"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     visitor_id: Mapped[str] = mapped_column(ID)
     user_id: Mapped[str] = mapped_column(ID)
     linked_at: Mapped[datetime]
@@ -140,16 +149,14 @@ class VisitorLink(Base):
     valid_to: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class Session(Base):
+class Session(AccountKey, InEnvironment, Base):
     __tablename__ = "sessions"
     __table_args__ = (
         sa.Index("ix_sessions_visitor", "account_id", "environment", "visitor_id", "started_at"),
         sa.Index("ix_sessions_activity", "account_id", "environment", "visitor_id", "last_activity_at"),
         sa.Index("ix_sessions_time", "account_id", "environment", "started_at", "id"),  # API-127 lists
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     visitor_id: Mapped[str] = mapped_column(ID)
     started_at: Mapped[datetime]
     last_activity_at: Mapped[datetime]
@@ -181,28 +188,24 @@ class Session(Base):
     origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # shopify.md SHP-1
 
 
-class SessionBinding(Base):
+class SessionBinding(AccountKey, EnvironmentKey, Base):
     """SES-9: (visitor, client session id) → the server session it resolved to."""
 
     __tablename__ = "session_bindings"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     visitor_id: Mapped[str] = mapped_column(ID, primary_key=True)
     client_session_id: Mapped[str] = mapped_column(KEY, primary_key=True)
     session_id: Mapped[str] = mapped_column(ID, index=True)
     bound_at: Mapped[datetime]
 
 
-class Event(Base):
+class Event(AccountKey, InEnvironment, Base):
     __tablename__ = "events"
     __table_args__ = (
         sa.Index("ix_events_visitor", "account_id", "environment", "visitor_id", "occurred_at"),
         sa.Index("ix_events_session", "account_id", "environment", "session_id"),
         sa.Index("ix_events_time", "account_id", "environment", "occurred_at", "id"),  # API-126 lists
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     event_type: Mapped[str] = mapped_column(KEY)
     funnel: Mapped[str | None] = mapped_column(KEY, nullable=True)
     visitor_id: Mapped[str] = mapped_column(ID)
@@ -221,7 +224,7 @@ class Event(Base):
     origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
-class Conversion(Base):
+class Conversion(AccountKey, InEnvironment, Base):
     """ATT-46 columns."""
 
     __tablename__ = "conversions"
@@ -230,9 +233,7 @@ class Conversion(Base):
         sa.Index("ix_conversions_visitor", "account_id", "environment", "visitor_id"),
         sa.Index("ix_conversions_user", "account_id", "environment", "user_id"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     conversion_type: Mapped[str] = mapped_column(KEY)
     funnel: Mapped[str | None] = mapped_column(KEY, nullable=True)
     visitor_id: Mapped[str] = mapped_column(ID)
@@ -265,18 +266,16 @@ class Conversion(Base):
     origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
-class AttributionCredit(Base):
+class AttributionCredit(AccountKey, InEnvironment, Base):
     """ATT-47: one row per (conversion, model, session)."""
 
     __tablename__ = "attribution_credits"
     __table_args__ = (
         sa.Index("ix_credits_report", "account_id", "environment", "model", "converted_at", "channel"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     conversion_id: Mapped[str] = mapped_column(ID, primary_key=True)
     model: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     session_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     touchpoint_index: Mapped[int]
     journey_length: Mapped[int]
     channel: Mapped[str] = mapped_column(sa.String(32))
@@ -330,19 +329,17 @@ class Installation(Base):
     updated_at: Mapped[datetime]
 
 
-class VisitorAlias(Base):
+class VisitorAlias(AccountKey, EnvironmentKey, Base):
     """sgtm.md SGTM-23: another identifier of a visitor, e.g. a GA4 client id (namespace `ga_client`)."""
 
     __tablename__ = "visitor_aliases"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     namespace: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # e.g. shopify_client:{inst}
     alias: Mapped[str] = mapped_column(KEY, primary_key=True)
     visitor_key: Mapped[str] = mapped_column(KEY)
     created_at: Mapped[datetime]
 
 
-class ConversionAdjustment(Base):
+class ConversionAdjustment(AccountKey, InEnvironment, Base):
     """ATT-38: a refund or cancellation, unique per idempotency key; `pending` until its conversion exists."""
 
     __tablename__ = "conversion_adjustments"
@@ -350,9 +347,7 @@ class ConversionAdjustment(Base):
         sa.UniqueConstraint("account_id", "environment", "idempotency_key"),
         sa.Index("ix_adjustments_key", "account_id", "environment", "conversion_key"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     idempotency_key: Mapped[str] = mapped_column(KEY)
     conversion_key: Mapped[str] = mapped_column(KEY)
     conversion_id: Mapped[str | None] = mapped_column(ID, nullable=True)
@@ -369,7 +364,7 @@ class ConversionAdjustment(Base):
     origin: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
-class AttributionFit(Base):
+class AttributionFit(AccountKey, InEnvironment, Base):
     """ATT-30: one data-driven fit of a tenant; the latest per (tenant, model) is current.
 
     Values are the canonical 12-dp decimals as strings (ATT-29), so a stored fit reproduces credits exactly.
@@ -377,9 +372,7 @@ class AttributionFit(Base):
 
     __tablename__ = "attribution_fits"
     __table_args__ = (sa.Index("ix_fits_current", "account_id", "environment", "model", "as_of"),)
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     model: Mapped[str] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(24))
     as_of: Mapped[datetime]
@@ -395,14 +388,12 @@ class AttributionFit(Base):
     created_at: Mapped[datetime]
 
 
-class ReattributionBatch(Base):
+class ReattributionBatch(AccountKey, InEnvironment, Base):
     """ATT-54: one reattribution run over a set of conversions, processed in keyset-ordered chunks."""
 
     __tablename__ = "reattribution_batches"
     __table_args__ = (sa.Index("ix_batches_status", "account_id", "environment", "status"),)
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     trigger: Mapped[str] = mapped_column(sa.String(24))
     models: Mapped[list[Any]]
     scope: Mapped[dict[str, Any]]  # {"ids": [...]} or {"query": ..., parameters}
@@ -416,26 +407,22 @@ class ReattributionBatch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class IdempotencyKey(Base):
+class IdempotencyKey(AccountKey, EnvironmentKey, Base):
     """API-50: a key, once used, is remembered for the life of the data; ``result_id`` is the original."""
 
     __tablename__ = "idempotency_keys"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     scope: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(600), primary_key=True)
     result_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[datetime]
 
 
-class Rejection(Base):
+class Rejection(AccountKey, InEnvironment, Base):
     """API-24: rejected events and 422s, kept 7 days for the dashboard; never request bodies."""
 
     __tablename__ = "rejections"
     __table_args__ = (sa.Index("ix_rejections_time", "account_id", "environment", "created_at"),)
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     endpoint: Mapped[str] = mapped_column(sa.String(64))
     item_index: Mapped[int | None] = mapped_column(nullable=True)
     name: Mapped[str | None] = mapped_column(KEY, nullable=True)
@@ -445,16 +432,15 @@ class Rejection(Base):
     created_at: Mapped[datetime]
 
 
-class UsageCounter(Base):
+class UsageCounter(AccountKey, Base):
     """API-33: accepted, non-duplicate events and session touches per account and calendar month (UTC)."""
 
     __tablename__ = "usage_counters"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     month: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # YYYY-MM
     events: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
-class ShopifyOrder(Base):
+class ShopifyOrder(AccountKey, InEnvironment, Base):
     """shopify.md SHP-9: one Shopify order, in the environment of the order (SHP-5); drives SHP-58's states."""
 
     __tablename__ = "shopify_orders"
@@ -464,9 +450,7 @@ class ShopifyOrder(Base):
         sa.Index("ix_shopify_orders_customer", "account_id", "installation_id", "customer_id"),
         sa.Index("ix_shopify_orders_name", "account_id", "environment", "name"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     installation_id: Mapped[str] = mapped_column(ID)
     order_id: Mapped[str] = mapped_column(sa.String(32))
     order_gid: Mapped[str | None] = mapped_column(KEY, nullable=True)
@@ -500,7 +484,7 @@ class ShopifyOrder(Base):
     updated_at: Mapped[datetime]
 
 
-class SgtmOrderLink(Base):
+class SgtmOrderLink(AccountKey, InEnvironment, Base):
     """sgtm.md SGTM-31: an sGTM purchase held to be merged with the Shopify order of the same transaction."""
 
     __tablename__ = "sgtm_order_links"
@@ -508,9 +492,7 @@ class SgtmOrderLink(Base):
         sa.UniqueConstraint("account_id", "environment", "transaction_id"),
         sa.Index("ix_sgtm_links_hold", "status", "hold_until"),
     )
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV)
     transaction_id: Mapped[str] = mapped_column(KEY)
     idempotency_key: Mapped[str] = mapped_column(KEY)
     visitor_id: Mapped[str | None] = mapped_column(KEY, nullable=True)
@@ -524,14 +506,12 @@ class SgtmOrderLink(Base):
     updated_at: Mapped[datetime]
 
 
-class ReportCreditDay(Base):
+class ReportCreditDay(AccountKey, EnvironmentKey, Base):
     """DSH-22 / Q-7: Σ credit of active, attributed conversions per local day (account time zone ``tz``), model,
     channel, currency, conversion type and funnel (``""`` = none). Rebuilt from ``attribution_credits`` by
     ``core.rollups``; never the source of truth."""
 
     __tablename__ = "report_credit_days"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     model: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     channel: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -543,12 +523,10 @@ class ReportCreditDay(Base):
     touchpoints: Mapped[int] = mapped_column(sa.BigInteger)
 
 
-class ReportConversionDay(Base):
+class ReportConversionDay(AccountKey, EnvironmentKey, Base):
     """DSH-22 / Q-7: the report population's totals per local day, conversion type, funnel and currency."""
 
     __tablename__ = "report_conversion_days"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     conversion_type: Mapped[str] = mapped_column(KEY, primary_key=True)
     funnel: Mapped[str] = mapped_column(KEY, primary_key=True)
@@ -574,12 +552,10 @@ class ReportDirtyDay(Base):
     day: Mapped[date] = mapped_column(sa.Date)
 
 
-class ReportRollupState(Base):
+class ReportRollupState(AccountKey, EnvironmentKey, Base):
     """Per tenant: the time zone the rollups are bucketed in (a change rebuilds them); its row lock serialises
     refreshes."""
 
     __tablename__ = "report_rollup_states"
-    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    environment: Mapped[str] = mapped_column(ENV, primary_key=True)
     tz: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # None: never built
     built_at: Mapped[datetime | None] = mapped_column(nullable=True)
