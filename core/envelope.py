@@ -8,7 +8,8 @@ SES-7) the connector of that source applies to the commands it gets back (issue 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,63 +40,76 @@ def _minor(amount: str | None, currency: str | None) -> int | None:
     return parsed.minor
 
 
+# Envelope kinds and the command each becomes; a command's own field list (core.commands) says what it carries.
+_COMMAND_OF: dict[str, type[Command]] = {
+    "session": TouchCommand, "event": EventCommand, "conversion": ConversionCommand, "identify": IdentifyCommand,
+    "order_adjustment": OrderAdjustmentCommand, "redact": RedactCommand, "sgtm_order_link": OrderLinkCommand,
+}
+_ID_PREFIX = {"event": "evt", "conversion": "conv"}  # time-ordered ids; the rest are `cmd_` ids
+# The three envelope names that differ from the commands' (envelopes speak the REST API's names, SHP-1).
+_RENAMED = {"visitor_id": "visitor_key", "user_id": "user_key", "device_fingerprint": "fingerprint"}
+_TIMES = frozenset({"occurred_at", "converted_at", "hold_until"})
+_FIELDS = {cls: frozenset(f.name for f in dataclasses.fields(cls)) - {"id", "received_at"}
+           for cls in _COMMAND_OF.values()}
+
+
 def command_from_envelope(cmd: dict[str, Any], received: datetime) -> Command:
-    """A connector command (SHP-1 envelope) as the core command the processors take."""
+    """A connector command (SHP-1 envelope) as the core command the processors take: every envelope value whose
+    name is one of the command's fields is carried over (times parsed), then what the envelope says in its own
+    words is derived (an identifier's hashes, revenue in minor units, a held purchase)."""
     kind = cmd["kind"]
-    props = dict(cmd.get("properties") or {})
+    cls = _COMMAND_OF.get(kind)
+    if cls is None:
+        raise ValueError(f"no core command for {kind}")
+    fields = _FIELDS[cls]
+    values: dict[str, Any] = {}
+    for name, value in cmd.items():
+        field = _RENAMED.get(name, name)
+        if field in fields and value is not None:
+            values[field] = _at(value) if field in _TIMES else value
+    values.update(_DERIVED[kind](cmd, received))
+    prefix = _ID_PREFIX.get(kind)
+    command_id = new_id(prefix, received) if prefix else new_id("cmd")
+    return cls(id=command_id, received_at=received, **values)
+
+
+def _identifier(cmd: dict[str, Any], *hashes: str) -> dict[str, Any]:
     identifier = cmd.get("identifier") or {}
-    source, origin = cmd.get("source"), cmd.get("origin")
-    if kind == "session":
-        return TouchCommand(id=new_id("cmd"), visitor_key=cmd["visitor_id"], client_session_id=cmd["idempotency_key"],
-                            occurred_at=_at(cmd["occurred_at"]), received_at=received, url=cmd.get("url"),
-                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
-                            fingerprint=cmd.get("device_fingerprint"), idempotency_key=cmd["idempotency_key"],
-                            source=source, origin=origin)
-    if kind == "event":
-        return EventCommand(id=new_id("evt", received), event_type=cmd["event_type"],
-                            occurred_at=_at(cmd["occurred_at"]), received_at=received,
-                            visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"), url=cmd.get("url"),
-                            referrer=cmd.get("referrer"), user_agent=cmd.get("user_agent"),
-                            fingerprint=cmd.get("device_fingerprint"), properties=props,
-                            idempotency_key=cmd["idempotency_key"],
-                            sdk_name=source, source=source, origin=origin)
-    if kind == "identify":
-        return IdentifyCommand(id=new_id("cmd"), user_key=cmd["user_id"], occurred_at=_at(cmd["occurred_at"]),
-                               received_at=received, visitor_key=cmd.get("visitor_id"),
-                               traits=dict(cmd.get("traits") or {}), email_sha256=identifier.get("email_sha256"),
-                               phone_sha256=identifier.get("phone_sha256"), idempotency_key=cmd["idempotency_key"],
-                               origin=origin)
-    if kind == "conversion":
-        return ConversionCommand(id=new_id("conv", received), conversion_type=cmd["conversion_type"],
-                                 received_at=received, converted_at=_at(cmd["converted_at"]),
-                                 visitor_key=cmd.get("visitor_id"), user_key=cmd.get("user_id"),
-                                 email_sha256=identifier.get("email_sha256"),
-                                 revenue_minor=_minor(cmd.get("revenue"), cmd.get("currency")),
-                                 currency=cmd.get("currency"), is_acquisition=bool(cmd.get("is_acquisition")),
-                                 inherit_acquisition=bool(cmd.get("inherit_acquisition")),
-                                 properties=props, idempotency_key=cmd["idempotency_key"],
-                                 fingerprint=cmd.get("device_fingerprint"), source=source, origin=origin)
-    if kind == "order_adjustment":
-        return OrderAdjustmentCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
-                                      conversion_key=cmd["conversion_key"], adjustment=cmd["adjustment"],
-                                      occurred_at=_at(cmd["occurred_at"]), received_at=received,
-                                      amount=cmd.get("amount"), currency=cmd.get("currency"), properties=props,
-                                      origin=origin)
-    if kind == "redact":
-        return RedactCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"], scope=cmd["scope"],
-                             occurred_at=received, received_at=received, user_key=cmd.get("user_id"),
-                             email_sha256=cmd.get("email_sha256"),
-                             conversion_keys=list(cmd.get("conversion_keys") or []),
-                             tombstone=cmd.get("tombstone"), origin=origin)
-    if kind == "sgtm_order_link":
-        held = {k: v for k, v in cmd.items() if k not in ("transaction_id", "ga_client_id", "hold_until")}
-        held.update(kind="conversion", converted_at=held.pop("occurred_at"))
-        return OrderLinkCommand(id=new_id("cmd"), idempotency_key=cmd["idempotency_key"],
-                                transaction_id=str(cmd["transaction_id"]), occurred_at=_at(cmd["occurred_at"]),
-                                received_at=received, hold_until=_at(cmd["hold_until"]),
-                                visitor_key=cmd.get("visitor_id"), ga_client_id=cmd.get("ga_client_id"),
-                                conversion=held, origin=origin)
-    raise ValueError(f"no core command for {kind}")
+    return {k: identifier[k] for k in hashes if identifier.get(k) is not None}
+
+
+def _session(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
+    return {"client_session_id": cmd["idempotency_key"]}
+
+
+def _event(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
+    return {"sdk_name": cmd.get("source")}
+
+
+def _conversion(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
+    return {"revenue_minor": _minor(cmd.get("revenue"), cmd.get("currency")), "converted_at": _at(cmd["converted_at"]),
+            "is_acquisition": bool(cmd.get("is_acquisition")),
+            "inherit_acquisition": bool(cmd.get("inherit_acquisition")), **_identifier(cmd, "email_sha256")}
+
+
+def _identify(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
+    return _identifier(cmd, "email_sha256", "phone_sha256")
+
+
+def _redact(_cmd: dict[str, Any], received: datetime) -> dict[str, Any]:
+    return {"occurred_at": received}
+
+
+def _order_link(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
+    held = {k: v for k, v in cmd.items() if k not in ("transaction_id", "ga_client_id", "hold_until")}
+    held.update(kind="conversion", converted_at=held.pop("occurred_at"))
+    return {"transaction_id": str(cmd["transaction_id"]), "conversion": held}
+
+
+_DERIVED: dict[str, Callable[[dict[str, Any], datetime], dict[str, Any]]] = {
+    "session": _session, "event": _event, "conversion": _conversion, "identify": _identify,
+    "order_adjustment": lambda _cmd, _received: {}, "redact": _redact, "sgtm_order_link": _order_link,
+}
 
 
 def commands_from_envelopes(envelopes: Sequence[dict[str, Any]], received: datetime) -> list[Command]:
