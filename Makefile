@@ -8,9 +8,9 @@ DATABASE_URL ?= sqlite:///mbuzz.db
 PORT ?= 5000
 
 REDIS_URL ?= redis://127.0.0.1:6379/0
-# Issue 14: the Web Pixel is type-checked and run against Shopify's own npm package; tests/shopify/package-lock.json
+# Issue 14: the Web Pixel is type-checked and run against Shopify's own npm package; tests/unit/connectors/shopify/package-lock.json
 # pins it and TypeScript (docs/shopify.md, "Web Pixel: tested against Shopify's own package").
-NODE_DIR := tests/shopify
+NODE_DIR := tests/unit/connectors/shopify
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-$(shell sha256sum $(NODE_DIR)/package-lock.json | cut -c1-12)
 TSC := $(NODE_DIR)/node_modules/typescript/bin/tsc
 
@@ -71,7 +71,7 @@ test-postgres: install node-install
 	MBUZZ_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -n 2 -p no:cacheprovider tests
 
 test-sqlite: install node-install
-	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/gateway tests/core/processors tests/core/fitting tests/core/test_reports.py tests/core/test_demo.py tests/core/test_rollups.py tests/connectors
+	MBUZZ_TEST_DATABASE_URL=sqlite $(BIN)/pytest -q -p no:cacheprovider -m "not postgres" tests/integration tests/unit/gateway tests/unit/tools tests/unit/core/processors tests/unit/core/fitting tests/unit/core/test_reports.py tests/unit/core/test_demo.py tests/unit/core/test_rollups.py tests/unit/connectors
 
 test: lint test-postgres test-sqlite
 

@@ -9,7 +9,7 @@ edge's append script (core.queue): limiting, verifying the key and appending cos
 `X-RateLimit-Reset` the time the limit is whole again.
 
 The same arithmetic runs in Python for the per-process memory fallback (Redis absent or down, API-140: never a
-5xx because of a limit); ``tests/core/test_ratewindow.py`` holds the Lua and the Python versions to one answer.
+5xx because of a limit); ``tests/unit/core/test_ratewindow.py`` holds the Lua and the Python versions to one answer.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from core.storage import models as m
 from core.storage.db import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-HARNESS = ROOT / "tests" / "sgtm" / "template_harness.mjs"
+HARNESS = ROOT / "tests" / "unit" / "connectors" / "sgtm" / "template_harness.mjs"
 TEMPLATE = ROOT / "connectors" / "sgtm" / "template.tpl"
 SEED_AT = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
 

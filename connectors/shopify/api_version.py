@@ -2,7 +2,7 @@
 
 Shopify releases a stable version each quarter, named after its month (`2026-10` on 2026-10-01), and supports it
 for at least 12 months. One constant names the version: the gateway's Admin API calls default to it
-(`SHOPIFY_API_VERSION` overrides it), and `tests/shopify/test_app_config.py` holds the shipped
+(`SHOPIFY_API_VERSION` overrides it), and `tests/unit/connectors/shopify/test_app_config.py` holds the shipped
 `shopify.app.toml` to it. The worker logs a warning and `/api/v1/health?deep=1` reports it once the configured
 version is more than 12 months old (docs/shopify.md, "Moving to the next API version").
 """

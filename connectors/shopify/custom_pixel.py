@@ -4,8 +4,8 @@ A custom pixel pasted under Settings → Customer events cannot import `@shopify
 `settings`; it gets the Standard API as globals instead. Rather than keep a second copy of the pixel, the snippet is
 generated from the extension source (SHP-92): its single import line is replaced by an adapter defining `register`,
 which calls the pixel with those globals and the installation's settings written into the code. The snippet
-therefore posts to the same endpoint with the same envelope as the app pixel (tests/shopify run both under the same
-harness).
+therefore posts to the same endpoint with the same envelope as the app pixel (tests/unit/connectors/shopify run
+both under the same harness).
 """
 
 from __future__ import annotations

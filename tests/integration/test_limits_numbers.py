@@ -180,9 +180,9 @@ def test_Q60_any_json_number_in_properties_never_yields_a_5xx(numbers_app: tuple
 
 @pytest.fixture()
 def shop_app(database_url: str) -> Iterator[Flask]:
-    """The seeded Shopify installation (tests/connectors/shopify/test_orders.py) with the clock at its batch."""
-    from tests.connectors.sgtm.test_normalize import SEED
-    from tests.connectors.shopify.test_orders import PROCESSED, SECRET
+    """The seeded Shopify installation (tests/unit/connectors/shopify/test_orders.py) with the clock at its batch."""
+    from tests.unit.connectors.sgtm.test_normalize import SEED
+    from tests.unit.connectors.shopify.test_orders import PROCESSED, SECRET
     from tools.fixtures import seed
 
     app = create_app(make_settings(database_url, shopify_api_secret=SECRET,
@@ -196,7 +196,7 @@ def shop_app(database_url: str) -> Iterator[Flask]:
 def test_Q60_pixel_quantity_1e30_is_no_500(shop_app: Flask) -> None:
     """The drill's `quantity: 1e30` (and its kin: a price beyond any amount, a count beyond 64 bits, an exponent
     whose int() alone would take minutes) keeps the event and drops the number, as a non-number is dropped."""
-    from tests.connectors.shopify.test_orders import _ids
+    from tests.unit.connectors.shopify.test_orders import _ids
 
     ids = [f"sh-{next(_ids)}" for _ in range(3)]
     events = [

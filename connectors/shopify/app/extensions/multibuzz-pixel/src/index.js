@@ -2,11 +2,11 @@
 // Multibuzz Web Pixel (shopify.md SHP-92..SHP-96).
 //
 // Dependency-free ES2020 with exactly one module statement, the import line below. Shopify's CLI bundles it with
-// the real `@shopify/web-pixels-extension`, and so does the Node.js harness (tests/shopify/pixel_harness.mjs links
+// the real `@shopify/web-pixels-extension`, and so does the Node.js harness (tests/unit/connectors/shopify/pixel_harness.mjs links
 // it to the installed package); the custom-pixel snippet generator (SHP-79, connectors/shopify/custom_pixel.py)
 // swaps that exact line for an adapter, so keep it unique and unchanged.
 //
-// The JSDoc types are Shopify's own (the package's .d.ts): `tsc --noEmit` (tests/shopify/tsconfig.json, run by
+// The JSDoc types are Shopify's own (the package's .d.ts): `tsc --noEmit` (tests/unit/connectors/shopify/tsconfig.json, run by
 // `make lint` and the tests) checks every property path read here, so a misspelt Shopify field fails the build
 // instead of silently reading `undefined` (issue 14: `myShopifyDomain` for `myshopifyDomain`). Every read of
 // Shopify data uses optional chaining: an event is untrusted and a malformed one must never throw.
