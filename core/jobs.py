@@ -529,7 +529,8 @@ def _record_rejections(db: Session, tenant: Tenant, results: Sequence[CommandRes
 
 def sweep(client: RedisClient | None = None) -> int:
     """Schedule a drain for every partition with unacknowledged or unread entries (crash recovery), and trim
-    what an older version left acknowledged in the log."""
+    what an older version left acknowledged in the log. Streams an older version named without the hash tag are
+    drained alike and deleted once drained (core.rediskeys; docs/scale-out.md, "Upgrading")."""
     client = client or runtime().redis
     scheduled = 0
     parts = [partition_of(raw.decode()) for raw in client.smembers(PARTITIONS)]
