@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import rediskeys
 from core.channels import device_type, traffic_for
 from core.commands import Command, CommandResult, ConversionCommand, EventCommand, TouchCommand, command_from_dict
 from core.config import CoreSettings
@@ -118,7 +119,9 @@ def enqueue_drain(client: RedisClient, target: Tenant | Partition) -> None:
     from rq import Queue
 
     partition = target if isinstance(target, Partition) else Partition(target)
-    extra = {"partition": partition.index} if partition.index else {}
+    extra: dict[str, Any] = {"partition": partition.index} if partition.index else {}
+    if partition.legacy:
+        extra["legacy"] = True
     Queue(QUEUE, connection=client).enqueue(
         "core.jobs.drain", args=(partition.tenant.account_id, partition.tenant.environment), kwargs=extra,
         job_timeout=3600, result_ttl=0, failure_ttl=86400,
@@ -159,16 +162,17 @@ class _Lock:
 
 
 def drain(account_id: str, environment: str, max_batches: int | None = None, budget_s: float = 10.0,
-          partition: int = 0) -> int:
+          partition: int = 0, legacy: bool = False) -> int:
     """Drain one partition until it is empty; returns how many commands were processed.
 
     After ``budget_s`` the job hands over to a fresh job, so other partitions get their turn and a worker
     asked to stop (SIGTERM) finishes within one batch. A command that waits for other partitions (Q-3-D1)
     stops the batch before it until they have processed what it waits for; meanwhile this drain helps drain
-    them when no other worker does.
+    them when no other worker does. ``legacy``: the partition's keys under their names from before the hash tags
+    (a backlog left by an older version; docs/scale-out.md, "Upgrading"), drained exactly as that version did.
     """
     rt = runtime()
-    part = Partition(Tenant(account_id, environment), partition)
+    part = Partition(Tenant(account_id, environment), partition, legacy)
     if rt.redis.exists(part.key(DRAIN_BUSY)):
         return 0  # a lock wait timed out moments ago: the sweeper schedules the partition again after a pause
     lock = _Lock(rt.redis, part, rt.settings.drain_lock_ms)
@@ -233,23 +237,22 @@ def _await_partitions(rt: Runtime, part: Partition, blocked: dict[int, str], loc
     Each round helps: it drains, up to their first waiting entry, the partitions named and those their waiting
     entries name in turn, skipping any another drain owns. Waits only point to entries appended earlier, so the
     earliest waiting entry of the tenant can always run after one such round: rounds always make progress."""
-    tenant = part.tenant
     wanted = [{str(i): e for i, e in blocked.items()}]
     while True:
-        missing = unmet_waits(rt.redis, tenant, wanted)[0]
+        missing = unmet_waits(rt.redis, part, wanted)[0]
         if not missing:
             return True
         todo, helped = set(missing), {part.index}
         while todo:
             index = todo.pop()
             helped.add(index)
-            todo |= set(_help(rt, Partition(tenant, index), deadline)) - helped
-        missing = unmet_waits(rt.redis, tenant, wanted)[0]
+            todo |= set(_help(rt, part.sibling(index), deadline)) - helped
+        missing = unmet_waits(rt.redis, part, wanted)[0]
         if not missing:
             return True
         if time.monotonic() > deadline or not lock.refresh():
             for index in missing:
-                enqueue_drain(rt.redis, Partition(tenant, index))
+                enqueue_drain(rt.redis, part.sibling(index))
             return False
         time.sleep(0.05)
 
@@ -285,7 +288,7 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Decoded = list[tuple[bytes, dict[bytes, bytes], Command]]  # (entry id, fields, command), in log order
 
 
-def _runnable(rt: Runtime, tenant: Tenant, entries: Entries) -> tuple[Entries, dict[int, str] | None]:
+def _runnable(rt: Runtime, part: Partition, entries: Entries) -> tuple[Entries, dict[int, str] | None]:
     """The entries before the first one whose wait map (Q-3-D1) is not met yet, and what that one waits for.
 
     Q-3-D2: an unmet map does not hold back a conversion that reads only its visitor while that visitor has no
@@ -293,12 +296,12 @@ def _runnable(rt: Runtime, tenant: Tenant, entries: Entries) -> tuple[Entries, d
     waits = [(n, _wait_map(fields)) for n, (_, fields) in enumerate(entries) if b"w" in fields]
     if not waits:
         return entries, None
-    unmet = [(n, missing) for (n, _), missing in zip(waits, unmet_waits(rt.redis, tenant, [w for _, w in waits]),
+    unmet = [(n, missing) for (n, _), missing in zip(waits, unmet_waits(rt.redis, part, [w for _, w in waits]),
                                                       strict=True) if missing]
     if not unmet:
         return entries, None
     own_visitor = _own_visitor_conversions(entries, [n for n, _ in unmet])
-    linked = _linked(rt, tenant, set(own_visitor.values())) if own_visitor else set()
+    linked = _linked(rt, part.tenant, set(own_visitor.values())) if own_visitor else set()
     for n, missing in unmet:
         if n not in own_visitor or own_visitor[n] in linked:
             return entries[:n], missing
@@ -368,7 +371,7 @@ def _process_entries(rt: Runtime, part: Partition, entries: Entries, lock: _Lock
 
     Raises ``_LockBusy`` when a lock stayed busy: what was finished before is acknowledged, the rest stays
     pending, in order."""
-    runnable, blocked = _runnable(rt, part.tenant, entries)
+    runnable, blocked = _runnable(rt, part, entries)
     fences = [entry_id for entry_id, fields in runnable if b"c" not in fields and b"w" in fields]
     decoded = _decode(rt.redis, part, [(i, f) for i, f in runnable if b"c" in f or b"w" not in f])
     if not decoded:
@@ -539,14 +542,17 @@ def _record_rejections(db: Session, tenant: Tenant, results: Sequence[CommandRes
 
 def sweep(client: RedisClient | None = None) -> int:
     """Schedule a drain for every partition with unacknowledged or unread entries (crash recovery), and trim
-    what an older version left acknowledged in the log."""
+    what an older version left acknowledged in the log. Streams an older version named without the hash tag are
+    drained alike and deleted once drained (core.rediskeys; docs/scale-out.md, "Upgrading")."""
     client = client or runtime().redis
     scheduled = 0
-    for raw in client.smembers(PARTITIONS):
-        part = partition_of(raw.decode())
+    parts = [partition_of(raw.decode()) for raw in client.smembers(PARTITIONS)]
+    for part in parts + rediskeys.legacy_partitions(client, parts):
         if _sweep_partition(client, part):
             enqueue_drain(client, part)
             scheduled += 1
+        elif part.legacy:
+            rediskeys.drop_if_drained(client, part)
     return scheduled
 
 

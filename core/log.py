@@ -38,7 +38,7 @@ from core.commands import Command, CommandResult, ConversionCommand, IdentifyCom
 from core.fitting.tasks import run_fit_now
 from core.followups import run_followups
 from core.processors.batch import process_batch
-from core.queue import IDEMPOTENCY, IDEMPOTENCY_TTL_S, PREFIX, RedisClient, RedisStreamLog, _scope_key
+from core.queue import IDEMPOTENCY_TTL_S, PREFIX, RedisClient, RedisStreamLog, _scope_key, idempotency_key
 from core.ratewindow import Verdict
 from core.reads import conversion_by_id
 from core.reattribution.tasks import retry_attribution_inline, run_inline
@@ -358,8 +358,7 @@ class QueuedLog:
         scoped = _scope_key(command)
         if scoped is None:
             return None
-        return IDEMPOTENCY.format(account=tenant.account_id, environment=tenant.environment, scope=scoped[0],
-                                  key=scoped[1])
+        return idempotency_key(tenant, *scoped)
 
     def _reservation_keys(self, tenant: Tenant, commands: Sequence[Command]) -> set[str]:
         """The keys of a request's commands, when claims wait: the request writes back only its own (the thread

@@ -12,7 +12,7 @@ below the oldest entry still pending or unread. An entry that is unread, or pend
 removed; a dead letter carries its own copy of the command.
 
 A tenant's log can have several partitions (docs/pipeline.md Q-3-D1, ``MBUZZ_LOG_PARTITIONS``), so that several
-workers drain one big tenant at once. Partition 0 keeps the historical key names; partition ``i > 0`` adds
+workers drain one big tenant at once. Partition 0's keys have no suffix; partition ``i > 0`` adds
 ``#i`` to each key. A command goes to the partition of its visitor (a hash of the visitor key, or of the
 synthetic visitor of its user, VIS-4), so one visitor's commands stay in log order in one partition. A command
 that reads across visitors (identify, conversions, adjustments, links, redactions, events named only by a user)
@@ -21,6 +21,13 @@ appended. The drain runs it only once those entries are gone, that is processed,
 before it, as with one partition. A redaction also leaves a *fence* (an entry with only ``w``) in every other
 partition, so nothing appended after it is processed before it. Waits point only to entries appended earlier,
 so they can never form a cycle.
+
+Every key of one tenant's log carries the tenant's hash tag ``{account:environment}`` (docs/scale-out.md), so all
+the keys one append script, one ``MULTI`` or one drain touches — streams of every partition, drain triggers,
+idempotency reservations, dead letters, waiting set — hash to one Redis Cluster slot. The registry of partitions
+(``PARTITIONS``, one global set read by the sweeps) is written in its own round trip before the append, at most
+once a minute per process and tenant. Keys named before the tags (*legacy* names: the same names without the
+braces) are drained and moved by ``core.jobs`` and ``core.rediskeys`` (docs/scale-out.md, "Upgrading").
 """
 
 from __future__ import annotations
@@ -54,28 +61,47 @@ RedisClient: TypeAlias = Any
 
 # Every key lives under one prefix, so several deployments (or test runs) can share a Redis server.
 PREFIX = os.environ.get("MBUZZ_REDIS_PREFIX", "mbuzz")
-STREAM = PREFIX + ":log:{account}:{environment}"
-DEAD = PREFIX + ":dead:{account}:{environment}"
-WAITING = PREFIX + ":waiting:{account}:{environment}"  # API-93: conversions waiting for their event (ZSET)
-PARTITIONS = PREFIX + ":partitions"  # set of "account:environment" with a stream, for sweeps
+if "{" in PREFIX or "}" in PREFIX:  # the first {...} of a key is its Redis Cluster hash tag: the tenant's
+    raise ValueError("MBUZZ_REDIS_PREFIX must not contain '{' or '}'")
+# The tenant's hash tag: every key below that names a tenant holds it, so they share one Cluster slot.
+_TAG = "{{{account}:{environment}}}"
+STREAM = PREFIX + ":log:" + _TAG
+DEAD = PREFIX + ":dead:" + _TAG
+WAITING = PREFIX + ":waiting:" + _TAG  # API-93: conversions waiting for their event (ZSET)
+PARTITIONS = PREFIX + ":partitions"  # set of "account:environment" with a stream, for sweeps (global: own round trip)
 GROUP = "drain"
 CONSUMER = "drainer"  # one consumer per partition at a time (the drain lock), so one fixed name
 RESULT = PREFIX + ":result:{command_id}"
-PENDING_DRAIN = PREFIX + ":drain-pending:{account}:{environment}"
-DRAIN_LOCK = PREFIX + ":drain-lock:{account}:{environment}"
-DRAIN_BUSY = PREFIX + ":drain-busy:{account}:{environment}"  # a lock wait timed out moments ago (Q-20-D2)
-IDEMPOTENCY = PREFIX + ":idem:{account}:{environment}:{scope}:{key}"
+PENDING_DRAIN = PREFIX + ":drain-pending:" + _TAG
+DRAIN_LOCK = PREFIX + ":drain-lock:" + _TAG
+DRAIN_BUSY = PREFIX + ":drain-busy:" + _TAG  # a lock wait timed out moments ago (Q-20-D2)
+IDEMPOTENCY = PREFIX + ":idem:" + _TAG + ":{scope}:{key}"
+REGISTER_EVERY_S = 60.0  # how often a process re-adds a tenant's partitions to PARTITIONS (a flushed set heals)
 IDEMPOTENCY_TTL_S = 7 * 86400  # older replays are still deduplicated by the database (docs/api.md API-51-D1)
 RESULT_TTL_S = 120
 DEBOUNCE_MS = 50
 
 
+def hash_tag(tenant: Tenant) -> str:
+    """``{account:environment}``: the part of every key of the tenant's log that Redis Cluster hashes."""
+    return _TAG.format(account=tenant.account_id, environment=tenant.environment)
+
+
+def idempotency_key(tenant: Tenant, scope: str, key: str) -> str:
+    """API-55: the reservation of an idempotency key, in the tenant's slot."""
+    return IDEMPOTENCY.format(account=tenant.account_id, environment=tenant.environment, scope=scope, key=key)
+
+
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """One partition of a tenant's log: its stream, dead letters, waiting set, drain lock and flags."""
+    """One partition of a tenant's log: its stream, dead letters, waiting set, drain lock and flags.
+
+    ``legacy``: the same keys under the names used before the hash tags (the braces removed), which a deployment
+    upgraded with a backlog still holds; the workers drain them as before (docs/scale-out.md, "Upgrading")."""
 
     tenant: Tenant
     index: int = 0
+    legacy: bool = False
 
     @property
     def name(self) -> str:
@@ -85,7 +111,14 @@ class Partition:
 
     def key(self, template: str) -> str:
         base = template.format(account=self.tenant.account_id, environment=self.tenant.environment)
+        if self.legacy:
+            tag = hash_tag(self.tenant)
+            base = base.replace(tag, tag[1:-1], 1)
         return base if self.index == 0 else f"{base}#{self.index}"
+
+    def sibling(self, index: int) -> Partition:
+        """Another partition of the same tenant, named alike (legacy or not)."""
+        return Partition(self.tenant, index, self.legacy)
 
     @property
     def stream(self) -> str:
@@ -155,19 +188,20 @@ def _scope_key(command: Command) -> tuple[str, str] | None:
 
 # The append (module docstring), atomic as one Lua script: an optional admission prologue (core.admission), the
 # idempotency reservations (API-55), the XADDs with their wait maps and fences, and the debounced drain triggers.
-# KEYS: the partitions' streams in index order, PARTITIONS, the partitions' pending-drain flags in index order, the
-# k idempotency keys, then (with admission) Admission.keys(). ARGV: n, the flags' lifetime in ms, k, admission
-# (0/1), the keys' lifetime in s, the n partition names, (with admission) Admission.args(), then (partition,
-# ordering, key slot or 0, command id, command) per command. A wait map names partitions by index.
+# KEYS: the partitions' streams in index order, the partitions' pending-drain flags in index order, the k idempotency
+# keys — all in the tenant's hash slot — then (with admission) Admission.keys(), which name the API key and the
+# client's address, not the tenant (docs/scale-out.md). ARGV: n, the flags' lifetime in ms, k, admission (0/1), the
+# keys' lifetime in s, (with admission) Admission.args(), then (partition, ordering, key slot or 0, command id,
+# command) per command. A wait map names partitions by index. The registry (PARTITIONS) is written before, apart.
 # Returns {admission reply, the original id per command ('' when appended now), the partitions whose drain job is
 # to be enqueued (their pending-drain flag was not set)}; nothing is written when the prologue refuses. The
 # shebang makes Redis refuse the whole script up front when it is out of memory (no half-written request).
 _APPEND = "#!lua\n" + LUA_WINDOW + LUA_ADMIT + """
 local n, k, admitting = tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[4] == '1'
-local first = 6 + n
+local first = 6
 local admitted = {'ok'}
 if admitting then
-  admitted = admit(2 * n + k + 2, first)
+  admitted = admit(2 * n + k + 1, first)
   if admitted[1] ~= 'ok' then return {admitted, {}, {}} end
   first = first + 9
 end
@@ -176,7 +210,7 @@ for i = first, #ARGV, 5 do
   local slot = tonumber(ARGV[i + 2])
   local original = ''
   if slot > 0 then
-    local key = KEYS[2 * n + 1 + slot]
+    local key = KEYS[2 * n + slot]
     if not redis.call('SET', key, ARGV[i + 3], 'NX', 'EX', ARGV[5]) then original = redis.call('GET', key) end
   end
   originals[#originals + 1] = original
@@ -206,24 +240,24 @@ for i = first, #ARGV, 5 do
   end
 end
 local due = {}
-if appended then
-  for q = 1, n do redis.call('SADD', KEYS[n + 1], ARGV[5 + q]) end
-end
 for q = 1, n do
-  if touched[q] and redis.call('SET', KEYS[n + 1 + q], '1', 'NX', 'PX', ARGV[2]) then due[#due + 1] = q - 1 end
+  if touched[q] and redis.call('SET', KEYS[n + q], '1', 'NX', 'PX', ARGV[2]) then due[#due + 1] = q - 1 end
 end
 return {admitted, originals, due}
 """
 
 
-def unmet_waits(client: RedisClient, tenant: Tenant, waits: Sequence[dict[str, str]]) -> list[dict[int, str]]:
+def unmet_waits(client: RedisClient, where: Tenant | Partition,
+                waits: Sequence[dict[str, str]]) -> list[dict[int, str]]:
     """For each wait map, the entries it names that are still in their partition's log (not processed yet);
-    one pipelined round trip for all of them. An entry leaves the log only when it is acknowledged."""
+    one pipelined round trip for all of them. An entry leaves the log only when it is acknowledged. A map read
+    from a legacy-named stream (``where`` a legacy partition) names legacy-named streams."""
+    part = where if isinstance(where, Partition) else Partition(where)
     pipe = client.pipeline(transaction=False)
     asked: list[tuple[int, int, str]] = []
     for n, wait in enumerate(waits):
         for name, entry_id in wait.items():
-            pipe.xrange(stream_key(tenant, int(name)), min=entry_id, max=entry_id, count=1)
+            pipe.xrange(part.sibling(int(name)).stream, min=entry_id, max=entry_id, count=1)
             asked.append((n, int(name), entry_id))
     unmet: list[dict[int, str]] = [{} for _ in waits]
     for (n, index, wanted), found in zip(asked, pipe.execute() if asked else [], strict=True):
@@ -249,10 +283,26 @@ class RedisStreamLog:
         self._enqueue_drain = enqueue_drain  # (Partition) -> None
         self.partitions = max(1, partitions)
         self._append_script = client.register_script(_APPEND)
+        self._registered: dict[tuple[Tenant, int], float] = {}  # (tenant, partitions) -> monotonic time of SADD
+
+    def register(self, tenant: Tenant) -> None:
+        """Add the tenant's partitions to ``PARTITIONS`` (the sweeps' registry), before anything is appended to
+        them, so a stream with entries is always registered. The set is global (another Cluster slot than the
+        tenant's), so this is its own round trip, repeated at most every ``REGISTER_EVERY_S`` per process."""
+        now = time.monotonic()
+        marker = (tenant, self.partitions)
+        if now - self._registered.get(marker, -REGISTER_EVERY_S) < REGISTER_EVERY_S:
+            return
+        self._redis.sadd(PARTITIONS, *(Partition(tenant, i).name for i in range(self.partitions)))
+        if len(self._registered) >= 100_000:
+            self._registered.clear()
+        self._registered[marker] = now
 
     def append(self, tenant: Tenant, commands: Sequence[Command], admission: Admission | None = None) -> QueuedAppend:
         """Admit (when asked), reserve keys and XADD in one atomic script, then schedule a drain. Raises
         ``NotAdmitted`` when the admission refuses (nothing written), ``redis.RedisError`` when Redis is down."""
+        if commands:
+            self.register(tenant)
         admitted, originals, due = self._append_script(*self._script_input(tenant, commands, admission))
         verdict = outcome(admitted) if admission is not None else None
         results: list[CommandResult] = []
@@ -275,19 +325,18 @@ class RedisStreamLog:
         """KEYS and ARGV of ``_APPEND``. API-51/52: a command's idempotency key is its slot among the keys; Redis
         reserves them in order, so a key used twice in one request is a duplicate of its first use."""
         parts = [Partition(tenant, i) for i in range(self.partitions)]
-        keys = [p.stream for p in parts] + [PARTITIONS] + [p.key(PENDING_DRAIN) for p in parts]
+        keys = [p.stream for p in parts] + [p.key(PENDING_DRAIN) for p in parts]
         rows: list[Any] = []
         idempotency: list[str] = []
         for command in commands:
             scoped = _scope_key(command)
             if scoped is not None:
-                idempotency.append(IDEMPOTENCY.format(account=tenant.account_id, environment=tenant.environment,
-                                                      scope=scoped[0], key=scoped[1]))
+                idempotency.append(idempotency_key(tenant, *scoped))
             rows += [partition_index(command, self.partitions), ordering_of(command),
                      len(idempotency) if scoped is not None else 0, command.id,
                      orjson.dumps(command_to_dict(command))]
         args: list[Any] = [self.partitions, DEBOUNCE_MS * 20, len(idempotency), 0 if admission is None else 1,
-                           IDEMPOTENCY_TTL_S, *(p.name for p in parts)]
+                           IDEMPOTENCY_TTL_S]
         keys += idempotency
         if admission is not None:
             keys += admission.keys()

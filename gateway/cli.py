@@ -364,6 +364,21 @@ def dead_letters_replay(entries: tuple[str, ...], replay_all: bool) -> None:
     click.echo(f"replayed {done} of {len(targets)}")
 
 
+@cli.command("migrate-redis-keys")
+def migrate_redis_keys_command() -> None:
+    """After upgrading from a version without hash tags (docs/scale-out.md, "Upgrading"): move the log's dead
+    letters, waiting conversions and idempotency reservations to their new names, delete drained old streams
+    and schedule drains of old streams that still hold entries. Idempotent; run it until nothing is left."""
+    from core import jobs, rediskeys
+
+    client = _redis()
+    report = rediskeys.migrate_legacy(client)
+    scheduled = jobs.sweep(client)
+    click.echo(f"moved {report.dead_letters} dead letter(s), {report.waiting} waiting conversion(s), "
+               f"{report.idempotency} idempotency reservation(s); deleted {report.streams_dropped} drained old "
+               f"stream(s); {report.entries_left} entrie(s) left in old streams ({scheduled} drain(s) scheduled)")
+
+
 @cli.command("check-vectors")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def check_vectors_command(paths: tuple[str, ...]) -> None:

@@ -541,13 +541,17 @@ class ReportConversionDay(AccountKey, EnvironmentKey, Base):
 
 class ReportDirtyDay(Base):
     """A UTC day whose conversions or credits changed since the rollups last read it. Append-only with a serial id
-    (no unique key), so concurrent writers never wait on each other's marks; the refresh deletes what it read."""
+    (no other unique key), so concurrent writers never wait on each other's marks; the refresh deletes what it read.
+
+    The primary key leads with the account (docs/scale-out.md: Citus distributes by ``account_id``; migration
+    0015). SQLite keeps ``id`` alone as its rowid key, which is what numbers the rows there (SQLite numbers no
+    column of a composite key); the ORM reads the number back alike on both."""
 
     __tablename__ = "report_dirty_days"
     __table_args__ = (sa.Index("ix_report_dirty_tenant", "account_id", "environment", "id"),)
+    account_id: Mapped[str] = mapped_column(ID, primary_key=True)
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ID)
     environment: Mapped[str] = mapped_column(ENV)
     day: Mapped[date] = mapped_column(sa.Date)
 

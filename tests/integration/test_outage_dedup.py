@@ -7,7 +7,6 @@ proxy the test cuts, the worker's does not.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,9 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 
+from core.queue import idempotency_key
 from core.storage import models as m
+from core.tenant import Tenant
 from tests.conftest import AccountKeys, new_account
 from tests.integration.processes import Proxy, env_for, gunicorn, queued_redis_url, start_worker, stop, wait_until
 
@@ -29,7 +30,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "outage"
 PATIENCE = 120.0  # waits return as soon as their condition holds; speed is not under test
-PREFIX = os.environ.get("MBUZZ_REDIS_PREFIX", "mbuzz")
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +81,13 @@ def replay_until_queued(base: str, keys: AccountKeys, batch: list[str], expected
     assert wait_until(queued, PATIENCE, 0.2)
 
 
+def _reservation(keys: AccountKeys, message_id: str) -> str:
+    return idempotency_key(Tenant(keys.account_id, "test"), "event", message_id)
+
+
 def reserved(redis_url: str, keys: AccountKeys, message_ids: list[str]) -> bool:
     client = redis.Redis.from_url(redis_url)
-    return all(client.exists(f"{PREFIX}:idem:{keys.account_id}:test:event:{mid}") for mid in message_ids)
+    return all(client.exists(_reservation(keys, mid)) for mid in message_ids)
 
 
 def stored_events(app: Flask, keys: AccountKeys) -> list[tuple[str, str | None]]:
@@ -178,7 +182,7 @@ def test_API51_replay_in_degraded_mode_of_events_still_in_the_log(
     assert inline.headers["X-Mbuzz-Processing"] == "degraded"
     kept = [event_id for event_id, _ in answered(inline)]
     proxy.restore()
-    wait_until(lambda: all(redis.Redis.from_url(redis_url).get(f"{PREFIX}:idem:{keys.account_id}:test:event:{mid}")
+    wait_until(lambda: all(redis.Redis.from_url(redis_url).get(_reservation(keys, mid))
                            == event_id.encode() for mid, event_id in zip(batch, kept, strict=True)), 30, 0.1)
     replay_until_queued(base, keys, batch, kept)
     worker = start_worker(stack["worker_env"])

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from core.jobs import QUEUE
-from core.queue import dead_key
+from core.queue import dead_key, waiting_key
 from core.reads import conversion_by_id
 from core.storage import models as m
 from core.tenant import Tenant
@@ -476,8 +476,7 @@ def test_API93_conversion_waits_for_an_event_still_in_flight(
     with app.config["MBUZZ"].sessions() as db:
         conversions = db.scalars(sa.select(m.Conversion.id).where(m.Conversion.account_id == keys.account_id)).all()
     assert conversions == [waiting.json()["id"]]  # processed exactly once, the expired one never
-    assert redis.Redis.from_url(redis_url).zcard(f"{os.environ.get('MBUZZ_REDIS_PREFIX', 'mbuzz')}:waiting:"
-                                                 f"{keys.account_id}:test") == 0
+    assert redis.Redis.from_url(redis_url).zcard(waiting_key(Tenant(keys.account_id, "test"))) == 0
 
 
 def test_ATT31_queued_conversion_runs_the_fit_job_on_the_worker(app: Flask, stack: dict[str, Any]) -> None:
