@@ -34,12 +34,18 @@ def release_due_holds(sessions: sessionmaker[Session], log: CommandLog, now: dat
     """
     released = 0
     with sessions() as db:
-        due = list(db.scalars(sa.select(SgtmOrderLink).where(
+        # Which links are due is read across tenants without a lock; each is then locked by a query naming its
+        # account (docs/scale-out.md: Citus locks rows only in a query routed to one tenant's shard). A link another
+        # sweeper holds is skipped, one released meanwhile is no longer pending.
+        due = db.execute(sa.select(SgtmOrderLink.account_id, SgtmOrderLink.id).where(
             SgtmOrderLink.status == "pending", SgtmOrderLink.hold_until <= now,
-        ).order_by(SgtmOrderLink.hold_until).limit(limit).with_for_update(skip_locked=True)
-            .execution_options(**all_tenants("every tenant's due sGTM holds (SGTM-31)"))))
-        for link in due:
-            if merge_into_order(db, link, now) is not None:
+        ).order_by(SgtmOrderLink.hold_until).limit(limit)
+            .execution_options(**all_tenants("every tenant's due sGTM holds (SGTM-31)"))).all()
+        for account_id, link_id in due:
+            link = db.scalars(sa.select(SgtmOrderLink).where(
+                SgtmOrderLink.account_id == account_id, SgtmOrderLink.id == link_id, SgtmOrderLink.status == "pending",
+            ).with_for_update(skip_locked=True)).first()
+            if link is None or merge_into_order(db, link, now) is not None:
                 continue
             log.append(Tenant(link.account_id, link.environment), [command_from_envelope(link.data, now)], wait=False)
             link.status, link.updated_at = "converted", now
