@@ -87,7 +87,7 @@ def _event(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
 
 
 def _conversion(cmd: dict[str, Any], _received: datetime) -> dict[str, Any]:
-    return {"revenue_minor": _minor(cmd.get("revenue"), cmd.get("currency")), "converted_at": _at(cmd["converted_at"]),
+    return {"revenue_minor": _minor(cmd.get("revenue"), cmd.get("currency")),
             "is_acquisition": bool(cmd.get("is_acquisition")),
             "inherit_acquisition": bool(cmd.get("inherit_acquisition")), **_identifier(cmd, "email_sha256")}
 
