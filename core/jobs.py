@@ -88,9 +88,10 @@ class Runtime:
 _SETTINGS: list[CoreSettings] = []  # the worker's settings, handed over by its entry point (use_settings)
 
 
-def use_settings(settings: CoreSettings) -> None:
-    """The entry point that read the process's settings (``flask mbuzz worker``) hands them over before any job."""
-    _SETTINGS[:] = [settings]
+def use_settings(settings: CoreSettings | None) -> None:
+    """The entry point that read the process's settings (``flask mbuzz worker``) hands them over before any job;
+    None forgets them (the next ``runtime()`` reads the environment)."""
+    _SETTINGS[:] = [] if settings is None else [settings]
     runtime.cache_clear()
 
 

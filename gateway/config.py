@@ -26,6 +26,10 @@ class Settings(CoreSettings, ShopifySettings, SgtmSettings):
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Every part's fields from the environment (`os.environ` unless given); `overrides` win."""
         source = os.environ if env is None else env
-        values = {**SgtmSettings.env_values(source), **ShopifySettings.env_values(source),
-                  **CoreSettings.env_values(source), **overrides}
-        return cls(**values)
+        values: dict[str, Any] = {}
+        for part in PARTS:  # every part reads its own names
+            values.update(part.env_values(source))
+        return cls(**{**values, **overrides})
+
+
+PARTS: tuple[type[CoreSettings] | type[ShopifySettings] | type[SgtmSettings], ...] = Settings.__bases__

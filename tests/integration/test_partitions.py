@@ -10,7 +10,6 @@ commands processed inline, one request at a time.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,16 +43,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "partitions
 @pytest.fixture()
 def redis_url(worker_id: str, is_postgres: bool) -> str:
     return queued_redis_url(worker_id, is_postgres)
-
-
-@pytest.fixture()
-def in_process(monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str) -> Iterator[None]:
-    """``core.jobs.drain`` run in this process against the test database and Redis."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    jobs.runtime.cache_clear()
-    yield
-    jobs.runtime.cache_clear()
 
 
 def key_in(index: int, prefix: str) -> str:

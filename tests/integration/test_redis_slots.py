@@ -228,15 +228,6 @@ def test_the_drains_multis_touch_one_slot(recorder: Recorder, monkeypatch: pytes
 # ------------------------------------------------------------------------------------------------ upgrading
 
 
-@pytest.fixture()
-def in_process(monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    jobs.runtime.cache_clear()
-    yield
-    jobs.runtime.cache_clear()
-
-
 def to_legacy(client: redis.Redis, tenant: Tenant, count: int) -> None:
     """What an older version left: the same keys under their names without the braces."""
     for index in range(count):
